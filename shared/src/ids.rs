@@ -1,0 +1,374 @@
+//! Validated identifiers. Every id that reaches KMS, DynamoDB or the Admin API
+//! passes through one of these parsers first, so a malformed or hostile value
+//! is rejected with a named error before anything is created.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why an identifier was rejected. The offending value is echoed only in a
+/// truncated, control-character-free form so errors stay printable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {shown:?}: {reason}")]
+pub struct IdError {
+    pub kind: &'static str,
+    pub shown: String,
+    pub reason: &'static str,
+}
+
+impl IdError {
+    fn new(kind: &'static str, value: &str, reason: &'static str) -> Self {
+        Self {
+            kind,
+            shown: shown(value),
+            reason,
+        }
+    }
+}
+
+/// A value as it may appear in an error message: at most 64 characters, no control characters.
+pub fn shown(value: &str) -> String {
+    let mut out: String = value.chars().filter(|c| !c.is_control()).take(64).collect();
+    if value.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+fn is_alnum(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+macro_rules! string_id {
+    ($(#[$m:meta])* $name:ident, $kind:literal, $parse:expr) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                let check: fn(&str) -> Result<(), &'static str> = $parse;
+                check(s).map_err(|reason| IdError::new($kind, s, reason))?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An Anthropic workspace id, `wrkspc_` followed by 1–64 ASCII letters or digits.
+    WorkspaceId,
+    "workspace id",
+    |s| {
+        let rest = s.strip_prefix("wrkspc_").ok_or("must start with \"wrkspc_\"")?;
+        if rest.is_empty() || rest.len() > 64 || !is_alnum(rest) {
+            return Err("must be \"wrkspc_\" followed by 1-64 ASCII letters or digits");
+        }
+        Ok(())
+    }
+);
+
+string_id!(
+    /// An Admin API external key id, `ekey_` followed by 1–64 ASCII letters or digits.
+    ExternalKeyId,
+    "external key id",
+    |s| {
+        let rest = s.strip_prefix("ekey_").ok_or("must start with \"ekey_\"")?;
+        if rest.is_empty() || rest.len() > 64 || !is_alnum(rest) {
+            return Err("must be \"ekey_\" followed by 1-64 ASCII letters or digits");
+        }
+        Ok(())
+    }
+);
+
+string_id!(
+    /// A 12-digit AWS account id.
+    AccountId,
+    "AWS account id",
+    |s| {
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(())
+        } else {
+            Err("must be exactly 12 digits")
+        }
+    }
+);
+
+string_id!(
+    /// An AWS Region name such as `us-east-2`.
+    Region,
+    "AWS Region",
+    |s| {
+        let parts: Vec<&str> = s.split('-').collect();
+        let ok = (3..=4).contains(&parts.len())
+            && s.len() <= 32
+            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        if ok { Ok(()) } else { Err("must look like \"us-east-2\"") }
+    }
+);
+
+/// A workspace's compartment id: a lowercase, hyphenated UUID. The all-zeros
+/// id is valid (it is what validation sends under the newer documentation).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CompartmentId(uuid::Uuid);
+
+impl CompartmentId {
+    /// The all-zeros id the mid-2026 documentation says validation sends.
+    pub const VALIDATION: CompartmentId = CompartmentId(uuid::Uuid::nil());
+
+    pub fn is_validation(&self) -> bool {
+        self.0.is_nil()
+    }
+}
+
+impl FromStr for CompartmentId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        // Only the canonical 36-character hyphenated form: braces, URNs or
+        // simple hex would parse as UUIDs but never match a policy condition.
+        if s.len() != 36 {
+            return Err(IdError::new(
+                "compartment id",
+                s,
+                "must be a hyphenated UUID (36 characters)",
+            ));
+        }
+        let id = uuid::Uuid::try_parse(s)
+            .map_err(|_| IdError::new("compartment id", s, "must be a hyphenated UUID"))?;
+        Ok(Self(id))
+    }
+}
+
+impl fmt::Display for CompartmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+impl fmt::Debug for CompartmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompartmentId({})", self.0.hyphenated())
+    }
+}
+
+impl Serialize for CompartmentId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CompartmentId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The ARN of a single-Region KMS key in the `aws` partition:
+/// `arn:aws:kms:<region>:<account>:key/<uuid>`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyArn {
+    arn: String,
+    region: Region,
+    account: AccountId,
+    key_id: String,
+}
+
+impl KeyArn {
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+    /// The key id (a UUID), the last part of the ARN.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+impl FromStr for KeyArn {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError::new("KMS key ARN", s, reason);
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+            return Err(err("must be arn:aws:kms:<region>:<account>:key/<key-id>"));
+        };
+        if *arn != "arn" {
+            return Err(err("must start with \"arn:\""));
+        }
+        if *partition != "aws" {
+            return Err(err(
+                "must be in the \"aws\" partition (Anthropic's geos are there)",
+            ));
+        }
+        if *service != "kms" {
+            return Err(err("must be a KMS ARN (service \"kms\")"));
+        }
+        let region: Region = region.parse().map_err(|_| err("has a malformed Region"))?;
+        let account: AccountId = account.parse().map_err(|_| err("has a malformed account id"))?;
+        let key_id = resource
+            .strip_prefix("key/")
+            .ok_or(err("must name a key (\"key/<key-id>\"), not an alias"))?;
+        if key_id.starts_with("mrk-") {
+            return Err(err(
+                "is a multi-Region key; Anthropic requires a single-Region key",
+            ));
+        }
+        if key_id.len() != 36 || uuid::Uuid::try_parse(key_id).is_err() {
+            return Err(err("must end in a key id that is a UUID"));
+        }
+        Ok(Self {
+            arn: s.to_owned(),
+            region,
+            account,
+            key_id: key_id.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for KeyArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
+impl fmt::Debug for KeyArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyArn({:?})", self.arn)
+    }
+}
+
+impl Serialize for KeyArn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.arn)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyArn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_ids() {
+        assert!("wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ".parse::<WorkspaceId>().is_ok());
+        for bad in [
+            "",
+            "wrkspc_",
+            "ws_123",
+            "wrkspc_a b",
+            "wrkspc_x'; DROP",
+            "wrkspc_é",
+            &format!("wrkspc_{}", "a".repeat(65)),
+        ] {
+            assert!(bad.parse::<WorkspaceId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn compartment_ids() {
+        let id: CompartmentId = "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f".parse().unwrap();
+        assert_eq!(id.to_string(), "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f");
+        assert!(
+            "00000000-0000-0000-0000-000000000000"
+                .parse::<CompartmentId>()
+                .unwrap()
+                .is_validation()
+        );
+        for bad in [
+            "<compartment-uuid>",
+            "4f6b2f5e8a4b4d3c9a1e0b7f3c2d1e0f",
+            "{4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f}",
+            "",
+        ] {
+            assert!(bad.parse::<CompartmentId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn key_arns() {
+        let arn: KeyArn = "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+            .parse()
+            .unwrap();
+        assert_eq!(arn.region().as_str(), "us-east-2");
+        assert_eq!(arn.account().as_str(), "111122223333");
+        assert_eq!(arn.key_id(), "1234abcd-12ab-34cd-56ef-1234567890ab");
+        for (bad, why) in [
+            (
+                "arn:aws-cn:kms:cn-north-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "partition",
+            ),
+            (
+                "arn:aws:s3:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "KMS",
+            ),
+            ("arn:aws:kms:us-east-2:111122223333:alias/anthropic-cmek", "alias"),
+            (
+                "arn:aws:kms:us-east-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+                "multi-Region",
+            ),
+            (
+                "arn:aws:kms:us-east-2:1111:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "account",
+            ),
+            (
+                "arn:aws:kms:US_EAST:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "Region",
+            ),
+            ("not an arn", "arn:aws:kms"),
+        ] {
+            let e = bad.parse::<KeyArn>().unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn errors_truncate_and_strip_control_characters() {
+        let long = format!("wrkspc_\n{}", "x".repeat(10_000));
+        let e = long.parse::<WorkspaceId>().unwrap_err().to_string();
+        assert!(e.len() < 200 && !e.contains('\n'), "{e}");
+    }
+}

@@ -1,0 +1,6 @@
+//! `cmek`: everything cmek-provisioner does, behind the thin Lambda entry
+//! points in `functions/`. Modules are named for what they are.
+
+pub mod geo;
+pub mod ids;
+pub mod policy;
