@@ -1,0 +1,14 @@
+//! Anthropic's Admin API: the workspace and external-key endpoints CMEK needs,
+//! with the official SDKs' retry rules and an admin key that never leaks.
+
+mod client;
+mod error;
+mod secret;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use client::{AdminApiClient, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
+pub use error::{AdminApiError, ApiFailure};
+pub use secret::AdminKey;
+pub use types::*;

@@ -1,0 +1,523 @@
+use std::net::IpAddr;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::error::{AdminApiError, ApiFailure};
+use super::secret::AdminKey;
+use super::types::*;
+use crate::geo::Geo;
+use crate::ids::{ExternalKeyId, KeyArn, WorkspaceId};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+const API_VERSION: &str = "2023-06-01";
+const PAGE_LIMIT: u32 = 100;
+/// A guard against a server that keeps saying `has_more` forever.
+const MAX_PAGES: usize = 10_000;
+
+/// Retries as Anthropic's SDKs do them.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: usize,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A `retry-after` longer than this is ignored in favour of our own backoff.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 4,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    /// Validate runs a KMS round trip on Anthropic's side and can take ~30 s.
+    pub validate_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(20),
+            validate_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error("Admin API base URL {0:?} is not a URL")]
+    NotAUrl(String),
+    #[error("Admin API base URL {0:?} must use https (plain http is allowed only for a loopback sandbox)")]
+    InsecureScheme(String),
+    #[error("Admin API base URL {0:?} must not carry credentials, a query or a fragment")]
+    Unexpected(String),
+}
+
+/// Parse and vet a base URL: https anywhere, http only to loopback (the local sandbox).
+pub fn parse_base_url(raw: &str) -> Result<Url, BaseUrlError> {
+    let shown = crate::ids::shown(raw);
+    let url = Url::parse(raw).map_err(|_| BaseUrlError::NotAUrl(shown.clone()))?;
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(BaseUrlError::Unexpected(shown));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        _ => Err(BaseUrlError::InsecureScheme(shown)),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// A client for one organization. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AdminApiClient {
+    http: reqwest::Client,
+    base: Url,
+    key: AdminKey,
+    options: ClientOptions,
+}
+
+/// Whether repeating a request after an unknown outcome could duplicate its effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    Safe,
+    /// Create has no idempotency key: repeat only when the request provably
+    /// did not take effect (connection refused, 429, 529).
+    OnlyIfRejected,
+}
+
+struct Request<'a> {
+    method: Method,
+    path: String,
+    query: Vec<(&'a str, String)>,
+    body: Option<Value>,
+    timeout: Duration,
+    replay: Replay,
+}
+
+/// One failed attempt, with what the response said about retrying it.
+#[derive(Debug)]
+struct Attempt {
+    error: AdminApiError,
+    should_retry_header: Option<bool>,
+    retry_after: Option<Duration>,
+    /// The request never reached the server.
+    not_sent: bool,
+}
+
+impl Attempt {
+    fn retryable(&self, replay: Replay) -> bool {
+        if let Some(forced) = self.should_retry_header {
+            return forced && (replay == Replay::Safe || self.rejected_unprocessed());
+        }
+        if self.not_sent {
+            return true;
+        }
+        match replay {
+            Replay::OnlyIfRejected => self.rejected_unprocessed(),
+            Replay::Safe => match &self.error {
+                // A 429 without retry-after is usually a spend cap: retrying soon will not clear it.
+                AdminApiError::RateLimited { retry_after, .. } => retry_after.is_some(),
+                AdminApiError::Transport(_) | AdminApiError::ClientTimeout(_) => true,
+                e => matches!(e.status(), Some(408 | 409 | 500..=599)),
+            },
+        }
+    }
+
+    fn rejected_unprocessed(&self) -> bool {
+        match &self.error {
+            AdminApiError::RateLimited { retry_after, .. } => retry_after.is_some(),
+            AdminApiError::Overloaded(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl AdminApiClient {
+    pub fn new(base_url: &str, key: AdminKey, options: ClientOptions) -> Result<Self, BaseUrlError> {
+        let base = parse_base_url(base_url)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| BaseUrlError::NotAUrl(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            key,
+            options,
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    // ---- workspaces ----
+
+    pub async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace, AdminApiError> {
+        self.call(self.req(Method::GET, format!("/v1/organizations/workspaces/{id}")))
+            .await
+    }
+
+    pub async fn list_workspaces_page(
+        &self,
+        after_id: Option<&str>,
+        include_archived: bool,
+    ) -> Result<WorkspacePage, AdminApiError> {
+        let mut req = self.req(Method::GET, "/v1/organizations/workspaces".into());
+        req.query.push(("limit", PAGE_LIMIT.to_string()));
+        req.query.push(("include_archived", include_archived.to_string()));
+        if let Some(after) = after_id {
+            req.query.push(("after_id", after.to_owned()));
+        }
+        self.call(req).await
+    }
+
+    /// Every workspace of the organization, following `has_more`/`last_id`.
+    pub async fn list_workspaces(&self, include_archived: bool) -> Result<Vec<Workspace>, AdminApiError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = self
+                .list_workspaces_page(after.as_deref(), include_archived)
+                .await?;
+            out.extend(page.data);
+            if !page.has_more {
+                return Ok(out);
+            }
+            match page.last_id {
+                Some(last) if after.as_deref() != Some(last.as_str()) => after = Some(last),
+                _ => {
+                    return Err(AdminApiError::Decode(
+                        "list workspaces said has_more without a new last_id".into(),
+                    ));
+                }
+            }
+        }
+        Err(AdminApiError::Decode(format!(
+            "list workspaces did not end after {MAX_PAGES} pages"
+        )))
+    }
+
+    /// Set the workspace's `external_key_id`. Irreversible on Anthropic's side:
+    /// callers must have validated the key and checked the workspace first.
+    pub async fn attach_key(
+        &self,
+        workspace: &WorkspaceId,
+        key: &ExternalKeyId,
+    ) -> Result<Workspace, AdminApiError> {
+        let mut req = self.req(Method::POST, format!("/v1/organizations/workspaces/{workspace}"));
+        req.body = Some(json!({"external_key_id": key.as_str()}));
+        self.call(req).await
+    }
+
+    // ---- external keys ----
+
+    /// Register a KMS key. Not idempotent: look the key up by ARN first
+    /// ([`Self::find_external_key_by_arn`]) when an earlier outcome is unknown.
+    pub async fn create_external_key(
+        &self,
+        display_name: &str,
+        geo: Geo,
+        kms_arn: &KeyArn,
+    ) -> Result<ExternalKey, AdminApiError> {
+        let mut req = self.req(Method::POST, "/v1/organizations/external_keys".into());
+        req.replay = Replay::OnlyIfRejected;
+        let body = CreateExternalKey {
+            display_name,
+            geo,
+            provider_config: ProviderConfig {
+                kind: "aws".into(),
+                kms_arn: kms_arn.to_string(),
+                role_arn: Some(geo.anthropic_role_arn().to_owned()),
+                region: None,
+            },
+        };
+        req.body = Some(serde_json::to_value(body).map_err(|e| AdminApiError::Decode(e.to_string()))?);
+        self.call(req).await
+    }
+
+    pub async fn list_external_keys_page(
+        &self,
+        page: Option<&str>,
+    ) -> Result<ExternalKeyPage, AdminApiError> {
+        let mut req = self.req(Method::GET, "/v1/organizations/external_keys".into());
+        req.query.push(("limit", PAGE_LIMIT.to_string()));
+        if let Some(p) = page {
+            req.query.push(("page", p.to_owned()));
+        }
+        self.call(req).await
+    }
+
+    /// Every registered external key, following `next_page`.
+    pub async fn list_external_keys(&self) -> Result<Vec<ExternalKey>, AdminApiError> {
+        let mut out = Vec::new();
+        let mut page: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let p = self.list_external_keys_page(page.as_deref()).await?;
+            out.extend(p.data);
+            match p.next_page {
+                None => return Ok(out),
+                Some(next) if page.as_deref() == Some(next.as_str()) => {
+                    return Err(AdminApiError::Decode(
+                        "list external keys returned the same next_page twice".into(),
+                    ));
+                }
+                Some(next) => page = Some(next),
+            }
+        }
+        Err(AdminApiError::Decode(format!(
+            "list external keys did not end after {MAX_PAGES} pages"
+        )))
+    }
+
+    /// The registration of `kms_arn`, if there is one (how a retried
+    /// registration finds the key an earlier attempt created).
+    pub async fn find_external_key_by_arn(
+        &self,
+        kms_arn: &KeyArn,
+    ) -> Result<Option<ExternalKey>, AdminApiError> {
+        let keys = self.list_external_keys().await?;
+        Ok(keys.into_iter().find(|k| k.kms_arn() == Some(kms_arn.as_str())))
+    }
+
+    pub async fn get_external_key(&self, id: &ExternalKeyId) -> Result<ExternalKey, AdminApiError> {
+        self.call(self.req(Method::GET, format!("/v1/organizations/external_keys/{id}")))
+            .await
+    }
+
+    pub async fn update_external_key_display_name(
+        &self,
+        id: &ExternalKeyId,
+        display_name: &str,
+    ) -> Result<ExternalKey, AdminApiError> {
+        let mut req = self.req(Method::POST, format!("/v1/organizations/external_keys/{id}"));
+        req.body = Some(json!({"display_name": display_name}));
+        self.call(req).await
+    }
+
+    /// Ask Anthropic to run an encrypt/decrypt round trip with the key.
+    /// HTTP 200 either way: the verdict is in [`Validation::status`].
+    pub async fn validate_external_key(&self, id: &ExternalKeyId) -> Result<Validation, AdminApiError> {
+        let mut req = self.req(
+            Method::POST,
+            format!("/v1/organizations/external_keys/{id}/validate"),
+        );
+        req.body = Some(json!({}));
+        req.timeout = self.options.validate_timeout;
+        self.call(req).await
+    }
+
+    // ---- transport ----
+
+    fn req(&self, method: Method, path: String) -> Request<'static> {
+        Request {
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            timeout: self.options.timeout,
+            replay: Replay::Safe,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, req: Request<'_>) -> Result<T, AdminApiError> {
+        let policy = self.options.retry;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(policy.initial_backoff)
+            .with_max_delay(policy.max_backoff)
+            .with_max_times(policy.max_retries)
+            .with_jitter();
+        let replay = req.replay;
+        let result = (|| self.attempt::<T>(&req))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|a: &Attempt| a.retryable(replay))
+            // A usable retry-after replaces our backoff, but never extends the
+            // number of attempts (None means attempts are exhausted).
+            .adjust(|a: &Attempt, next| {
+                next.map(|d| {
+                    a.retry_after
+                        .filter(|r| *r <= policy.max_retry_after)
+                        .unwrap_or(d)
+                })
+            })
+            .notify(|a: &Attempt, after| {
+                tracing::warn!(
+                    method = %req.method,
+                    path = %req.path,
+                    status = a.error.status(),
+                    request_id = a.error.request_id(),
+                    retry_in_ms = after.as_millis() as u64,
+                    "Admin API call failed; retrying: {}",
+                    a.error
+                );
+            })
+            .await;
+        result.map_err(|a| a.error)
+    }
+
+    async fn attempt<T: DeserializeOwned>(&self, req: &Request<'_>) -> Result<T, Attempt> {
+        let url = self
+            .base
+            .join(req.path.trim_start_matches('/'))
+            .map_err(|e| Attempt {
+                error: AdminApiError::Transport(format!("bad request path: {e}")),
+                should_retry_header: Some(false),
+                retry_after: None,
+                not_sent: false,
+            })?;
+        let mut builder = self
+            .http
+            .request(req.method.clone(), url)
+            .timeout(req.timeout)
+            .header("x-api-key", self.key.expose())
+            .header("anthropic-version", API_VERSION);
+        if !req.query.is_empty() {
+            builder = builder.query(&req.query);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.json(body);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, req.timeout))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, req.timeout))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| Attempt {
+                error: AdminApiError::Decode(format!("{} {}: {e}", req.method, req.path)),
+                should_retry_header: Some(false),
+                retry_after: None,
+                not_sent: false,
+            });
+        }
+        Err(self.error_attempt(status, &headers, &bytes))
+    }
+
+    fn transport_error(&self, e: reqwest::Error, timeout: Duration) -> Attempt {
+        // reqwest errors can include the URL but never headers; scrub anyway.
+        let error = if e.is_timeout() {
+            AdminApiError::ClientTimeout(timeout)
+        } else {
+            AdminApiError::Transport(self.key.scrub(&without_url(&e)))
+        };
+        Attempt {
+            error,
+            should_retry_header: None,
+            retry_after: None,
+            not_sent: e.is_connect(),
+        }
+    }
+
+    fn error_attempt(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Attempt {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let error_type = parsed
+            .as_ref()
+            .and_then(|v| v.pointer("/error/type"))
+            .and_then(Value::as_str);
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.pointer("/error/message"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(body);
+                let reason = status.canonical_reason().unwrap_or("error");
+                if text.trim().is_empty() {
+                    reason.to_owned()
+                } else {
+                    crate::ids::shown(&text)
+                }
+            });
+        let request_id = parsed
+            .as_ref()
+            .and_then(|v| v.get("request_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| header("request-id"));
+        let retry_after = retry_after(headers);
+        let failure = ApiFailure {
+            status: status.as_u16(),
+            message: self.key.scrub(&message),
+            request_id,
+        };
+        let error = AdminApiError::from_response(status.as_u16(), error_type, failure, retry_after);
+        let should_retry_header = match header("x-should-retry").as_deref() {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
+        Attempt {
+            error,
+            should_retry_header,
+            retry_after,
+            not_sent: false,
+        }
+    }
+}
+
+/// `retry-after-ms` (milliseconds, may be fractional) wins over `retry-after`
+/// (seconds); an HTTP-date `retry-after` is not used (our backoff applies).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+    };
+    if let Some(ms) = get("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    get("retry-after")
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    if let Some(url) = e.url() {
+        out = out.replace(url.as_str(), url.path());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
