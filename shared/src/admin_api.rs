@@ -1,7 +1,7 @@
 //! Anthropic's Admin API: the workspace and external-key endpoints CMEK needs,
 //! with the official SDKs' retry rules and an admin key that never leaks.
 
-mod client;
+pub(crate) mod client;
 mod error;
 mod secret;
 #[cfg(test)]

@@ -2,6 +2,11 @@
 //! points in `functions/`. Modules are named for what they are.
 
 pub mod admin_api;
+pub mod aws;
+pub mod config;
+pub mod error;
 pub mod geo;
 pub mod ids;
+pub mod kms;
 pub mod policy;
+pub mod store;

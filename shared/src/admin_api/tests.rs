@@ -61,7 +61,8 @@ async fn sends_documented_headers_and_reads_workspace() {
 
 #[tokio::test]
 async fn every_error_type_maps_to_its_variant() {
-    let cases: [(u16, &str, fn(&AdminApiError) -> bool); 11] = [
+    type Check = fn(&AdminApiError) -> bool;
+    let cases: [(u16, &str, Check); 11] = [
         (400, "invalid_request_error", |e| {
             matches!(e, AdminApiError::InvalidRequest(_))
         }),

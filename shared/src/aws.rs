@@ -1,0 +1,84 @@
+//! AWS SDK set-up shared by every function: one `SdkConfig` per cold start
+//! (the expensive part), clients built from it (cheap).
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::admin_api::AdminKey;
+use crate::error::CmekError;
+
+/// Load credentials, Region and endpoint from the environment. Honours
+/// `AWS_ENDPOINT_URL`, which is how the local stack points the functions at moto.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Like [`sdk_config`], with an explicit endpoint (tests, the sandbox, the CLI's `--local`).
+pub async fn sdk_config_with_endpoint(endpoint: &str, region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await
+}
+
+/// Read the Admin API key from Secrets Manager. The secret may hold the key
+/// itself or a JSON object with an `admin_api_key` field. The key's value never
+/// appears in an error.
+pub async fn read_admin_key(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_arn: &str,
+) -> Result<AdminKey, CmekError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .map_err(|e| {
+            CmekError::Configuration(format!(
+                "cannot read the Admin API key secret {secret_arn}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let raw = out
+        .secret_string()
+        .ok_or_else(|| CmekError::Configuration(format!("secret {secret_arn} has no string value")))?;
+    parse_admin_key_secret(raw).ok_or_else(|| {
+        CmekError::Configuration(format!(
+            "secret {secret_arn} holds no Admin API key (a plain string or {{\"admin_api_key\": \"...\"}})"
+        ))
+    })
+}
+
+fn parse_admin_key_secret(raw: &str) -> Option<AdminKey> {
+    let raw = raw.trim();
+    let key = if raw.starts_with('{') {
+        serde_json::from_str::<serde_json::Value>(raw)
+            .ok()?
+            .get("admin_api_key")?
+            .as_str()?
+            .to_owned()
+    } else {
+        raw.to_owned()
+    };
+    let key = AdminKey::new(key);
+    (!key.is_empty()).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_shapes() {
+        assert_eq!(
+            parse_admin_key_secret("sk-ant-admin01-abc\n"),
+            Some(AdminKey::new("sk-ant-admin01-abc"))
+        );
+        assert_eq!(
+            parse_admin_key_secret(r#"{"admin_api_key": "sk-x"}"#),
+            Some(AdminKey::new("sk-x"))
+        );
+        assert_eq!(parse_admin_key_secret(r#"{"other": "sk-x"}"#), None);
+        assert_eq!(parse_admin_key_secret("  "), None);
+    }
+}

@@ -1,0 +1,294 @@
+//! The one error type the Lambda functions return. Each variant leaves the
+//! function as a stable `errorType` (see [`CmekError::error_type`]): those
+//! names, not Rust type names, are what the state machine's `Retry` and
+//! `Catch` match on, and they are documented in the README.
+
+use lambda_runtime::Diagnostic;
+
+use crate::admin_api::AdminApiError;
+use crate::kms::KmsError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmekError {
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("configuration error: {0}")]
+    Configuration(String),
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("Admin API unavailable: {0}")]
+    AdminApiUnavailable(String),
+    #[error("Admin API refused the request: {0}")]
+    AdminApiRejected(String),
+    #[error("KMS unavailable: {0}")]
+    KmsUnavailable(String),
+    #[error("workflow store unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("workspace {0} not found (check the id and that the admin key belongs to its organization)")]
+    WorkspaceNotFound(String),
+    #[error("workspace {0} is archived; archived workspaces are not provisioned")]
+    WorkspaceArchived(String),
+    #[error(
+        "workspace {workspace} is already attached to external key {external_key_id}, which is not this workflow's key; attachment is permanent, nothing was changed"
+    )]
+    WorkspaceAlreadyAttached {
+        workspace: String,
+        external_key_id: String,
+    },
+    #[error("{0}")]
+    ConcurrentExecution(String),
+    #[error("workflow state conflict: {0}")]
+    StateConflict(String),
+    #[error("key {key} cannot be used: {reason}")]
+    KeyNotUsable { key: String, reason: String },
+    #[error("key {key} is in {region}, which does not serve geo {geo} (use e.g. {recommended})")]
+    KeyRegionMismatch {
+        key: String,
+        region: String,
+        geo: String,
+        recommended: String,
+    },
+    #[error("key policy of {key} was not accepted: {summary}")]
+    KeyPolicyRejected { key: String, summary: String },
+    #[error("key conflict: {0}")]
+    KeyConflict(String),
+    #[error("validation of {external_key_id} failed (attempt {attempt}): {reason}")]
+    ValidationFailed {
+        external_key_id: String,
+        attempt: u32,
+        reason: String,
+    },
+    #[error("refusing to attach: {0}")]
+    NotValidated(String),
+    #[error("attachment not confirmed: {0}")]
+    AttachmentMismatch(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Every `errorType` the functions can emit, for the state machine checks.
+pub const ERROR_TYPES: &[&str] = &[
+    "InvalidInput",
+    "Configuration",
+    "Throttled",
+    "AdminApiUnavailable",
+    "AdminApiRejected",
+    "KmsUnavailable",
+    "StoreUnavailable",
+    "WorkspaceNotFound",
+    "WorkspaceArchived",
+    "WorkspaceAlreadyAttached",
+    "ConcurrentExecution",
+    "StateConflict",
+    "KeyNotUsable",
+    "KeyRegionMismatch",
+    "KeyPolicyRejected",
+    "KeyConflict",
+    "ValidationFailed",
+    "NotValidated",
+    "AttachmentMismatch",
+    "Internal",
+];
+
+impl CmekError {
+    pub fn error_type(&self) -> &'static str {
+        use CmekError::*;
+        match self {
+            InvalidInput(_) => "InvalidInput",
+            Configuration(_) => "Configuration",
+            Throttled(_) => "Throttled",
+            AdminApiUnavailable(_) => "AdminApiUnavailable",
+            AdminApiRejected(_) => "AdminApiRejected",
+            KmsUnavailable(_) => "KmsUnavailable",
+            StoreUnavailable(_) => "StoreUnavailable",
+            WorkspaceNotFound(_) => "WorkspaceNotFound",
+            WorkspaceArchived(_) => "WorkspaceArchived",
+            WorkspaceAlreadyAttached { .. } => "WorkspaceAlreadyAttached",
+            ConcurrentExecution(_) => "ConcurrentExecution",
+            StateConflict(_) => "StateConflict",
+            KeyNotUsable { .. } => "KeyNotUsable",
+            KeyRegionMismatch { .. } => "KeyRegionMismatch",
+            KeyPolicyRejected { .. } => "KeyPolicyRejected",
+            KeyConflict(_) => "KeyConflict",
+            ValidationFailed { .. } => "ValidationFailed",
+            NotValidated(_) => "NotValidated",
+            AttachmentMismatch(_) => "AttachmentMismatch",
+            Internal(_) => "Internal",
+        }
+    }
+
+    /// Worth retrying as is (the state machine retries these with backoff).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CmekError::Throttled(_)
+                | CmekError::AdminApiUnavailable(_)
+                | CmekError::KmsUnavailable(_)
+                | CmekError::StoreUnavailable(_)
+        )
+    }
+}
+
+impl From<CmekError> for Diagnostic {
+    fn from(e: CmekError) -> Self {
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+impl From<AdminApiError> for CmekError {
+    fn from(e: AdminApiError) -> Self {
+        use AdminApiError as A;
+        let text = e.to_string();
+        match e {
+            A::RateLimited { .. } => CmekError::Throttled(text),
+            A::Internal(_)
+            | A::Timeout(_)
+            | A::Overloaded(_)
+            | A::Conflict(_)
+            | A::Transport(_)
+            | A::ClientTimeout(_) => CmekError::AdminApiUnavailable(text),
+            A::Unexpected(ref f) if f.status >= 500 || f.status == 408 => {
+                CmekError::AdminApiUnavailable(text)
+            }
+            A::InvalidRequest(_)
+            | A::Authentication(_)
+            | A::Billing(_)
+            | A::Permission(_)
+            | A::NotFound(_)
+            | A::RequestTooLarge(_)
+            | A::Unexpected(_)
+            | A::Decode(_) => CmekError::AdminApiRejected(text),
+        }
+    }
+}
+
+impl From<KmsError> for CmekError {
+    fn from(e: KmsError) -> Self {
+        let text = e.to_string();
+        match e {
+            KmsError::Throttled { .. } => CmekError::Throttled(text),
+            KmsError::Unavailable { .. } => CmekError::KmsUnavailable(text),
+            KmsError::AliasConflict { .. } => CmekError::KeyConflict(text),
+            KmsError::NotFound { what } => CmekError::KeyNotUsable {
+                key: what,
+                reason: "not found".into(),
+            },
+            KmsError::InvalidState { .. } => CmekError::KeyNotUsable {
+                key: String::new(),
+                reason: text,
+            },
+            KmsError::MalformedPolicy { .. } | KmsError::AccessDenied { .. } | KmsError::Other { .. } => {
+                CmekError::Internal(text)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for CmekError {
+    fn from(e: StoreError) -> Self {
+        let text = e.to_string();
+        match e {
+            StoreError::ConcurrentExecution { .. } => CmekError::ConcurrentExecution(text),
+            StoreError::VersionConflict { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::InvalidTransition { .. } => CmekError::StateConflict(text),
+            StoreError::Unavailable { .. } => CmekError::StoreUnavailable(text),
+            StoreError::NotFound { .. } | StoreError::Corrupt { .. } | StoreError::Backend { .. } => {
+                CmekError::Internal(text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin_api::ApiFailure;
+
+    #[test]
+    fn every_variant_names_a_listed_error_type() {
+        let samples = [
+            CmekError::InvalidInput(String::new()),
+            CmekError::Configuration(String::new()),
+            CmekError::Throttled(String::new()),
+            CmekError::AdminApiUnavailable(String::new()),
+            CmekError::AdminApiRejected(String::new()),
+            CmekError::KmsUnavailable(String::new()),
+            CmekError::StoreUnavailable(String::new()),
+            CmekError::WorkspaceNotFound(String::new()),
+            CmekError::WorkspaceArchived(String::new()),
+            CmekError::WorkspaceAlreadyAttached {
+                workspace: String::new(),
+                external_key_id: String::new(),
+            },
+            CmekError::ConcurrentExecution(String::new()),
+            CmekError::StateConflict(String::new()),
+            CmekError::KeyNotUsable {
+                key: String::new(),
+                reason: String::new(),
+            },
+            CmekError::KeyRegionMismatch {
+                key: String::new(),
+                region: String::new(),
+                geo: String::new(),
+                recommended: String::new(),
+            },
+            CmekError::KeyPolicyRejected {
+                key: String::new(),
+                summary: String::new(),
+            },
+            CmekError::KeyConflict(String::new()),
+            CmekError::ValidationFailed {
+                external_key_id: String::new(),
+                attempt: 0,
+                reason: String::new(),
+            },
+            CmekError::NotValidated(String::new()),
+            CmekError::AttachmentMismatch(String::new()),
+            CmekError::Internal(String::new()),
+        ];
+        let names: Vec<&str> = samples.iter().map(CmekError::error_type).collect();
+        assert_eq!(
+            names, ERROR_TYPES,
+            "ERROR_TYPES must list every variant, in order"
+        );
+    }
+
+    #[test]
+    fn diagnostic_carries_the_stable_name() {
+        let d: Diagnostic = CmekError::ConcurrentExecution("busy".into()).into();
+        assert_eq!(d.error_type, "ConcurrentExecution");
+        assert_eq!(d.error_message, "busy");
+    }
+
+    #[test]
+    fn admin_api_errors_map_to_retryable_or_not() {
+        let f = || ApiFailure {
+            status: 500,
+            message: "m".into(),
+            request_id: None,
+        };
+        assert_eq!(
+            CmekError::from(AdminApiError::Overloaded(f())).error_type(),
+            "AdminApiUnavailable"
+        );
+        assert_eq!(
+            CmekError::from(AdminApiError::RateLimited {
+                failure: f(),
+                retry_after: None
+            })
+            .error_type(),
+            "Throttled"
+        );
+        assert_eq!(
+            CmekError::from(AdminApiError::Authentication(f())).error_type(),
+            "AdminApiRejected"
+        );
+        assert!(CmekError::from(AdminApiError::Internal(f())).is_transient());
+        assert!(!CmekError::from(AdminApiError::Permission(f())).is_transient());
+    }
+}

@@ -1,0 +1,474 @@
+//! The KMS side: create the key, its alias and rotation; find and describe
+//! keys; read and write their policy. There is deliberately no function here
+//! that schedules deletion or disables a key — a lost key is lost data — and
+//! the functions' IAM roles deny both explicitly as well.
+
+use std::time::Duration;
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, OriginType, Tag};
+use backon::{ExponentialBuilder, Retryable};
+use serde::Serialize;
+
+use crate::ids::{KeyArn, WorkspaceId, shown};
+
+/// Tag on every key the project creates: what the guardian and IAM conditions look for.
+pub const TAG_MANAGED_BY: &str = "cmek:managed-by";
+pub const TAG_MANAGED_BY_VALUE: &str = "cmek-provisioner";
+/// Tag naming the workspace a key was created for: how a key created just
+/// before a crash is found again.
+pub const TAG_WORKSPACE: &str = "cmek:workspace-id";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KmsError {
+    #[error("KMS throttled {op}: {message}")]
+    Throttled { op: &'static str, message: String },
+    #[error("KMS is unavailable for {op}: {message}")]
+    Unavailable { op: &'static str, message: String },
+    #[error("KMS key or alias not found: {what}")]
+    NotFound { what: String },
+    #[error("alias {alias} already points to another key ({target}); refusing to move it")]
+    AliasConflict { alias: String, target: String },
+    #[error("KMS rejected the key policy: {message}")]
+    MalformedPolicy { message: String },
+    #[error("KMS denied {op}: {message}")]
+    AccessDenied { op: &'static str, message: String },
+    #[error("KMS key is in the wrong state for {op}: {message}")]
+    InvalidState { op: &'static str, message: String },
+    #[error("KMS {op} failed ({code}): {message}")]
+    Other {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
+}
+
+impl KmsError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KmsError::Throttled { .. } | KmsError::Unavailable { .. })
+    }
+}
+
+fn classify<E, R>(op: &'static str, err: SdkError<E, R>) -> KmsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (code, message) = match &err {
+        SdkError::ServiceError(e) => (
+            e.err().code().unwrap_or("Unknown").to_owned(),
+            e.err().message().unwrap_or_default().to_owned(),
+        ),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return KmsError::Unavailable {
+                op,
+                message: format!("{}", DisplayErrorContext(&err))
+                    .chars()
+                    .take(300)
+                    .collect(),
+            };
+        }
+        _ => (
+            "Unknown".to_owned(),
+            format!("{}", DisplayErrorContext(&err))
+                .chars()
+                .take(300)
+                .collect(),
+        ),
+    };
+    match code.as_str() {
+        "ThrottlingException" => KmsError::Throttled { op, message },
+        "KMSInternalException" | "DependencyTimeoutException" | "ServiceUnavailableException" => {
+            KmsError::Unavailable { op, message }
+        }
+        "NotFoundException" => KmsError::NotFound { what: message },
+        "MalformedPolicyDocumentException" => KmsError::MalformedPolicy { message },
+        "AccessDeniedException" => KmsError::AccessDenied { op, message },
+        "KMSInvalidStateException" | "DisabledException" => KmsError::InvalidState { op, message },
+        _ => KmsError::Other { op, code, message },
+    }
+}
+
+/// What the workflow needs to know about a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub arn: String,
+    pub key_id: String,
+    pub account: String,
+    /// `Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`, …
+    pub state: String,
+    pub enabled: bool,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub origin: String,
+    pub multi_region: bool,
+    pub deletion_date: Option<String>,
+    pub customer_managed: bool,
+}
+
+impl KeyInfo {
+    pub fn parsed_arn(&self) -> Result<KeyArn, crate::ids::IdError> {
+        self.arn.parse()
+    }
+
+    /// Why this key cannot serve as a CMEK, if it cannot.
+    pub fn unusable_reason(&self) -> Option<String> {
+        if self.state != "Enabled" {
+            return Some(format!("key state is {} (must be Enabled)", self.state));
+        }
+        if self.key_spec != "SYMMETRIC_DEFAULT" || self.key_usage != "ENCRYPT_DECRYPT" {
+            return Some(format!(
+                "key is {} / {} (must be SYMMETRIC_DEFAULT / ENCRYPT_DECRYPT)",
+                self.key_spec, self.key_usage
+            ));
+        }
+        if self.multi_region {
+            return Some("key is multi-Region (must be single-Region)".into());
+        }
+        if self.origin != "AWS_KMS" {
+            return Some(format!("key origin is {} (must be AWS_KMS)", self.origin));
+        }
+        if !self.customer_managed {
+            return Some("key is AWS-managed (must be customer-managed)".into());
+        }
+        None
+    }
+}
+
+/// The KMS operations of the workflow, bounded-retried.
+#[derive(Debug, Clone)]
+pub struct KeyManager {
+    client: Client,
+    retry: ExponentialBuilder,
+}
+
+impl KeyManager {
+    pub fn new(client: Client) -> Self {
+        Self::with_backoff(client, Duration::from_secs(1), Duration::from_secs(8), 5)
+    }
+
+    /// `first`/`max` delays and `times` retries, for the transient errors and
+    /// the principal-propagation `MalformedPolicyDocumentException`.
+    pub fn with_backoff(client: Client, first: Duration, max: Duration, times: usize) -> Self {
+        let retry = ExponentialBuilder::default()
+            .with_min_delay(first)
+            .with_max_delay(max)
+            .with_max_times(times)
+            .with_jitter();
+        Self { client, retry }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Create a symmetric, single-Region, KMS-origin key with `policy`.
+    ///
+    /// Not idempotent: it is retried only on answers that prove no key was
+    /// made (throttling, a policy KMS rejected while Anthropic's principal
+    /// propagates). After an unknown outcome the caller finds the key by tag
+    /// ([`Self::find_tagged_keys`]) instead of creating another.
+    pub async fn create_key(
+        &self,
+        policy: &str,
+        description: &str,
+        workspace: &WorkspaceId,
+    ) -> Result<KeyInfo, KmsError> {
+        let tags = [
+            Tag::builder()
+                .tag_key(TAG_MANAGED_BY)
+                .tag_value(TAG_MANAGED_BY_VALUE)
+                .build(),
+            Tag::builder()
+                .tag_key(TAG_WORKSPACE)
+                .tag_value(workspace.as_str())
+                .build(),
+        ];
+        let tags: Vec<Tag> = tags
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| KmsError::Other {
+                op: "CreateKey",
+                code: "BuildError".into(),
+                message: e.to_string(),
+            })?;
+        let out = (|| async {
+            self.client
+                .create_key()
+                .policy(policy)
+                .description(description)
+                .key_spec(KeySpec::SymmetricDefault)
+                .key_usage(KeyUsageType::EncryptDecrypt)
+                .origin(OriginType::AwsKms)
+                .multi_region(false)
+                .bypass_policy_lockout_safety_check(false)
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("CreateKey", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(|e: &KmsError| matches!(e, KmsError::Throttled { .. } | KmsError::MalformedPolicy { .. }))
+        .notify(|e, d| {
+            tracing::warn!(
+                retry_in_ms = d.as_millis() as u64,
+                "CreateKey failed, retrying: {e}"
+            )
+        })
+        .await?;
+        let meta = out.key_metadata().ok_or_else(|| KmsError::Other {
+            op: "CreateKey",
+            code: "NoMetadata".into(),
+            message: "no key metadata returned".into(),
+        })?;
+        Ok(key_info(meta))
+    }
+
+    /// Point `alias` at `key_id`. An alias that already points at this key is
+    /// fine (a retry); one that points elsewhere is never moved.
+    pub async fn ensure_alias(&self, alias: &str, key_id: &str) -> Result<(), KmsError> {
+        let created = (|| async {
+            self.client
+                .create_alias()
+                .alias_name(alias)
+                .target_key_id(key_id)
+                .send()
+                .await
+                .map_err(|e| classify("CreateAlias", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(KmsError::is_transient)
+        .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(KmsError::Other { code, .. }) if code == "AlreadyExistsException" => {
+                match self.describe(alias).await? {
+                    Some(existing) if existing.key_id == key_id => Ok(()),
+                    Some(existing) => Err(KmsError::AliasConflict {
+                        alias: alias.to_owned(),
+                        target: existing.arn,
+                    }),
+                    None => Err(KmsError::NotFound {
+                        what: format!("alias {alias} exists but resolves to no key"),
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Describe a key by id, ARN or `alias/…`; `None` if there is no such key.
+    pub async fn describe(&self, key: &str) -> Result<Option<KeyInfo>, KmsError> {
+        let out = (|| async {
+            self.client
+                .describe_key()
+                .key_id(key)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeKey", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(KmsError::is_transient)
+        .await;
+        match out {
+            Ok(out) => Ok(out.key_metadata().map(key_info)),
+            Err(KmsError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn get_policy(&self, key: &str) -> Result<String, KmsError> {
+        let out = (|| async {
+            self.client
+                .get_key_policy()
+                .key_id(key)
+                .policy_name("default")
+                .send()
+                .await
+                .map_err(|e| classify("GetKeyPolicy", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(KmsError::is_transient)
+        .await?;
+        Ok(out.policy().unwrap_or_default().to_owned())
+    }
+
+    /// Replace the key policy. Callers build it with `policy::add_compartment`
+    /// so that nothing already granted is dropped.
+    pub async fn put_policy(&self, key: &str, policy: &str) -> Result<(), KmsError> {
+        (|| async {
+            self.client
+                .put_key_policy()
+                .key_id(key)
+                .policy_name("default")
+                .policy(policy)
+                .bypass_policy_lockout_safety_check(false)
+                .send()
+                .await
+                .map_err(|e| classify("PutKeyPolicy", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(|e: &KmsError| e.is_transient() || matches!(e, KmsError::MalformedPolicy { .. }))
+        .notify(|e, d| {
+            tracing::warn!(
+                retry_in_ms = d.as_millis() as u64,
+                "PutKeyPolicy failed, retrying: {e}"
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn enable_rotation(&self, key: &str) -> Result<(), KmsError> {
+        (|| async {
+            self.client
+                .enable_key_rotation()
+                .key_id(key)
+                .send()
+                .await
+                .map_err(|e| classify("EnableKeyRotation", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(KmsError::is_transient)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rotation_enabled(&self, key: &str) -> Result<bool, KmsError> {
+        let out = self
+            .client
+            .get_key_rotation_status()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| classify("GetKeyRotationStatus", e))?;
+        Ok(out.key_rotation_enabled())
+    }
+
+    pub async fn tags(&self, key: &str) -> Result<Vec<(String, String)>, KmsError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_resource_tags()
+                .key_id(key)
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify("ListResourceTags", e))?;
+            out.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned())),
+            );
+            match page.next_marker() {
+                Some(m) if page.truncated() => marker = Some(m.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Keys this project created for `workspace`, found by tag, excluding keys
+    /// pending deletion. Used only to recover from a crash between CreateKey
+    /// and recording its result, so its cost (a tag read per key) is rare.
+    pub async fn find_tagged_keys(&self, workspace: &WorkspaceId) -> Result<Vec<KeyInfo>, KmsError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_keys()
+                .limit(1000)
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify("ListKeys", e))?;
+            for entry in page.keys() {
+                let Some(id) = entry.key_id() else { continue };
+                let tags = match self.tags(id).await {
+                    Ok(t) => t,
+                    // Keys we may not read (other teams' keys) are not ours.
+                    Err(KmsError::AccessDenied { .. } | KmsError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                let ours = tags
+                    .iter()
+                    .any(|(k, v)| k == TAG_MANAGED_BY && v == TAG_MANAGED_BY_VALUE)
+                    && tags
+                        .iter()
+                        .any(|(k, v)| k == TAG_WORKSPACE && v == workspace.as_str());
+                if ours
+                    && let Some(info) = self.describe(id).await?
+                    && info.state != "PendingDeletion"
+                {
+                    found.push(info);
+                }
+            }
+            match page.next_marker() {
+                Some(m) if page.truncated() => marker = Some(m.to_owned()),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+fn key_info(meta: &aws_sdk_kms::types::KeyMetadata) -> KeyInfo {
+    KeyInfo {
+        arn: meta.arn().unwrap_or_default().to_owned(),
+        key_id: meta.key_id().to_owned(),
+        account: meta.aws_account_id().unwrap_or_default().to_owned(),
+        state: meta
+            .key_state()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|| "Unknown".into()),
+        enabled: meta.enabled(),
+        key_spec: meta.key_spec().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        key_usage: meta
+            .key_usage()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        origin: meta.origin().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        multi_region: meta.multi_region().unwrap_or(false),
+        deletion_date: meta.deletion_date().map(|d| d.to_string()),
+        // moto may omit KeyManager; only an explicit AWS value disqualifies.
+        customer_managed: meta.key_manager().is_none_or(|m| m.as_str() == "CUSTOMER"),
+    }
+}
+
+/// The alias for a workspace's key, e.g. `alias/anthropic-cmek/wrkspc_01…`.
+pub fn alias_for(prefix: &str, workspace: &WorkspaceId) -> String {
+    format!("{}/{}", prefix.trim_end_matches('/'), workspace)
+}
+
+/// An alias prefix must be `alias/` + name characters KMS accepts, and not
+/// the reserved `alias/aws/`.
+pub fn validate_alias_prefix(prefix: &str) -> Result<(), String> {
+    let name = prefix
+        .strip_prefix("alias/")
+        .ok_or_else(|| format!("{:?} must start with \"alias/\"", shown(prefix)))?;
+    if name.is_empty() || name.starts_with("aws/") || name == "aws" {
+        return Err(format!(
+            "{:?} must name a prefix other than alias/aws",
+            shown(prefix)
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        || prefix.len() > 200
+    {
+        return Err(format!(
+            "{:?} may hold only letters, digits, '/', '_' and '-'",
+            shown(prefix)
+        ));
+    }
+    Ok(())
+}

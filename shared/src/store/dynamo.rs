@@ -1,0 +1,268 @@
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+
+use super::item::{Item, from_item, to_item};
+use super::model::*;
+use crate::ids::WorkspaceId;
+
+pub const STATE_SK: &str = "STATE";
+pub const EVENT_PREFIX: &str = "EVENT#";
+
+/// The workflow table in DynamoDB (`pk`/`sk` strings, see the README).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+pub fn partition_key(workspace: &WorkspaceId) -> String {
+    format!("WORKSPACE#{workspace}")
+}
+
+fn event_sort_key(event: &AuditEvent) -> String {
+    format!("{EVENT_PREFIX}{}#{:010}", event.at, event.version)
+}
+
+fn sdk_error<E, R>(op: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or_default().to_owned();
+    let message = format!("{op}: {}", DisplayErrorContext(&err));
+    match (&err, code.as_str()) {
+        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_), _)
+        | (
+            _,
+            "ThrottlingException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "InternalServerError",
+        ) => StoreError::Unavailable { message },
+        _ => StoreError::Backend { message },
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn state_key(workspace: &WorkspaceId) -> Item {
+        Item::from([
+            ("pk".to_owned(), AttributeValue::S(partition_key(workspace))),
+            ("sk".to_owned(), AttributeValue::S(STATE_SK.to_owned())),
+        ])
+    }
+
+    fn record_from(item: &Item) -> Result<WorkflowRecord, StoreError> {
+        let workspace = match item.get("pk") {
+            Some(AttributeValue::S(pk)) => pk.trim_start_matches("WORKSPACE#").to_owned(),
+            _ => "?".to_owned(),
+        };
+        let value = from_item(item).map_err(|message| StoreError::Corrupt {
+            workspace: workspace.clone(),
+            message,
+        })?;
+        serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+            workspace,
+            message: e.to_string(),
+        })
+    }
+
+    /// Create the table with the same key schema as `template.yaml` (for tests;
+    /// deployed stacks get it from the template).
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend {
+            message: e.to_string(),
+        };
+        let res = client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk").map_err(build)?)
+            .attribute_definitions(attr("sk").map_err(build)?)
+            .key_schema(key("pk", KeyType::Hash).map_err(build)?)
+            .key_schema(key("sk", KeyType::Range).map_err(build)?)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(sdk_error("CreateTable", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for DynamoStore {
+    async fn load(&self, workspace: &WorkspaceId) -> Result<Option<WorkflowRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::state_key(workspace)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item().map(Self::record_from).transpose()
+    }
+
+    async fn save(
+        &self,
+        expected: Option<Expected>,
+        next: &WorkflowRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let pk = partition_key(&next.workspace_id);
+        let json = serde_json::to_value(next).map_err(|e| StoreError::Backend {
+            message: e.to_string(),
+        })?;
+        let mut state = to_item(&json);
+        state.insert("pk".into(), AttributeValue::S(pk.clone()));
+        state.insert("sk".into(), AttributeValue::S(STATE_SK.into()));
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(state));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(e) => put
+                .condition_expression("#version = :version AND #status = :status")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":version", AttributeValue::N(e.version.to_string()))
+                .expression_attribute_values(":status", AttributeValue::S(e.status.as_str().into())),
+        };
+        let ejson = serde_json::to_value(event).map_err(|e| StoreError::Backend {
+            message: e.to_string(),
+        })?;
+        let mut event_item = to_item(&ejson);
+        event_item.insert("pk".into(), AttributeValue::S(pk));
+        event_item.insert("sk".into(), AttributeValue::S(event_sort_key(event)));
+        let event_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(event_item))
+            .condition_expression("attribute_not_exists(pk)");
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend {
+            message: e.to_string(),
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(build)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event_put.build().map_err(build)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if is_conflict(e.err()) => Err(StoreError::VersionConflict {
+                workspace: next.workspace_id.to_string(),
+                expected: expected.map_or(0, |e| e.version),
+            }),
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
+        }
+    }
+
+    async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(partition_key(workspace)))
+                .expression_attribute_values(":prefix", AttributeValue::S(EVENT_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                let value = from_item(item).map_err(|message| StoreError::Corrupt {
+                    workspace: workspace.to_string(),
+                    message,
+                })?;
+                out.push(serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+                    workspace: workspace.to_string(),
+                    message: e.to_string(),
+                })?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn list(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, StoreError> {
+        // A scan: the table holds one STATE item per workspace (thousands, not
+        // millions), and listing is an operator action, not a hot path.
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_values(":state", AttributeValue::S(STATE_SK.into()))
+                .set_exclusive_start_key(start.take());
+            req = match status {
+                Some(s) => req
+                    .filter_expression("sk = :state AND #status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", AttributeValue::S(s.as_str().into())),
+                None => req.filter_expression("sk = :state"),
+            };
+            let page = req.send().await.map_err(|e| sdk_error("Scan", e))?;
+            for item in page.items() {
+                out.push(Self::record_from(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        Ok(out)
+    }
+}
+
+fn is_conflict(e: &TransactWriteItemsError) -> bool {
+    match e {
+        TransactWriteItemsError::TransactionCanceledException(t) => t
+            .cancellation_reasons()
+            .iter()
+            .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))),
+        other => other.code() == Some("TransactionConflictException"),
+    }
+}

@@ -1,0 +1,79 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::model::*;
+use crate::ids::WorkspaceId;
+
+/// An in-process store with the same semantics as [`super::DynamoStore`],
+/// for unit tests of the handlers.
+type Records = HashMap<WorkspaceId, (WorkflowRecord, Vec<AuditEvent>)>;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Records>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Records>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::Backend {
+            message: "memory store lock poisoned".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for MemoryStore {
+    async fn load(&self, workspace: &WorkspaceId) -> Result<Option<WorkflowRecord>, StoreError> {
+        Ok(self.lock()?.get(workspace).map(|(r, _)| r.clone()))
+    }
+
+    async fn save(
+        &self,
+        expected: Option<Expected>,
+        next: &WorkflowRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut map = self.lock()?;
+        let conflict = || StoreError::VersionConflict {
+            workspace: next.workspace_id.to_string(),
+            expected: expected.map_or(0, |e| e.version),
+        };
+        match (map.get_mut(&next.workspace_id), expected) {
+            (None, None) => {
+                map.insert(next.workspace_id.clone(), (next.clone(), vec![event.clone()]));
+                Ok(())
+            }
+            (Some((rec, events)), Some(exp)) if rec.version == exp.version && rec.status == exp.status => {
+                *rec = next.clone();
+                events.push(event.clone());
+                Ok(())
+            }
+            _ => Err(conflict()),
+        }
+    }
+
+    async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .lock()?
+            .get(workspace)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default())
+    }
+
+    async fn list(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let mut out: Vec<WorkflowRecord> = self
+            .lock()?
+            .values()
+            .map(|(r, _)| r.clone())
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .collect();
+        out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        Ok(out)
+    }
+}
