@@ -1,0 +1,279 @@
+//! KMS key-policy evaluation as Anthropic's side experiences it: would a
+//! request by Anthropic's role for an action, with an encryption context, be
+//! allowed? Written independently of `cmek::policy` on purpose: this plays
+//! the other side, and a shared evaluator would let one bug pass every test.
+//!
+//! The model: an explicit Deny that matches wins; otherwise some Allow must
+//! match; otherwise denied. Cross-account access exists only through the key
+//! policy, so grants made through IAM in the customer's account count for
+//! nothing here (as in KMS). A grant to Anthropic's whole account is honoured
+//! (Anthropic's own IAM lets its role through).
+
+use serde_json::Value;
+
+pub const ANTHROPIC_ACCOUNT: &str = "915198916910";
+
+/// A request as KMS sees it.
+#[derive(Debug, Clone)]
+pub struct KmsRequest<'a> {
+    pub principal_arn: &'a str,
+    pub action: &'a str,
+    /// `anthropic:compartment_uuid` → value, for Encrypt/Decrypt; empty for DescribeKey.
+    pub encryption_context: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// Why, as a KMS-ish message.
+    Denied(String),
+}
+
+pub fn evaluate(policy: &str, req: &KmsRequest<'_>) -> Decision {
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return Decision::Denied("key policy is not valid JSON".into());
+    };
+    let statements: Vec<&Value> = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        _ => return Decision::Denied("key policy has no statements".into()),
+    };
+    let mut allowed = false;
+    for s in statements {
+        if !applies(s, req) {
+            continue;
+        }
+        match s.get("Effect").and_then(Value::as_str) {
+            Some("Deny") => {
+                return Decision::Denied(format!(
+                    "AccessDeniedException: {} is explicitly denied by the key policy{}",
+                    req.action,
+                    s.get("Sid")
+                        .and_then(Value::as_str)
+                        .map(|sid| format!(" (statement {sid})"))
+                        .unwrap_or_default()
+                ));
+            }
+            Some("Allow") => allowed = true,
+            _ => {}
+        }
+    }
+    if allowed {
+        Decision::Allowed
+    } else {
+        Decision::Denied(format!(
+            "AccessDeniedException: User: {} is not authorized to perform: {} on this key because no resource-based policy allows the {} action",
+            req.principal_arn, req.action, req.action
+        ))
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(scalar_string).collect(),
+        _ => vec![],
+    }
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn applies(s: &Value, req: &KmsRequest<'_>) -> bool {
+    let principal_ok = match (s.get("Principal"), s.get("NotPrincipal")) {
+        (Some(p), None) => principal_matches(p, req.principal_arn),
+        (None, Some(p)) => !principal_matches(p, req.principal_arn),
+        _ => false,
+    };
+    let action_ok = match (s.get("Action"), s.get("NotAction")) {
+        (Some(a), None) => strings(Some(a)).iter().any(|p| wildcard(p, req.action, true)),
+        (None, Some(a)) => !strings(Some(a)).iter().any(|p| wildcard(p, req.action, true)),
+        _ => false,
+    };
+    principal_ok && action_ok && conditions_hold(s.get("Condition"), req)
+}
+
+fn principal_matches(p: &Value, arn: &str) -> bool {
+    let account_root = format!("arn:aws:iam::{ANTHROPIC_ACCOUNT}:root");
+    let matches_one = |v: &str| v == "*" || v == arn || v == ANTHROPIC_ACCOUNT || v == account_root;
+    match p {
+        Value::String(s) => s == "*",
+        Value::Object(m) => m
+            .get("AWS")
+            .map(|v| strings(Some(v)).iter().any(|x| matches_one(x)))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn context_value<'a>(key: &str, req: &'a KmsRequest<'a>) -> Option<Vec<String>> {
+    let k = key.to_ascii_lowercase();
+    if let Some(ctx_key) = k.strip_prefix("kms:encryptioncontext:") {
+        return req
+            .encryption_context
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(ctx_key))
+            .map(|(_, v)| vec![(*v).to_owned()]);
+    }
+    match k.as_str() {
+        "kms:encryptioncontextkeys" if !req.encryption_context.is_empty() => Some(
+            req.encryption_context
+                .iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect(),
+        ),
+        "aws:principalarn" => Some(vec![req.principal_arn.to_owned()]),
+        "aws:principalaccount" | "kms:calleraccount" => Some(vec![ANTHROPIC_ACCOUNT.to_owned()]),
+        "aws:principaltype" => Some(vec!["AssumedRole".to_owned()]),
+        "aws:securetransport" => Some(vec!["true".to_owned()]),
+        // Anthropic's role is not in the customer's organization.
+        _ => None,
+    }
+}
+
+fn conditions_hold(cond: Option<&Value>, req: &KmsRequest<'_>) -> bool {
+    let Some(Value::Object(ops)) = cond else {
+        return cond.is_none();
+    };
+    ops.iter().all(|(op, block)| {
+        let Value::Object(keys) = block else { return false };
+        keys.iter()
+            .all(|(key, wanted)| operator_holds(op, context_value(key, req), &strings(Some(wanted))))
+    })
+}
+
+fn operator_holds(op: &str, actual: Option<Vec<String>>, wanted: &[String]) -> bool {
+    let (set_op, rest) = if let Some(r) = op.strip_prefix("ForAnyValue:") {
+        (Some(true), r)
+    } else if let Some(r) = op.strip_prefix("ForAllValues:") {
+        (Some(false), r)
+    } else {
+        (None, op)
+    };
+    let (base, if_exists) = match rest.strip_suffix("IfExists") {
+        Some(b) => (b, true),
+        None => (rest, false),
+    };
+    if base == "Null" {
+        let want_null = wanted.first().map(|w| w == "true").unwrap_or(false);
+        return actual.is_none() == want_null;
+    }
+    let negated = base.contains("Not");
+    let Some(actual) = actual else {
+        return if_exists || negated || set_op == Some(false);
+    };
+    let one = |a: &String| -> bool {
+        let hit = wanted.iter().any(|w| match base {
+            "StringEquals" | "StringNotEquals" | "ArnEquals" | "ArnNotEquals" => w == a,
+            "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => w.eq_ignore_ascii_case(a),
+            "StringLike" | "StringNotLike" | "ArnLike" | "ArnNotLike" => wildcard(w, a, false),
+            "Bool" => w.eq_ignore_ascii_case(a),
+            _ => false,
+        });
+        if negated { !hit } else { hit }
+    };
+    match set_op {
+        Some(false) => actual.iter().all(one),
+        _ => actual.iter().any(one),
+    }
+}
+
+fn wildcard(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    let (p, t) = if ignore_case {
+        (pattern.to_ascii_lowercase(), text.to_ascii_lowercase())
+    } else {
+        (pattern.to_owned(), text.to_owned())
+    };
+    // Dynamic programming over bytes: patterns here are short.
+    let (p, t) = (p.as_bytes(), t.as_bytes());
+    let mut dp = vec![vec![false; t.len() + 1]; p.len() + 1];
+    dp[0][0] = true;
+    for i in 1..=p.len() {
+        if p[i - 1] == b'*' {
+            dp[i][0] = dp[i - 1][0];
+        }
+        for j in 1..=t.len() {
+            dp[i][j] = match p[i - 1] {
+                b'*' => dp[i - 1][j] || dp[i][j - 1],
+                b'?' => dp[i - 1][j - 1],
+                c => dp[i - 1][j - 1] && c == t[j - 1],
+            };
+        }
+    }
+    dp[p.len()][t.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
+    const ZEROS: &str = "00000000-0000-0000-0000-000000000000";
+
+    fn req<'a>(action: &'a str, ctx: &'a [(&'a str, &'a str)]) -> KmsRequest<'a> {
+        KmsRequest {
+            principal_arn: ROLE,
+            action,
+            encryption_context: ctx,
+        }
+    }
+
+    #[test]
+    fn documented_policy() {
+        let p = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:compartment_uuid": [ZEROS, "c1"]}}},
+            {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:DescribeKey", "Resource": "*"}
+        ]})
+        .to_string();
+        assert_eq!(evaluate(&p, &req("kms:DescribeKey", &[])), Decision::Allowed);
+        assert_eq!(
+            evaluate(&p, &req("kms:Encrypt", &[("anthropic:compartment_uuid", ZEROS)])),
+            Decision::Allowed
+        );
+        assert_eq!(
+            evaluate(&p, &req("kms:Decrypt", &[("anthropic:compartment_uuid", "c1")])),
+            Decision::Allowed
+        );
+        assert!(matches!(
+            evaluate(&p, &req("kms:Decrypt", &[("anthropic:compartment_uuid", "c2")])),
+            Decision::Denied(_)
+        ));
+        assert!(matches!(
+            evaluate(
+                &p,
+                &req("kms:ReEncryptFrom", &[("anthropic:compartment_uuid", "c1")])
+            ),
+            Decision::Denied(_)
+        ));
+    }
+
+    #[test]
+    fn iam_only_and_deny() {
+        let root_only = r#"{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}]}"#;
+        assert!(matches!(
+            evaluate(root_only, &req("kms:Encrypt", &[])),
+            Decision::Denied(_)
+        ));
+        let org_guard = r#"{"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "915198916910"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*", "Condition": {"StringNotEquals": {"aws:PrincipalOrgID": "o-1"}}}]}"#;
+        assert!(
+            matches!(evaluate(org_guard, &req("kms:Encrypt", &[])), Decision::Denied(m) if m.contains("explicitly denied"))
+        );
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("kms:*", "kms:encrypt", true));
+        assert!(wildcard("a?c*", "abcdef", false));
+        assert!(!wildcard("a?c", "ac", false));
+    }
+}

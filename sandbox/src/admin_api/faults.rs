@@ -1,0 +1,143 @@
+//! Faults the stand-in injects on demand, to play the Admin API on a bad day.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Set at start (config) and at run time (`POST /_sandbox/faults`). Rates are
+/// probabilities per request, 0.0–1.0, drawn in the order listed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// 429 with `retry-after` (seconds, see `retry_after_secs`).
+    pub rate_429: f64,
+    /// 429 without `retry-after` (a spend cap).
+    pub rate_429_no_retry_after: f64,
+    /// 500 before the request takes effect.
+    pub rate_500: f64,
+    /// 500 after the request took effect: the caller cannot know it worked.
+    pub rate_500_after_effect: f64,
+    /// 529 overloaded.
+    pub rate_529: f64,
+    /// `retry-after` sent with injected 429s.
+    pub retry_after_secs: Option<f64>,
+    /// Added to every request, in milliseconds.
+    pub latency_ms: u64,
+    /// A random extra delay of up to this many milliseconds (latency spikes).
+    pub latency_jitter_ms: u64,
+    /// Validation of a newly registered key fails for this long (KMS propagation).
+    pub propagation_delay_secs: f64,
+    /// A fixed request-per-minute limit per organization (429 with retry-after past it).
+    pub requests_per_minute: Option<u32>,
+    /// Faults apply only to paths starting with one of these, if set.
+    pub only_paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    RateLimited { retry_after: Option<u64> },
+    ServerError,
+    ServerErrorAfterEffect,
+    Overloaded,
+}
+
+impl Faults {
+    pub fn applies_to(&self, path: &str) -> bool {
+        self.only_paths
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| path.starts_with(p.as_str())))
+    }
+
+    pub fn draw(&self) -> Option<Injected> {
+        let mut rng = rand::rng();
+        let retry_after = self.retry_after_secs.unwrap_or(1.0).ceil().max(0.0) as u64;
+        let r: f64 = rng.random();
+        let mut acc = 0.0;
+        for (rate, fault) in [
+            (
+                self.rate_429,
+                Injected::RateLimited {
+                    retry_after: Some(retry_after),
+                },
+            ),
+            (
+                self.rate_429_no_retry_after,
+                Injected::RateLimited { retry_after: None },
+            ),
+            (self.rate_500, Injected::ServerError),
+            (self.rate_500_after_effect, Injected::ServerErrorAfterEffect),
+            (self.rate_529, Injected::Overloaded),
+        ] {
+            acc += rate.clamp(0.0, 1.0);
+            if r < acc {
+                return Some(fault);
+            }
+        }
+        None
+    }
+
+    pub fn latency(&self) -> Duration {
+        let jitter = if self.latency_jitter_ms > 0 {
+            rand::rng().random_range(0..=self.latency_jitter_ms)
+        } else {
+            0
+        };
+        Duration::from_millis(self.latency_ms + jitter)
+    }
+}
+
+/// A sliding one-minute window of request times.
+#[derive(Debug, Default)]
+pub struct RateWindow {
+    times: VecDeque<Instant>,
+}
+
+impl RateWindow {
+    /// Admit a request now, or say how long until one would be admitted.
+    pub fn admit(&mut self, limit: u32, now: Instant) -> Result<(), Duration> {
+        let minute = Duration::from_secs(60);
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
+            self.times.pop_front();
+        }
+        if self.times.len() < limit as usize {
+            self.times.push_back(now);
+            Ok(())
+        } else {
+            let oldest = self.times.front().copied().unwrap_or(now);
+            Err(minute.saturating_sub(now.duration_since(oldest)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_admits_up_to_the_limit() {
+        let mut w = RateWindow::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(w.admit(3, t0).is_ok());
+        }
+        let wait = w.admit(3, t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(50));
+        assert!(w.admit(3, t0 + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn rates_are_drawn() {
+        let always = Faults {
+            rate_529: 1.0,
+            ..Faults::default()
+        };
+        assert_eq!(always.draw(), Some(Injected::Overloaded));
+        assert_eq!(Faults::default().draw(), None);
+    }
+}

@@ -1,0 +1,710 @@
+//! A local stand-in for Anthropic's Admin API (the workspace and external-key
+//! endpoints), faithful to the documented contract: headers, error bodies with
+//! `request-id`, pagination, write-once attach, validate's HTTP 200 verdict —
+//! plus faults on demand and an inspection API under `/_sandbox/`.
+
+mod evaluator;
+mod faults;
+mod state;
+mod validate;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use evaluator::{Decision, KmsRequest, evaluate};
+pub use faults::{Faults, Injected};
+use state::{Org, World, random_suffix};
+pub use state::{OrgSeed, WorkspaceRec};
+pub use validate::{ANTHROPIC_ROLE_US, VALIDATION_COMPARTMENT, Validator};
+
+/// How to start the stand-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    pub orgs: Vec<OrgSeed>,
+    pub faults: Faults,
+    /// moto's endpoint, for validate's KMS checks.
+    pub kms_endpoint: Option<String>,
+    pub serving_regions: Vec<String>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            orgs: Vec::new(),
+            faults: Faults::default(),
+            kms_endpoint: None,
+            serving_regions: ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// One request as received (the API key is never recorded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub seq: u64,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub org: Option<String>,
+    pub status: u16,
+    pub request_id: String,
+    pub fault: Option<String>,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    world: Mutex<World>,
+    faults: Mutex<Faults>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    windows: Mutex<HashMap<String, faults::RateWindow>>,
+    attach_warnings: Mutex<Vec<Value>>,
+    validator: Validator,
+}
+
+/// A running stand-in; dropping it stops the server.
+#[derive(Debug)]
+pub struct SandboxApi {
+    pub url: String,
+    pub shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SandboxApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SandboxApi {
+    /// Serve on `addr` (port 0 picks a free one).
+    pub async fn start(config: SandboxConfig, addr: SocketAddr) -> anyhow::Result<Self> {
+        let mut world = World::default();
+        for org in &config.orgs {
+            world.seed(org);
+        }
+        let shared = Arc::new(Shared {
+            world: Mutex::new(world),
+            faults: Mutex::new(config.faults.clone()),
+            requests: Mutex::new(Vec::new()),
+            windows: Mutex::new(HashMap::new()),
+            attach_warnings: Mutex::new(Vec::new()),
+            validator: Validator::new(config.kms_endpoint.clone(), config.serving_regions.clone()),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("sandbox Admin API stopped: {e}");
+            }
+        });
+        Ok(Self { url, shared, task })
+    }
+
+    // Direct access for tests in the same process.
+
+    pub fn seed(&self, seed: &OrgSeed) -> Vec<WorkspaceRec> {
+        lock(&self.shared.world).seed(seed)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    pub fn state(&self) -> Value {
+        state_json(&self.shared)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a handler panicked mid-update; the sandbox's data
+    // is still the best view we have, so keep serving it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+fn api_error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        kind,
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        format!("{what} not found"),
+    )
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    api_error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
+fn respond(status: StatusCode, body: Value, request_id: &str, retry_after: Option<u64>) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    if let Some(s) = retry_after {
+        resp.headers_mut().insert("retry-after", HeaderValue::from(s));
+    }
+    resp
+}
+
+fn error_response(e: &ApiError, request_id: &str) -> Response {
+    let body =
+        json!({"type": "error", "error": {"type": e.kind, "message": e.message}, "request_id": request_id});
+    respond(e.status, body, request_id, e.retry_after)
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    if let Some(rest) = path.strip_prefix("/_sandbox/") {
+        return inspect(&shared, &method, rest, &body);
+    }
+    let request_id = format!("req_{}", random_suffix(24));
+    let faults = lock(&shared.faults).clone();
+    let latency = faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let org_name = key
+        .as_ref()
+        .and_then(|k| lock(&shared.world).orgs.get(k).map(|o| o.name.clone()));
+    let body_json: Option<Value> = serde_json::from_slice(&body).ok();
+    let mut record = RecordedRequest {
+        seq: 0,
+        method: method.to_string(),
+        path: path.clone(),
+        query: uri.query().map(str::to_owned),
+        org: org_name.clone(),
+        status: 0,
+        request_id: request_id.clone(),
+        fault: None,
+        body: body_json.clone(),
+    };
+    let (status, response) = match process(
+        &shared,
+        &faults,
+        &method,
+        &uri,
+        &headers,
+        key,
+        body_json,
+        &mut record,
+    )
+    .await
+    {
+        Ok((status, value)) => (status, respond(status, value, &request_id, None)),
+        Err(e) => (e.status, error_response(&e, &request_id)),
+    };
+    record.status = status.as_u16();
+    let mut log = lock(&shared.requests);
+    record.seq = log.len() as u64 + 1;
+    log.push(record);
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn process(
+    shared: &Shared,
+    faults: &Faults,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    key: Option<String>,
+    body: Option<Value>,
+    record: &mut RecordedRequest,
+) -> Result<(StatusCode, Value), ApiError> {
+    let key = key.ok_or_else(|| {
+        api_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        )
+    })?;
+    if !lock(&shared.world).orgs.contains_key(&key) {
+        return Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        ));
+    }
+    if headers.get("anthropic-version").is_none() {
+        return Err(invalid("anthropic-version header is required"));
+    }
+    if let Some(limit) = faults.requests_per_minute {
+        let admitted = lock(&shared.windows)
+            .entry(key.clone())
+            .or_default()
+            .admit(limit, Instant::now());
+        if let Err(wait) = admitted {
+            record.fault = Some("requests_per_minute".into());
+            return Err(ApiError {
+                retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+                ..api_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "Number of requests has exceeded your per-minute rate limit",
+                )
+            });
+        }
+    }
+    let path = uri.path();
+    let injected = if faults.applies_to(path) {
+        faults.draw()
+    } else {
+        None
+    };
+    match injected {
+        Some(Injected::RateLimited { retry_after }) => {
+            record.fault = Some(format!("429 retry_after={retry_after:?}"));
+            return Err(ApiError {
+                retry_after,
+                ..api_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "Rate limited (injected)",
+                )
+            });
+        }
+        Some(Injected::ServerError) => {
+            record.fault = Some("500".into());
+            return Err(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal server error (injected)",
+            ));
+        }
+        Some(Injected::Overloaded) => {
+            record.fault = Some("529".into());
+            return Err(api_error(
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "overloaded_error",
+                "Overloaded (injected)",
+            ));
+        }
+        Some(Injected::ServerErrorAfterEffect) | None => {}
+    }
+    let query: HashMap<String, String> = uri.query().map(url_decode_pairs).unwrap_or_default();
+    let result = route(shared, method, path, &query, &key, body, faults).await;
+    if matches!(injected, Some(Injected::ServerErrorAfterEffect)) && result.is_ok() {
+        record.fault = Some("500_after_effect".into());
+        return Err(api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "Internal server error (injected after the request took effect)",
+        ));
+    }
+    result
+}
+
+fn url_decode_pairs(q: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+fn parse_limit(query: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(invalid(format!("limit: must be an integer between 1 and {max}"))),
+        },
+    }
+}
+
+async fn route(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    key: &str,
+    body: Option<Value>,
+    faults: &Faults,
+) -> Result<(StatusCode, Value), ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["v1", "organizations", "workspaces"]) => list_workspaces(shared, key, query),
+        (Method::GET, ["v1", "organizations", "workspaces", id]) => {
+            let world = lock(&shared.world);
+            let org = &world.orgs[key];
+            org.workspaces
+                .get(*id)
+                .map(|w| (StatusCode::OK, w.to_json()))
+                .ok_or_else(|| not_found("workspace"))
+        }
+        (Method::POST, ["v1", "organizations", "workspaces", id]) => {
+            update_workspace(shared, key, id, body).await
+        }
+        (Method::GET, ["v1", "organizations", "external_keys"]) => list_keys(shared, key, query),
+        (Method::POST, ["v1", "organizations", "external_keys"]) => create_key(shared, key, body, faults),
+        (Method::GET, ["v1", "organizations", "external_keys", id]) => {
+            let world = lock(&shared.world);
+            let org = &world.orgs[key];
+            org.keys
+                .get(*id)
+                .map(|k| (StatusCode::OK, org.key_json(k)))
+                .ok_or_else(|| not_found("external key"))
+        }
+        (Method::POST, ["v1", "organizations", "external_keys", id]) => update_key(shared, key, id, body),
+        (Method::DELETE, ["v1", "organizations", "external_keys", id]) => {
+            let mut world = lock(&shared.world);
+            let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+            if !org.keys.contains_key(*id) {
+                return Err(not_found("external key"));
+            }
+            if org.is_attached(id) {
+                return Err(invalid(
+                    "external key is attached to a workspace and cannot be deleted",
+                ));
+            }
+            org.keys.remove(*id);
+            Ok((StatusCode::OK, json!({"type": "external_key_deleted", "id": id})))
+        }
+        (Method::POST, ["v1", "organizations", "external_keys", id, "validate"]) => {
+            validate(shared, key, id).await
+        }
+        _ => Err(not_found("route")),
+    }
+}
+
+fn list_workspaces(
+    shared: &Shared,
+    key: &str,
+    query: &HashMap<String, String>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let limit = parse_limit(query, 20, 1000)?;
+    let include_archived = match query.get("include_archived").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(invalid("include_archived: must be true or false")),
+    };
+    if query.contains_key("after_id") && query.contains_key("before_id") {
+        return Err(invalid("after_id and before_id cannot both be set"));
+    }
+    let world = lock(&shared.world);
+    let org = &world.orgs[key];
+    let all: Vec<&WorkspaceRec> = org
+        .workspaces_in_order()
+        .into_iter()
+        .filter(|w| include_archived || w.archived_at.is_none())
+        .collect();
+    let position = |id: &str| all.iter().position(|w| w.id == id);
+    let (start, end) = if let Some(after) = query.get("after_id") {
+        let p = position(after).ok_or_else(|| invalid("after_id: no such workspace"))?;
+        (p + 1, (p + 1 + limit).min(all.len()))
+    } else if let Some(before) = query.get("before_id") {
+        let p = position(before).ok_or_else(|| invalid("before_id: no such workspace"))?;
+        (p.saturating_sub(limit), p)
+    } else {
+        (0, limit.min(all.len()))
+    };
+    let page = &all[start..end];
+    let has_more = if query.contains_key("before_id") {
+        start > 0
+    } else {
+        end < all.len()
+    };
+    Ok((
+        StatusCode::OK,
+        json!({
+            "data": page.iter().map(|w| w.to_json()).collect::<Vec<_>>(),
+            "has_more": has_more,
+            "first_id": page.first().map(|w| w.id.clone()),
+            "last_id": page.last().map(|w| w.id.clone()),
+        }),
+    ))
+}
+
+async fn update_workspace(
+    shared: &Shared,
+    key: &str,
+    id: &str,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| invalid("body must be a JSON object"))?;
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "name" | "external_key_id" | "display_color") {
+            return Err(invalid(format!("{k}: Extra inputs are not permitted")));
+        }
+    }
+    let (response, check) = {
+        let mut world = lock(&shared.world);
+        let org: &mut Org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+        let keys = org.keys.clone();
+        let ws = org.workspaces.get_mut(id).ok_or_else(|| not_found("workspace"))?;
+        let mut check = None;
+        if let Some(v) = obj.get("external_key_id") {
+            let ekey = v
+                .as_str()
+                .ok_or_else(|| invalid("external_key_id: must be a string"))?;
+            let k = keys
+                .get(ekey)
+                .ok_or_else(|| invalid(format!("external_key_id: external key {ekey} not found")))?;
+            if ws.archived_at.is_some() {
+                return Err(invalid("cannot attach an external key to an archived workspace"));
+            }
+            match &ws.external_key_id {
+                Some(existing) if existing == ekey => {}
+                Some(_) => {
+                    return Err(invalid(
+                        "external_key_id cannot be changed once set: a workspace's external key is permanent",
+                    ));
+                }
+                None => {
+                    ws.external_key_id = Some(ekey.to_owned());
+                    check = Some((k.kms_arn.clone(), ws.compartment_id.clone(), ws.id.clone()));
+                }
+            }
+        }
+        if let Some(name) = obj.get("name") {
+            ws.name = name
+                .as_str()
+                .ok_or_else(|| invalid("name: must be a string"))?
+                .to_owned();
+        }
+        (ws.to_json(), check)
+    };
+    // After attaching, Anthropic's live traffic uses the workspace's own
+    // compartment. Record whether that traffic would be allowed, so tests can
+    // see attachments that validation alone would not catch.
+    if let Some((arn, compartment, workspace)) = check {
+        let verdict = shared.validator.live_traffic_allowed(&arn, &compartment).await;
+        if let Err(reason) = verdict {
+            lock(&shared.attach_warnings)
+                .push(json!({"workspace": workspace, "kms_arn": arn, "reason": reason}));
+        }
+    }
+    Ok((StatusCode::OK, response))
+}
+
+fn list_keys(
+    shared: &Shared,
+    key: &str,
+    query: &HashMap<String, String>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let limit = parse_limit(query, 20, 100)?;
+    let start = match query.get("page") {
+        None => 0,
+        Some(token) => token
+            .strip_prefix("page_")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| invalid("page: invalid page token"))?,
+    };
+    let world = lock(&shared.world);
+    let org = &world.orgs[key];
+    let all = org.keys_in_order();
+    let end = (start + limit).min(all.len());
+    let data: Vec<Value> = all
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|k| org.key_json(k))
+        .collect();
+    let next_page = (end < all.len()).then(|| format!("page_{end}"));
+    Ok((StatusCode::OK, json!({"data": data, "next_page": next_page})))
+}
+
+fn create_key(
+    shared: &Shared,
+    key: &str,
+    body: Option<Value>,
+    faults: &Faults,
+) -> Result<(StatusCode, Value), ApiError> {
+    let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
+    let display_name = body
+        .get("display_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("display_name: Field required"))?;
+    if display_name.is_empty() || display_name.len() > 255 {
+        return Err(invalid("display_name: must be 1-255 characters"));
+    }
+    let geo = body
+        .get("geo")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("geo: Field required"))?;
+    if geo != "us" {
+        return Err(invalid(format!("geo: '{geo}' is not a supported geo")));
+    }
+    let pc = body
+        .get("provider_config")
+        .ok_or_else(|| invalid("provider_config: Field required"))?;
+    if pc.get("type").and_then(Value::as_str) != Some("aws") {
+        return Err(invalid("provider_config.type: must be 'aws'"));
+    }
+    let kms_arn = pc
+        .get("kms_arn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("provider_config.kms_arn: Field required"))?;
+    let parts: Vec<&str> = kms_arn.split(':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kms" || !parts[5].starts_with("key/") {
+        return Err(invalid("provider_config.kms_arn: must be a KMS key ARN"));
+    }
+    let role_arn = pc.get("role_arn").and_then(Value::as_str).map(str::to_owned);
+    if let Some(r) = &role_arn
+        && r != ANTHROPIC_ROLE_US
+    {
+        return Err(invalid(
+            "provider_config.role_arn: must be Anthropic's published role for the geo",
+        ));
+    }
+    let mut world = lock(&shared.world);
+    let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+    // Like the real API, create has no idempotency key: a second call makes a
+    // second registration. Callers must look the ARN up before retrying.
+    let mut k = org.add_key(display_name, geo, kms_arn, role_arn);
+    if faults.propagation_delay_secs > 0.0 {
+        let at = Instant::now() + Duration::from_secs_f64(faults.propagation_delay_secs);
+        k.propagates_at = Some(at);
+        if let Some(stored) = org.keys.get_mut(&k.id) {
+            stored.propagates_at = Some(at);
+        }
+    }
+    Ok((StatusCode::OK, org.key_json(&k)))
+}
+
+fn update_key(
+    shared: &Shared,
+    key: &str,
+    id: &str,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
+    let mut world = lock(&shared.world);
+    let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+    let attached = org.is_attached(id);
+    let k = org.keys.get_mut(id).ok_or_else(|| not_found("external key"))?;
+    if (body.get("geo").is_some() || body.get("provider_config").is_some()) && attached {
+        return Err(invalid(
+            "geo and provider_config cannot be changed while the key is attached",
+        ));
+    }
+    if let Some(name) = body.get("display_name") {
+        k.display_name = name
+            .as_str()
+            .ok_or_else(|| invalid("display_name: must be a string"))?
+            .to_owned();
+    }
+    if let Some(arn) = body.pointer("/provider_config/kms_arn").and_then(Value::as_str) {
+        k.kms_arn = arn.to_owned();
+    }
+    k.updated_at = state::now_rfc3339();
+    let k = k.clone();
+    Ok((StatusCode::OK, org.key_json(&k)))
+}
+
+async fn validate(shared: &Shared, key: &str, id: &str) -> Result<(StatusCode, Value), ApiError> {
+    let (arn, geo, propagates_at) = {
+        let world = lock(&shared.world);
+        let k = world.orgs[key]
+            .keys
+            .get(id)
+            .ok_or_else(|| not_found("external key"))?;
+        (k.kms_arn.clone(), k.geo.clone(), k.propagates_at)
+    };
+    let verdict = if propagates_at.is_some_and(|t| Instant::now() < t) {
+        // What a not-yet-propagated key or policy looks like from Anthropic's side.
+        Err("AccessDeniedException: kms:Encrypt was denied for the Anthropic role on this key".to_owned())
+    } else {
+        shared.validator.validate(&arn, &geo).await
+    };
+    let body = match verdict {
+        Ok(()) => json!({"type": "external_key_validation", "status": "success", "error": null}),
+        Err(reason) => json!({"type": "external_key_validation", "status": "failure", "error": reason}),
+    };
+    Ok((StatusCode::OK, body))
+}
+
+fn state_json(shared: &Shared) -> Value {
+    let world = lock(&shared.world);
+    let orgs: serde_json::Map<String, Value> = world
+        .orgs
+        .values()
+        .map(|o| {
+            (
+                o.name.clone(),
+                json!({
+                    "workspaces": o.workspaces_in_order().iter().map(|w| w.to_json()).collect::<Vec<_>>(),
+                    "external_keys": o.keys_in_order().iter().map(|k| o.key_json(k)).collect::<Vec<_>>(),
+                }),
+            )
+        })
+        .collect();
+    json!({"orgs": orgs, "attach_warnings": *lock(&shared.attach_warnings)})
+}
+
+/// `/_sandbox/…`: inspection and control, for tests and the demo.
+fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {
+    let ok = |v: Value| (StatusCode::OK, axum::Json(v)).into_response();
+    let bad = |m: String| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": m}))).into_response();
+    match (method.clone(), rest) {
+        (Method::GET, "requests") => ok(serde_json::to_value(&*lock(&shared.requests)).unwrap_or_default()),
+        (Method::DELETE, "requests") => {
+            lock(&shared.requests).clear();
+            ok(json!({}))
+        }
+        (Method::GET, "state") => ok(state_json(shared)),
+        (Method::GET, "faults") => ok(serde_json::to_value(&*lock(&shared.faults)).unwrap_or_default()),
+        (Method::POST, "faults") => match serde_json::from_slice::<Faults>(body) {
+            Ok(f) => {
+                *lock(&shared.faults) = f.clone();
+                ok(serde_json::to_value(f).unwrap_or_default())
+            }
+            Err(e) => bad(format!("bad faults: {e}")),
+        },
+        (Method::POST, "seed") => match serde_json::from_slice::<OrgSeed>(body) {
+            Ok(seed) => ok(json!({"workspaces": lock(&shared.world).seed(&seed)})),
+            Err(e) => bad(format!("bad seed: {e}")),
+        },
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such sandbox endpoint"})),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,204 @@
+//! The stand-in's organizations, workspaces and external keys.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub fn random_suffix(len: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn now_rfc3339() -> String {
+    cmek::store::timestamp(time::OffsetDateTime::now_utc())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceRec {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub archived_at: Option<String>,
+    pub compartment_id: String,
+    pub external_key_id: Option<String>,
+    pub display_color: String,
+    /// Creation order: lists are ordered by it, as the real API orders by creation.
+    pub seq: u64,
+}
+
+impl WorkspaceRec {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "type": "workspace",
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "archived_at": self.archived_at,
+            "display_color": self.display_color,
+            "compartment_id": self.compartment_id,
+            "external_key_id": self.external_key_id,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRec {
+    pub id: String,
+    pub display_name: String,
+    pub geo: String,
+    pub kms_arn: String,
+    pub role_arn: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub seq: u64,
+    /// Sandbox-only: validation fails until this instant (KMS propagation).
+    #[serde(skip)]
+    pub propagates_at: Option<std::time::Instant>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Org {
+    pub name: String,
+    pub workspaces: BTreeMap<String, WorkspaceRec>,
+    pub keys: BTreeMap<String, KeyRec>,
+    pub next_seq: u64,
+}
+
+impl Org {
+    pub fn key_json(&self, k: &KeyRec) -> Value {
+        let region = k.kms_arn.split(':').nth(3).unwrap_or_default();
+        json!({
+            "type": "external_key",
+            "id": k.id,
+            "display_name": k.display_name,
+            "geo": k.geo,
+            "provider_config": {"type": "aws", "kms_arn": k.kms_arn, "role_arn": k.role_arn, "region": region},
+            "attachment": {"type": if self.is_attached(&k.id) { "attached" } else { "unattached" }},
+            "created_at": k.created_at,
+            "updated_at": k.updated_at,
+        })
+    }
+
+    pub fn is_attached(&self, key_id: &str) -> bool {
+        self.workspaces
+            .values()
+            .any(|w| w.external_key_id.as_deref() == Some(key_id))
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub fn add_workspace(
+        &mut self,
+        name: &str,
+        archived: bool,
+        external_key_id: Option<String>,
+    ) -> WorkspaceRec {
+        let seq = self.seq();
+        let w = WorkspaceRec {
+            id: format!("wrkspc_{}", random_suffix(24)),
+            name: name.to_owned(),
+            created_at: now_rfc3339(),
+            archived_at: archived.then(now_rfc3339),
+            compartment_id: uuid::Uuid::new_v4().hyphenated().to_string(),
+            external_key_id,
+            display_color: "#6C5BB9".into(),
+            seq,
+        };
+        self.workspaces.insert(w.id.clone(), w.clone());
+        w
+    }
+
+    pub fn add_key(
+        &mut self,
+        display_name: &str,
+        geo: &str,
+        kms_arn: &str,
+        role_arn: Option<String>,
+    ) -> KeyRec {
+        let seq = self.seq();
+        let now = now_rfc3339();
+        let k = KeyRec {
+            id: format!("ekey_{}", random_suffix(24)),
+            display_name: display_name.to_owned(),
+            geo: geo.to_owned(),
+            kms_arn: kms_arn.to_owned(),
+            role_arn,
+            created_at: now.clone(),
+            updated_at: now,
+            seq,
+            propagates_at: None,
+        };
+        self.keys.insert(k.id.clone(), k.clone());
+        k
+    }
+
+    pub fn workspaces_in_order(&self) -> Vec<&WorkspaceRec> {
+        let mut v: Vec<&WorkspaceRec> = self.workspaces.values().collect();
+        v.sort_by_key(|w| w.seq);
+        v
+    }
+
+    pub fn keys_in_order(&self) -> Vec<&KeyRec> {
+        let mut v: Vec<&KeyRec> = self.keys.values().collect();
+        v.sort_by_key(|k| k.seq);
+        v
+    }
+}
+
+/// How to seed an organization.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrgSeed {
+    pub name: String,
+    /// The Admin API key that authenticates as this organization.
+    pub admin_key: String,
+    /// Active, unattached workspaces to create.
+    pub workspaces: usize,
+    /// Archived workspaces to create.
+    pub archived: usize,
+    /// Workspaces already attached to a (pre-registered) external key.
+    pub attached: usize,
+    /// Name prefix of the created workspaces.
+    pub name_prefix: Option<String>,
+}
+
+/// Where an admin key's requests go: organizations by key.
+#[derive(Debug, Default)]
+pub struct World {
+    pub orgs: BTreeMap<String, Org>,
+}
+
+impl World {
+    pub fn seed(&mut self, seed: &OrgSeed) -> Vec<WorkspaceRec> {
+        let org = self.orgs.entry(seed.admin_key.clone()).or_insert_with(|| Org {
+            name: seed.name.clone(),
+            ..Org::default()
+        });
+        let prefix = seed.name_prefix.clone().unwrap_or_else(|| "workspace".into());
+        let mut out = Vec::new();
+        for i in 0..seed.workspaces {
+            out.push(org.add_workspace(&format!("{prefix}-{i:05}"), false, None));
+        }
+        for i in 0..seed.archived {
+            out.push(org.add_workspace(&format!("{prefix}-archived-{i:05}"), true, None));
+        }
+        for i in 0..seed.attached {
+            let key = org.add_key(
+                &format!("pre-existing-{i}"),
+                "us",
+                &format!("arn:aws:kms:us-east-2:111122223333:key/{}", uuid::Uuid::new_v4()),
+                None,
+            );
+            out.push(org.add_workspace(&format!("{prefix}-attached-{i:05}"), false, Some(key.id)));
+        }
+        out
+    }
+}

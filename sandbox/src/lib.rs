@@ -1,0 +1,6 @@
+//! Local stand-ins that make cmek-provisioner testable without AWS or
+//! Anthropic: the Admin API ([`admin_api`]), a Lambda service that runs the
+//! real function binaries ([`lambda_host`]), and the whole stack around moto
+//! ([`stack`]).
+
+pub mod admin_api;
