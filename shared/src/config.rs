@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::admin_api::{DEFAULT_BASE_URL, client::parse_base_url};
 use crate::geo::Geo;
-use crate::ids::Region;
+use crate::ids::{AccountId, Region};
 
 pub const TABLE_NAME: &str = "CMEK_TABLE_NAME";
 pub const ADMIN_KEY_SECRET_ARN: &str = "CMEK_ADMIN_KEY_SECRET_ARN";
@@ -16,6 +16,7 @@ pub const KEY_REGION: &str = "CMEK_KEY_REGION";
 pub const ALIAS_PREFIX: &str = "CMEK_ALIAS_PREFIX";
 pub const LEASE_SECONDS: &str = "CMEK_LEASE_SECONDS";
 pub const EVENT_BUS_NAME: &str = "CMEK_EVENT_BUS_NAME";
+pub const ACCOUNT_ID: &str = "CMEK_ACCOUNT_ID";
 
 pub const DEFAULT_ALIAS_PREFIX: &str = "alias/anthropic-cmek";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1800);
@@ -40,6 +41,8 @@ pub struct Config {
     pub alias_prefix: String,
     pub lease_ttl: Duration,
     pub event_bus_name: Option<String>,
+    /// The account keys are created in (the root admin statement names it).
+    pub account_id: Option<AccountId>,
 }
 
 impl Config {
@@ -99,7 +102,15 @@ impl Config {
                 }
             },
         };
+        let account_id = match get(ACCOUNT_ID) {
+            None => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|e: crate::ids::IdError| invalid(ACCOUNT_ID, e.to_string()))?,
+            ),
+        };
         Ok(Self {
+            account_id,
             table_name,
             admin_key_secret_arn,
             admin_api_base_url,
@@ -109,6 +120,10 @@ impl Config {
             lease_ttl,
             event_bus_name: get(EVENT_BUS_NAME),
         })
+    }
+
+    pub fn require_account_id(&self) -> Result<&AccountId, ConfigError> {
+        self.account_id.as_ref().ok_or(ConfigError::Missing(ACCOUNT_ID))
     }
 
     /// The secret ARN, for functions that call the Admin API.

@@ -1,7 +1,7 @@
 //! Reading a key policy the way KMS would for Anthropic's requests, and naming
 //! every way it falls short of (or goes beyond) the documented policy, with the fix.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::document::{
     Actions, Condition, Effect, PolicyDocument, PolicyError, PrincipalEntry, Principals, Statement,
@@ -10,7 +10,7 @@ use crate::geo::{ANTHROPIC_ACCOUNT_ID, COMPARTMENT_CONDITION_KEY, Geo};
 use crate::ids::{AccountId, CompartmentId};
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
     /// Anthropic's requests will be denied: validation or live traffic fails.
@@ -22,7 +22,7 @@ pub enum Severity {
 }
 
 /// Stable names for findings, used in events, the audit trail and the CLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FindingCode {
     NoCryptoGrant,
@@ -43,7 +43,7 @@ pub enum FindingCode {
     NoRootAdmin,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub code: FindingCode,
     pub severity: Severity,

@@ -346,19 +346,29 @@ async fn renew_extends_the_lease(store: &dyn WorkflowStore) {
 
 async fn append_event_without_lease(store: &dyn WorkflowStore) {
     let ws = fresh_workspace();
-    append_event(
+    let skipped = AuditEvent::new("discovery", "skipped", None, json!({"why": "not opted in"}));
+    append_event(store, &ws, skipped, now()).await.unwrap();
+    assert!(
+        store.load(&ws).await.unwrap().is_none(),
+        "no STATE item is created"
+    );
+    assert_eq!(store.events(&ws).await.unwrap()[0].detail["why"], "not opted in");
+    // An audit-only event never disturbs the execution holding the lease.
+    let rec = claim(store, &ws, "exec-a", None, now(), TTL).await.unwrap();
+    let refused = AuditEvent::new("Finish", "refused", Some("exec-b"), json!({}));
+    append_event(store, &ws, refused, now()).await.unwrap();
+    advance(
         store,
-        &ws,
-        AuditEvent::new("discovery", "skipped", None, json!({"why": "not opted in"})),
+        &rec,
+        "exec-a",
+        Status::KeyCreated,
+        event("key_created"),
         now(),
+        |_| {},
     )
     .await
     .unwrap();
-    let rec = store.load(&ws).await.unwrap().unwrap();
-    assert_eq!(rec.lease, None);
-    assert_eq!(store.events(&ws).await.unwrap()[0].detail["why"], "not opted in");
-    // A later claim works normally.
-    claim(store, &ws, "exec-a", None, now(), TTL).await.unwrap();
+    assert_eq!(store.events(&ws).await.unwrap().len(), 4);
 }
 
 async fn concurrent_claims_have_one_winner(store: Arc<dyn WorkflowStore>) {

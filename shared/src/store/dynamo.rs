@@ -22,8 +22,18 @@ pub fn partition_key(workspace: &WorkspaceId) -> String {
     format!("WORKSPACE#{workspace}")
 }
 
+/// `EVENT#<time>#<version>` for events written with a state change (the
+/// version makes it unique); `EVENT#<time>#x<random>` for audit-only events.
 fn event_sort_key(event: &AuditEvent) -> String {
-    format!("{EVENT_PREFIX}{}#{:010}", event.at, event.version)
+    if event.version > 0 {
+        format!("{EVENT_PREFIX}{}#{:010}", event.at, event.version)
+    } else {
+        format!(
+            "{EVENT_PREFIX}{}#x{}",
+            event.at,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )
+    }
 }
 
 fn sdk_error<E, R>(op: &str, err: SdkError<E, R>) -> StoreError
@@ -188,6 +198,24 @@ impl WorkflowStore for DynamoStore {
             }),
             Err(e) => Err(sdk_error("TransactWriteItems", e)),
         }
+    }
+
+    async fn append(&self, workspace: &WorkspaceId, event: &AuditEvent) -> Result<(), StoreError> {
+        let json = serde_json::to_value(event).map_err(|e| StoreError::Backend {
+            message: e.to_string(),
+        })?;
+        let mut item = to_item(&json);
+        item.insert("pk".into(), AttributeValue::S(partition_key(workspace)));
+        item.insert("sk".into(), AttributeValue::S(event_sort_key(event)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
     }
 
     async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError> {

@@ -13,6 +13,8 @@ type Records = HashMap<WorkspaceId, (WorkflowRecord, Vec<AuditEvent>)>;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Records>,
+    /// Events appended for workspaces that have no record yet.
+    orphan_events: Mutex<HashMap<WorkspaceId, Vec<AuditEvent>>>,
 }
 
 impl MemoryStore {
@@ -58,12 +60,43 @@ impl WorkflowStore for MemoryStore {
         }
     }
 
+    async fn append(&self, workspace: &WorkspaceId, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut map = self.lock()?;
+        match map.get_mut(workspace) {
+            Some((_, events)) => events.push(event.clone()),
+            None => {
+                self.orphan_events
+                    .lock()
+                    .map_err(|_| StoreError::Backend {
+                        message: "lock poisoned".into(),
+                    })?
+                    .entry(workspace.clone())
+                    .or_default()
+                    .push(event.clone());
+            }
+        }
+        Ok(())
+    }
+
     async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError> {
-        Ok(self
-            .lock()?
+        let mut events: Vec<AuditEvent> = self
+            .orphan_events
+            .lock()
+            .map_err(|_| StoreError::Backend {
+                message: "lock poisoned".into(),
+            })?
             .get(workspace)
-            .map(|(_, e)| e.clone())
-            .unwrap_or_default())
+            .cloned()
+            .unwrap_or_default();
+        events.extend(
+            self.lock()?
+                .get(workspace)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default(),
+        );
+        // Stable: events written in the same millisecond keep their order.
+        events.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(events)
     }
 
     async fn list(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, StoreError> {

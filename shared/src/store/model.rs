@@ -265,6 +265,10 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// Write an audit event on its own, without touching the `STATE` item (so a
+    /// trigger or the guardian never races the execution that holds the lease).
+    async fn append(&self, workspace: &WorkspaceId, event: &AuditEvent) -> Result<(), StoreError>;
+
     /// The audit trail of a workspace, oldest first.
     async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError>;
 

@@ -183,35 +183,17 @@ pub async fn release(
     .await
 }
 
-/// Append an audit event without changing the workflow (used by triggers and
-/// the guardian, which hold no lease). Retries its own version races.
+/// Append an audit event without changing the workflow (used by triggers,
+/// by Finish for executions that never held the workspace, and by the guardian).
 pub async fn append_event(
     store: &dyn WorkflowStore,
     workspace: &WorkspaceId,
-    event: AuditEvent,
+    mut event: AuditEvent,
     now: OffsetDateTime,
-) -> Result<WorkflowRecord, StoreError> {
-    for _ in 0..CLAIM_ATTEMPTS {
-        let current = store.load(workspace).await?;
-        let (expected, next) = match current {
-            None => (None, WorkflowRecord::new(workspace.clone(), now)),
-            Some(rec) => (
-                Some(Expected {
-                    version: rec.version,
-                    status: rec.status,
-                }),
-                rec,
-            ),
-        };
-        match write(store, expected, next, event.clone(), now).await {
-            Err(StoreError::VersionConflict { .. }) => continue,
-            other => return other,
-        }
-    }
-    Err(StoreError::VersionConflict {
-        workspace: workspace.to_string(),
-        expected: 0,
-    })
+) -> Result<(), StoreError> {
+    event.at = timestamp(now);
+    event.version = 0;
+    store.append(workspace, &event).await
 }
 
 async fn write(

@@ -1,0 +1,20 @@
+//! AttachKey: attach the validated key to the workspace (irreversible; checked first).
+
+use cmek::workflow::{Needs, attach_key};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let deps = cmek::runtime::init(Needs {
+        kms: true,
+        admin_api: true,
+        ..Needs::default()
+    })
+    .await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        attach_key(deps, event.payload).await
+    }))
+    .await
+}

@@ -1,0 +1,19 @@
+//! Diagnose: name the documented cause when validation never succeeded.
+
+use cmek::workflow::{Needs, diagnose};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let deps = cmek::runtime::init(Needs {
+        kms: true,
+        ..Needs::default()
+    })
+    .await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        diagnose(deps, event.payload).await
+    }))
+    .await
+}

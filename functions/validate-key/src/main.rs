@@ -1,0 +1,19 @@
+//! ValidateKey: ask Anthropic to validate the key; failures are retried by the state machine.
+
+use cmek::workflow::{Needs, validate_key};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let deps = cmek::runtime::init(Needs {
+        admin_api: true,
+        ..Needs::default()
+    })
+    .await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        validate_key(deps, event.payload).await
+    }))
+    .await
+}

@@ -1,0 +1,17 @@
+//! Cold-start set-up shared by every function's `main`.
+
+use crate::workflow::{Deps, Needs};
+
+/// Initialise logging (honours `AWS_LAMBDA_LOG_LEVEL` / `AWS_LAMBDA_LOG_FORMAT`)
+/// and build the function's dependencies. A configuration problem stops the
+/// function here, before it takes an event, with a message naming the variable.
+pub async fn init(needs: Needs) -> Result<Deps, lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    match Deps::from_env(needs).await {
+        Ok(deps) => Ok(deps),
+        Err(e) => {
+            tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
+            Err(Box::new(e))
+        }
+    }
+}

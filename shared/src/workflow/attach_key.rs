@@ -1,0 +1,93 @@
+use serde_json::{Value, json};
+
+use super::create_key::check_findings;
+use super::{Deps, StepInput, StepOutput, advance, held};
+use crate::error::CmekError;
+use crate::ids::{ExternalKeyId, KeyArn};
+use crate::policy::{self, AnalysisTarget, FindingCode};
+use crate::store::Status;
+
+/// Attach the validated key to the workspace — the irreversible step, so it
+/// checks everything again first: validated by this execution, the policy
+/// still admits the workspace's own compartment (validation may use another
+/// id), and the workspace is still unattached or already attached to us.
+pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekError> {
+    let input = StepInput::from_value(&event)?;
+    let rec = held(deps, &input).await?;
+    if rec.status == Status::Attached {
+        return Ok(StepOutput::from(&rec));
+    }
+    if rec.status != Status::Validated || rec.validated_by.as_deref() != Some(input.execution.as_str()) {
+        return Err(CmekError::NotValidated(format!(
+            "workspace {} is {} and was not validated by this execution; attaching an unvalidated key is never done",
+            rec.workspace_id, rec.status
+        )));
+    }
+    let ws = &rec.workspace_id;
+    let id: ExternalKeyId = rec
+        .external_key_id
+        .as_deref()
+        .ok_or_else(|| CmekError::StateConflict("no registration recorded".into()))?
+        .parse()
+        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
+    let arn: KeyArn = rec
+        .key_arn
+        .as_deref()
+        .ok_or_else(|| CmekError::StateConflict("no key recorded".into()))?
+        .parse()
+        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
+    let compartment = rec
+        .compartment_id
+        .ok_or_else(|| CmekError::StateConflict("no compartment recorded".into()))?;
+
+    // Live traffic uses the workspace's own compartment, which validation
+    // (under the current documentation) does not exercise: check it here.
+    let kms = deps.kms()?;
+    let policy_text = kms.get_policy(arn.as_str()).await?;
+    let target = AnalysisTarget {
+        geo: deps.config.geo,
+        compartment,
+        key_account: Some(arn.account()),
+    };
+    let findings = policy::analyse(&policy_text, target).map_err(|e| CmekError::KeyPolicyRejected {
+        key: arn.to_string(),
+        summary: e.to_string(),
+    })?;
+    let accepted: Vec<FindingCode> = input.request.accept_findings.clone();
+    check_findings(arn.as_str(), &findings, &accepted)?;
+
+    let admin = deps.admin()?;
+    let workspace = admin.get_workspace(ws).await?;
+    match workspace.external_key_id.as_deref() {
+        Some(existing) if existing == id.as_str() => {}
+        Some(other) => {
+            return Err(CmekError::WorkspaceAlreadyAttached {
+                workspace: ws.to_string(),
+                external_key_id: other.to_owned(),
+            });
+        }
+        None => {
+            admin.attach_key(ws, &id).await?;
+        }
+    }
+    let confirmed = admin.get_workspace(ws).await?;
+    if confirmed.external_key_id.as_deref() != Some(id.as_str()) {
+        return Err(CmekError::AttachmentMismatch(format!(
+            "workspace {ws} reads back external_key_id {:?}, expected {id}",
+            confirmed.external_key_id
+        )));
+    }
+    let rec = advance(
+        deps,
+        &rec,
+        &input.execution,
+        Status::Attached,
+        "AttachKey",
+        "attached",
+        json!({"external_key_id": id, "key_arn": arn}),
+        |_| {},
+    )
+    .await?;
+    tracing::info!(workspace_id = %ws, external_key_id = %id, "key attached");
+    Ok(StepOutput::from(&rec))
+}

@@ -1,0 +1,130 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Deps, ProvisionRequest, StepInput, advance};
+use crate::admin_api::AdminApiError;
+use crate::error::CmekError;
+use crate::ids::CompartmentId;
+use crate::store::{self, Status};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BeginOutput {
+    pub workspace_id: String,
+    pub compartment_id: String,
+    /// Already attached to this workflow's key: nothing left to do.
+    pub already_attached: bool,
+    pub status: Status,
+}
+
+/// Validate the request, claim the workspace, and read it: stop early if it
+/// is attached to our key already, refuse if it is attached to another.
+pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> {
+    let input = StepInput::from_value(&event)?;
+    let req: &ProvisionRequest = &input.request;
+    let ws = &req.workspace_id;
+    let admin = deps.admin()?;
+
+    let trigger = req.trigger.as_ref().and_then(|t| serde_json::to_value(t).ok());
+    let rec = store::claim(
+        &*deps.store,
+        ws,
+        &input.execution,
+        trigger,
+        deps.now(),
+        deps.config.lease_ttl,
+    )
+    .await?;
+
+    let workspace = admin.get_workspace(ws).await.map_err(|e| match e {
+        AdminApiError::NotFound(_) => CmekError::WorkspaceNotFound(ws.to_string()),
+        other => other.into(),
+    })?;
+    if workspace.is_archived() {
+        return Err(CmekError::WorkspaceArchived(ws.to_string()));
+    }
+    let compartment: CompartmentId = workspace
+        .compartment_id
+        .as_deref()
+        .ok_or_else(|| {
+            CmekError::AdminApiRejected(format!(
+                "workspace {ws} has no compartment_id: is CMEK enabled for this organization?"
+            ))
+        })?
+        .parse()
+        .map_err(|e| {
+            CmekError::AdminApiRejected(format!("workspace {ws} has a malformed compartment_id: {e}"))
+        })?;
+    if let Some(rc) = rec.compartment_id
+        && rc != compartment
+    {
+        return Err(CmekError::StateConflict(format!(
+            "workspace {ws} now reports compartment {compartment}, but {rc} was recorded; refusing to continue"
+        )));
+    }
+
+    let mut already_attached = false;
+    if let Some(attached) = workspace.external_key_id.as_deref() {
+        // Ours if it is the registration we recorded, or a registration of
+        // the key we created or were asked to adopt (a crash after attaching).
+        let ours = rec.external_key_id.as_deref() == Some(attached) || {
+            let candidates: Vec<String> = rec
+                .key_arn
+                .iter()
+                .cloned()
+                .chain(req.key_arn.iter().map(|k| k.to_string()))
+                .collect();
+            if candidates.is_empty() {
+                false
+            } else {
+                let id = attached
+                    .parse()
+                    .map_err(|e| CmekError::AdminApiRejected(format!("{e}")))?;
+                let key = admin.get_external_key(&id).await?;
+                key.kms_arn()
+                    .is_some_and(|arn| candidates.iter().any(|c| c == arn))
+            }
+        };
+        if !ours {
+            return Err(CmekError::WorkspaceAlreadyAttached {
+                workspace: ws.to_string(),
+                external_key_id: attached.to_owned(),
+            });
+        }
+        already_attached = true;
+    }
+
+    let to = if already_attached {
+        Status::Attached
+    } else {
+        rec.status
+    };
+    let attached_id = workspace.external_key_id.clone();
+    let rec = advance(
+        deps,
+        &rec,
+        &input.execution,
+        to,
+        "Begin",
+        if already_attached {
+            "already_attached"
+        } else {
+            "workspace_checked"
+        },
+        json!({"compartment_id": compartment, "external_key_id": attached_id}),
+        |r| {
+            r.compartment_id = Some(compartment);
+            if already_attached {
+                r.external_key_id = attached_id;
+            }
+        },
+    )
+    .await?;
+    tracing::info!(workspace_id = %ws, execution = %input.execution, already_attached, "workspace claimed and checked");
+    Ok(BeginOutput {
+        workspace_id: ws.to_string(),
+        compartment_id: compartment.to_string(),
+        already_attached,
+        status: rec.status,
+    })
+}

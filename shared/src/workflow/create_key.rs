@@ -1,0 +1,320 @@
+use serde_json::{Value, json};
+
+use super::{Deps, StepInput, StepOutput, advance, held};
+use crate::error::CmekError;
+use crate::ids::{CompartmentId, KeyArn};
+use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
+use crate::policy::{self, AnalysisTarget, Finding, MergeOutcome, Severity};
+use crate::store::{Status, WorkflowRecord};
+
+const DESCRIPTION: &str = "Anthropic CMEK";
+
+/// Create the workspace's key (documented policy, tags, alias, rotation), or
+/// adopt the key named in the request, adding this compartment to its policy.
+pub async fn create_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekError> {
+    let input = StepInput::from_value(&event)?;
+    let rec = held(deps, &input).await?;
+    if rec.status == Status::Attached {
+        return Ok(StepOutput::from(&rec));
+    }
+    let compartment = rec
+        .compartment_id
+        .ok_or_else(|| CmekError::StateConflict("no compartment recorded: Begin did not complete".into()))?;
+    let kms = deps.kms()?;
+
+    // Already done (a retry, or a new execution resuming): make sure the key
+    // is still fit and its policy still admits the compartment.
+    if let Some(arn) = rec.key_arn.clone() {
+        let info = usable_key(deps, kms, &arn).await?;
+        let (_, rec) = ensure_policy(deps, kms, &input, &rec, &info, compartment).await?;
+        if !rec.key_adopted {
+            finish_setup(deps, kms, &rec, &info).await?;
+        }
+        return Ok(StepOutput::from(&rec));
+    }
+
+    let rec = match &input.request.key_arn {
+        Some(arn) => adopt(deps, kms, &input, rec, arn, compartment).await?,
+        None => create(deps, kms, &input, rec, compartment).await?,
+    };
+    Ok(StepOutput::from(&rec))
+}
+
+async fn usable_key(deps: &Deps, kms: &KeyManager, arn: &str) -> Result<KeyInfo, CmekError> {
+    let info = kms.describe(arn).await?.ok_or_else(|| CmekError::KeyNotUsable {
+        key: arn.to_owned(),
+        reason: "the key does not exist (or this role cannot see it)".into(),
+    })?;
+    if let Some(reason) = info.unusable_reason() {
+        return Err(CmekError::KeyNotUsable {
+            key: arn.to_owned(),
+            reason,
+        });
+    }
+    let parsed: KeyArn = info.arn.parse().map_err(|e| CmekError::KeyNotUsable {
+        key: arn.to_owned(),
+        reason: format!("{e}"),
+    })?;
+    let geo = deps.config.geo;
+    if !geo.accepts_region(parsed.region()) {
+        return Err(CmekError::KeyRegionMismatch {
+            key: arn.to_owned(),
+            region: parsed.region().to_string(),
+            geo: geo.to_string(),
+            recommended: geo.recommended_region().to_string(),
+        });
+    }
+    Ok(info)
+}
+
+/// Check (and, where allowed, fix) the key policy for this compartment.
+async fn ensure_policy(
+    deps: &Deps,
+    kms: &KeyManager,
+    input: &StepInput,
+    rec: &WorkflowRecord,
+    info: &KeyInfo,
+    compartment: CompartmentId,
+) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
+    let geo = deps.config.geo;
+    let mut current = kms.get_policy(&info.arn).await?;
+    // Keys created here are always ours to manage; adopted keys only if asked.
+    let manage = !rec.key_adopted || input.request.manage_key_policy;
+    let mut rec = rec.clone();
+    if manage {
+        let merged = policy::add_compartment(&current, geo, compartment).map_err(|e| {
+            CmekError::KeyPolicyRejected {
+                key: info.arn.clone(),
+                summary: format!("the current policy cannot be read: {e}"),
+            }
+        })?;
+        if let MergeOutcome::Updated(next) = merged {
+            let text = policy::to_policy_string(&next);
+            kms.put_policy(&info.arn, &text)
+                .await
+                .map_err(|e| CmekError::KeyPolicyRejected {
+                    key: info.arn.clone(),
+                    summary: format!("could not add compartment {compartment} to the key policy: {e}"),
+                })?;
+            let detail = json!({"compartment_id": compartment, "key_arn": info.arn});
+            rec = advance(
+                deps,
+                &rec,
+                &input.execution,
+                rec.status,
+                "CreateKey",
+                "policy_updated",
+                detail,
+                |_| {},
+            )
+            .await?;
+            current = text;
+        }
+    }
+    let account = info.parsed_arn().ok().map(|a| a.account().clone());
+    let target = AnalysisTarget {
+        geo,
+        compartment,
+        key_account: account.as_ref(),
+    };
+    let findings = policy::analyse(&current, target).map_err(|e| CmekError::KeyPolicyRejected {
+        key: info.arn.clone(),
+        summary: e.to_string(),
+    })?;
+    check_findings(&info.arn, &findings, &input.request.accept_findings)?;
+    Ok((findings, rec))
+}
+
+/// Errors always stop; over-permissive grants stop unless the operator accepted them.
+pub(super) fn check_findings(
+    key: &str,
+    findings: &[Finding],
+    accepted: &[policy::FindingCode],
+) -> Result<(), CmekError> {
+    let blocking: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| {
+            f.severity == Severity::Error
+                || f.severity == Severity::OverPermissive && !accepted.contains(&f.code)
+        })
+        .collect();
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    let summary = blocking
+        .iter()
+        .map(|f| {
+            let hint = if f.severity == Severity::OverPermissive {
+                format!(
+                    " (to proceed anyway, pass acceptFindings [\"{}\"])",
+                    serde_json::to_value(f.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
+            format!("{:?}: {} Fix: {}{hint}", f.code, f.message, f.fix)
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    Err(CmekError::KeyPolicyRejected {
+        key: key.to_owned(),
+        summary,
+    })
+}
+
+async fn adopt(
+    deps: &Deps,
+    kms: &KeyManager,
+    input: &StepInput,
+    rec: WorkflowRecord,
+    arn: &KeyArn,
+    compartment: CompartmentId,
+) -> Result<WorkflowRecord, CmekError> {
+    let info = usable_key(deps, kms, arn.as_str()).await?;
+    let mut adopted = rec;
+    adopted.key_adopted = true;
+    let (findings, rec) = ensure_policy(deps, kms, input, &adopted, &info, compartment).await?;
+    let accepted: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| input.request.accept_findings.contains(&f.code))
+        .collect();
+    advance(
+        deps,
+        &rec,
+        &input.execution,
+        Status::KeyCreated,
+        "CreateKey",
+        "key_adopted",
+        json!({"key_arn": info.arn, "accepted_findings": accepted, "policy_managed": input.request.manage_key_policy}),
+        |r| {
+            r.key_arn = Some(info.arn.clone());
+            r.key_region = Some(arn.region().to_string());
+            r.key_adopted = true;
+            r.accepted_findings = accepted.iter().map(|f| format!("{:?}", f.code)).collect();
+        },
+    )
+    .await
+}
+
+async fn create(
+    deps: &Deps,
+    kms: &KeyManager,
+    input: &StepInput,
+    rec: WorkflowRecord,
+    compartment: CompartmentId,
+) -> Result<WorkflowRecord, CmekError> {
+    let ws = &rec.workspace_id;
+    let alias = alias_for(&deps.config.alias_prefix, ws);
+
+    // A key made by an earlier attempt whose answer was lost: first by alias,
+    // then (if CreateKey was started) by tag. Never a second key.
+    let mut found = match kms.describe(&alias).await? {
+        Some(k) => {
+            let tags = kms.tags(&k.key_id).await?;
+            let ours = tags
+                .iter()
+                .any(|(t, v)| t == TAG_MANAGED_BY && v == TAG_MANAGED_BY_VALUE)
+                && tags.iter().any(|(t, v)| t == TAG_WORKSPACE && v == ws.as_str());
+            if !ours {
+                return Err(CmekError::KeyConflict(format!(
+                    "alias {alias} already exists and points to {}, which this project did not create for {ws}; pass it as keyArn to adopt it, or remove the alias",
+                    k.arn
+                )));
+            }
+            Some(k)
+        }
+        None => None,
+    };
+    if found.is_none() && rec.key_creation_started {
+        let mut tagged = kms.find_tagged_keys(ws).await?;
+        match tagged.len() {
+            0 => {}
+            1 => found = tagged.pop(),
+            _ => {
+                return Err(CmekError::KeyConflict(format!(
+                    "{} keys are tagged for {ws} ({}); refusing to guess which one to use — keep one, schedule none for deletion without checking which is attached",
+                    tagged.len(),
+                    tagged
+                        .iter()
+                        .map(|k| k.arn.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    }
+
+    let (rec, info) = match found {
+        Some(info) => {
+            tracing::info!(workspace_id = %ws, key_arn = %info.arn, "found the key an earlier attempt created");
+            (rec, info)
+        }
+        None => {
+            let account = deps
+                .config
+                .require_account_id()
+                .map_err(|e| CmekError::Configuration(e.to_string()))?;
+            let key_policy = policy::key_policy(account, deps.config.geo, &[compartment]);
+            // Record the intent first: if this function dies after KMS made
+            // the key, the next attempt knows to look for it.
+            let rec = advance(
+                deps,
+                &rec,
+                &input.execution,
+                rec.status,
+                "CreateKey",
+                "key_creation_started",
+                json!({}),
+                |r| {
+                    r.key_creation_started = true;
+                },
+            )
+            .await?;
+            let info = kms
+                .create_key(&policy::to_policy_string(&key_policy), DESCRIPTION, ws)
+                .await?;
+            (rec, info)
+        }
+    };
+    let info = usable_key(deps, kms, &info.arn).await?;
+    kms.ensure_alias(&alias, &info.key_id).await?;
+    kms.enable_rotation(&info.key_id).await?;
+    let region = info.parsed_arn().map(|a| a.region().to_string()).ok();
+    let rec = advance(
+        deps,
+        &rec,
+        &input.execution,
+        Status::KeyCreated,
+        "CreateKey",
+        "key_created",
+        json!({"key_arn": info.arn, "alias": alias, "rotation": true}),
+        |r| {
+            r.key_arn = Some(info.arn.clone());
+            r.key_region = region;
+            r.alias = Some(alias.clone());
+        },
+    )
+    .await?;
+    // Belt and braces: the policy we just wrote must analyse clean.
+    let (_, rec) = ensure_policy(deps, kms, input, &rec, &info, compartment).await?;
+    Ok(rec)
+}
+
+/// Alias and rotation for a key we created (idempotent).
+async fn finish_setup(
+    deps: &Deps,
+    kms: &KeyManager,
+    rec: &WorkflowRecord,
+    info: &KeyInfo,
+) -> Result<(), CmekError> {
+    let alias = rec
+        .alias
+        .clone()
+        .unwrap_or_else(|| alias_for(&deps.config.alias_prefix, &rec.workspace_id));
+    kms.ensure_alias(&alias, &info.key_id).await?;
+    kms.enable_rotation(&info.key_id).await?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! What the step handlers need, built once per cold start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::admin_api::{AdminApiClient, ClientOptions};
+use crate::config::Config;
+use crate::error::CmekError;
+use crate::events::EventPublisher;
+use crate::kms::KeyManager;
+use crate::store::{DynamoStore, WorkflowStore};
+
+/// A step's collaborators. Tests build it from in-process parts; Lambda
+/// builds it from the environment with [`Deps::from_env`].
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub config: Config,
+    pub store: Arc<dyn WorkflowStore>,
+    pub kms: Option<KeyManager>,
+    pub admin: Option<AdminApiClient>,
+    pub events: Option<EventPublisher>,
+    pub clock: Clock,
+}
+
+/// Which clients a function needs, so none pays for clients it never uses
+/// (reading the admin key is a Secrets Manager call on every cold start).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    pub kms: bool,
+    pub admin_api: bool,
+    pub events: bool,
+}
+
+/// The time source; tests move it to check lease expiry.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset: Duration,
+}
+
+impl Clock {
+    pub fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.offset
+    }
+
+    pub fn shifted(offset: Duration) -> Self {
+        Self { offset }
+    }
+}
+
+impl Deps {
+    pub async fn from_env(needs: Needs) -> Result<Self, CmekError> {
+        let config = Config::from_env().map_err(|e| CmekError::Configuration(e.to_string()))?;
+        let sdk = crate::aws::sdk_config().await;
+        let store = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.table_name.clone(),
+        ));
+        let kms = needs.kms.then(|| {
+            let mut builder = aws_sdk_kms::config::Builder::from(&sdk);
+            if let Some(region) = &config.key_region {
+                builder = builder.region(aws_sdk_kms::config::Region::new(region.to_string()));
+            }
+            KeyManager::new(aws_sdk_kms::Client::from_conf(builder.build()))
+        });
+        let admin = if needs.admin_api {
+            let arn = config
+                .require_admin_key_secret()
+                .map_err(|e| CmekError::Configuration(e.to_string()))?;
+            let key = crate::aws::read_admin_key(&aws_sdk_secretsmanager::Client::new(&sdk), arn).await?;
+            Some(
+                AdminApiClient::new(&config.admin_api_base_url, key, ClientOptions::default())
+                    .map_err(|e| CmekError::Configuration(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let events = match (&config.event_bus_name, needs.events) {
+            (Some(bus), true) => Some(EventPublisher::new(
+                aws_sdk_eventbridge::Client::new(&sdk),
+                bus.clone(),
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            config,
+            store,
+            kms,
+            admin,
+            events,
+            clock: Clock::default(),
+        })
+    }
+
+    pub fn kms(&self) -> Result<&KeyManager, CmekError> {
+        self.kms
+            .as_ref()
+            .ok_or_else(|| CmekError::Configuration("this function was built without a KMS client".into()))
+    }
+
+    pub fn admin(&self) -> Result<&AdminApiClient, CmekError> {
+        self.admin.as_ref().ok_or_else(|| {
+            CmekError::Configuration("this function was built without an Admin API client".into())
+        })
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}

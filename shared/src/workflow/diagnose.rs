@@ -1,0 +1,152 @@
+//! After validation never succeeded: name the documented cause, with the fix.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Deps, StepInput, advance, held};
+use crate::error::CmekError;
+use crate::geo::Geo;
+use crate::ids::{CompartmentId, KeyArn};
+use crate::kms::KeyManager;
+use crate::policy::{self, AnalysisTarget, Finding, FindingCode, Severity};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// One of the documented causes: `ENCRYPTION_CONTEXT_MISMATCH`,
+    /// `IAM_INSTEAD_OF_KEY_POLICY`, `REGION_MISMATCH`, `KEY_NOT_ENABLED`,
+    /// `DENY_STATEMENT`, `OVER_PERMISSIVE_POLICY`, `LIKELY_RCP_OR_PROPAGATION`.
+    pub cause: String,
+    pub summary: String,
+    pub fix: String,
+    pub findings: Vec<Finding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_validation_error: Option<String>,
+}
+
+/// The Diagnose state: read the key and its policy, name the cause, record it.
+pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError> {
+    let input = StepInput::from_value(&event)?;
+    let rec = held(deps, &input).await?;
+    let arn: KeyArn = rec
+        .key_arn
+        .as_deref()
+        .ok_or_else(|| CmekError::StateConflict("no key recorded".into()))?
+        .parse()
+        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
+    let compartment = rec
+        .compartment_id
+        .ok_or_else(|| CmekError::StateConflict("no compartment recorded".into()))?;
+    let d = diagnose_key(
+        deps.kms()?,
+        deps.config.geo,
+        &arn,
+        compartment,
+        rec.last_error.clone(),
+    )
+    .await?;
+    advance(
+        deps,
+        &rec,
+        &input.execution,
+        rec.status,
+        "Diagnose",
+        "diagnosed",
+        json!({"cause": d.cause, "summary": d.summary, "fix": d.fix}),
+        |r| r.diagnosis = serde_json::to_value(&d).ok(),
+    )
+    .await?;
+    tracing::warn!(workspace_id = %rec.workspace_id, cause = %d.cause, "validation diagnosis: {}", d.summary);
+    Ok(d)
+}
+
+/// The same reasoning, for any key (the CLI's `doctor` uses it too).
+pub async fn diagnose_key(
+    kms: &KeyManager,
+    geo: Geo,
+    arn: &KeyArn,
+    compartment: CompartmentId,
+    last_validation_error: Option<String>,
+) -> Result<Diagnosis, CmekError> {
+    let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| Diagnosis {
+        cause: cause.into(),
+        summary,
+        fix,
+        findings,
+        last_validation_error: last_validation_error.clone(),
+    };
+    if !geo.accepts_region(arn.region()) {
+        return Ok(make(
+            "REGION_MISMATCH",
+            format!(
+                "the key is in {}, which Anthropic does not operate in for geo {geo}",
+                arn.region()
+            ),
+            format!(
+                "Create the key in {} (or another Region of the geo).",
+                geo.recommended_region()
+            ),
+            vec![],
+        ));
+    }
+    let Some(info) = kms.describe(arn.as_str()).await? else {
+        return Ok(make(
+            "KEY_NOT_ENABLED",
+            format!("the key {arn} does not exist or cannot be described"),
+            "Check the key ARN and that it was not deleted.".into(),
+            vec![],
+        ));
+    };
+    if let Some(reason) = info.unusable_reason() {
+        return Ok(make(
+            "KEY_NOT_ENABLED",
+            reason,
+            "Enable the key (kms:EnableKey) or cancel its deletion.".into(),
+            vec![],
+        ));
+    }
+    let policy_text = kms.get_policy(arn.as_str()).await?;
+    let target = AnalysisTarget {
+        geo,
+        compartment,
+        key_account: Some(arn.account()),
+    };
+    let findings = match policy::analyse(&policy_text, target) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(make(
+                "IAM_INSTEAD_OF_KEY_POLICY",
+                format!("the key policy cannot be read as an IAM policy: {e}"),
+                "Replace it with the documented three-statement policy (cmekctl policy prints it).".into(),
+                vec![],
+            ));
+        }
+    };
+    let has = |codes: &[FindingCode]| findings.iter().find(|f| codes.contains(&f.code)).cloned();
+    use FindingCode::*;
+    let (cause, first) = if let Some(f) = has(&[NoCryptoGrant, NoDescribeGrant, DescribeUnderCondition]) {
+        ("IAM_INSTEAD_OF_KEY_POLICY", f)
+    } else if let Some(f) = has(&[
+        ConditionMissesCompartment,
+        PlaceholderInCondition,
+        ConditionMissesValidationId,
+    ]) {
+        ("ENCRYPTION_CONTEXT_MISMATCH", f)
+    } else if let Some(f) = has(&[DenyBlocksAnthropic, DenyMayBlockAnthropic]) {
+        ("DENY_STATEMENT", f)
+    } else if let Some(f) = findings
+        .iter()
+        .find(|f| f.severity == Severity::OverPermissive)
+        .cloned()
+    {
+        ("OVER_PERMISSIVE_POLICY", f)
+    } else {
+        return Ok(make(
+            "LIKELY_RCP_OR_PROPAGATION",
+            "the key is enabled, in a served Region, and its policy grants Anthropic's role as documented; the denial comes from outside the key policy".into(),
+            "Check AWS Organizations resource control policies (RCPs) for a Deny on KMS when aws:PrincipalOrgID is not yours, and add an exception for this key or Anthropic's role; if the key or policy changed minutes ago, re-run to let KMS propagate.".into(),
+            findings,
+        ));
+    };
+    Ok(make(cause, first.message.clone(), first.fix.clone(), findings))
+}

@@ -1,0 +1,142 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Deps, ProvisionRequest};
+use crate::error::CmekError;
+use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
+use crate::ids::WorkspaceId;
+use crate::store::{self, AuditEvent, Status};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishOutput {
+    /// `SUCCEEDED` or `FAILED`: the state machine's last Choice reads it.
+    pub outcome: String,
+    pub workspace_id: Option<String>,
+    pub status: Option<Status>,
+    pub key_arn: Option<String>,
+    pub alias: Option<String>,
+    pub external_key_id: Option<String>,
+    pub compartment_id: Option<String>,
+    pub error: Option<String>,
+    pub error_message: Option<String>,
+    pub diagnosis: Option<Value>,
+}
+
+/// Record how the execution ended, whatever happened, and announce it.
+/// Input: `{request, execution, error?: {Error, Cause}, diagnosis?}`.
+pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError> {
+    let execution = event
+        .get("execution")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (error, message) = caught_error(event.get("error"));
+    let diagnosis = event.get("diagnosis").filter(|d| !d.is_null()).cloned();
+    let workspace: Option<WorkspaceId> = event
+        .pointer("/request/workspaceId")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    let request_ok = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null)).is_ok();
+
+    let mut out = FinishOutput {
+        outcome: "FAILED".into(),
+        workspace_id: workspace.as_ref().map(ToString::to_string),
+        status: None,
+        key_arn: None,
+        alias: None,
+        external_key_id: None,
+        compartment_id: None,
+        error: error.clone(),
+        error_message: message.clone(),
+        diagnosis: diagnosis.clone(),
+    };
+
+    // Bad input changes nothing, not even the audit trail.
+    if let (Some(ws), true) = (&workspace, request_ok && error.as_deref() != Some("InvalidInput")) {
+        let now = deps.now();
+        let current = deps.store.load(ws).await?;
+        match current {
+            Some(rec) if rec.lease_owner() == Some(execution.as_str()) => {
+                let succeeded = rec.status == Status::Attached && error.is_none() && diagnosis.is_none();
+                // An attached workspace stays ATTACHED even if a later step failed.
+                let to = if rec.status == Status::Attached {
+                    Status::Attached
+                } else {
+                    Status::Failed
+                };
+                let detail = json!({"error": error, "message": message, "diagnosis": diagnosis});
+                let outcome = if succeeded { "succeeded" } else { "failed" };
+                let event = AuditEvent::new("Finish", outcome, Some(&execution), detail);
+                let rec = store::release(&*deps.store, &rec, &execution, to, event, now, |r| {
+                    if to == Status::Failed {
+                        r.last_error = message
+                            .clone()
+                            .or_else(|| error.clone())
+                            .or_else(|| r.last_error.clone());
+                    }
+                })
+                .await?;
+                out.outcome = if rec.status == Status::Attached && error.is_none() && diagnosis.is_none() {
+                    "SUCCEEDED".into()
+                } else {
+                    "FAILED".into()
+                };
+                out.status = Some(rec.status);
+                out.key_arn = rec.key_arn.clone();
+                out.alias = rec.alias.clone();
+                out.external_key_id = rec.external_key_id.clone();
+                out.compartment_id = rec.compartment_id.map(|c| c.to_string());
+            }
+            other => {
+                // This execution never held the workspace (another one does, or
+                // Begin failed before claiming): note it without touching state.
+                let detail = json!({"error": error, "message": message, "held_by": other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned))});
+                store::append_event(
+                    &*deps.store,
+                    ws,
+                    AuditEvent::new("Finish", "not_run", Some(&execution), detail),
+                    now,
+                )
+                .await?;
+                out.status = other.as_ref().map(|r| r.status);
+            }
+        }
+    }
+
+    if let Some(events) = &deps.events {
+        let detail_type = if out.outcome == "SUCCEEDED" {
+            DETAIL_SUCCEEDED
+        } else {
+            DETAIL_FAILED
+        };
+        let detail = json!({
+            "workspaceId": out.workspace_id, "execution": execution, "outcome": out.outcome,
+            "status": out.status, "keyArn": out.key_arn, "externalKeyId": out.external_key_id,
+            "error": out.error, "errorMessage": out.error_message, "diagnosis": out.diagnosis,
+        });
+        if let Err(e) = events.publish(detail_type, &detail).await {
+            // The record above is the source of truth; a lost notification
+            // must not turn a provisioned workspace into a failed execution.
+            tracing::error!(workspace_id = ?out.workspace_id, "could not publish the result event: {e}");
+        }
+    }
+    tracing::info!(workspace_id = ?out.workspace_id, execution = %execution, outcome = %out.outcome, error = ?out.error, "finished");
+    Ok(out)
+}
+
+/// Step Functions' Catch output: `{"Error": "...", "Cause": "<json or text>"}`,
+/// where a Lambda error's Cause is `{"errorType", "errorMessage"}`.
+fn caught_error(v: Option<&Value>) -> (Option<String>, Option<String>) {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return (None, None);
+    };
+    let error = v.get("Error").and_then(Value::as_str).map(str::to_owned);
+    let cause = v.get("Cause").and_then(Value::as_str).unwrap_or_default();
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|c| c.get("errorMessage").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| (!cause.is_empty()).then(|| cause.to_owned()))
+        .map(|m| m.chars().take(2000).collect());
+    (error.or_else(|| Some("Unknown".into())), message)
+}

@@ -1,0 +1,220 @@
+//! What an execution is asked to do, validated before anything is touched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::CmekError;
+use crate::ids::{KeyArn, WorkspaceId, shown};
+use crate::policy::FindingCode;
+
+/// The state machine's input, as manual runs, EventBridge and CloudFormation give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvisionRequest {
+    pub workspace_id: WorkspaceId,
+    /// Name of the registration in Anthropic's console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Reuse an existing key instead of creating one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_arn: Option<KeyArn>,
+    /// With `keyArn`: add this workspace's compartment to the key's policy
+    /// (default). Set false when the policy is managed elsewhere (Terraform,
+    /// CloudFormation): the workflow then only checks it.
+    #[serde(default = "yes")]
+    pub manage_key_policy: bool,
+    /// Over-permissive findings the operator accepts for an adopted key,
+    /// e.g. `["ACCOUNT_WIDE_PRINCIPAL", "EXTRA_ACTIONS"]`. Recorded in the audit trail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_findings: Vec<FindingCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerSource {
+    Manual,
+    Eventbridge,
+    Cloudformation,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    pub source: TriggerSource,
+    /// Anything else the trigger wants recorded (request id, event id, user).
+    #[serde(flatten)]
+    pub detail: serde_json::Map<String, Value>,
+}
+
+const MAX_DISPLAY_NAME: usize = 255;
+/// State machine inputs are small; anything bigger is not ours.
+const MAX_INPUT_BYTES: usize = 32 * 1024;
+
+impl ProvisionRequest {
+    /// Parse and check a request; every problem is an `InvalidInput` naming the field.
+    pub fn from_value(value: &Value) -> Result<Self, CmekError> {
+        let size = value.to_string().len();
+        if size > MAX_INPUT_BYTES {
+            return Err(CmekError::InvalidInput(format!(
+                "input is {size} bytes; the limit is {MAX_INPUT_BYTES}"
+            )));
+        }
+        if !value.is_object() {
+            return Err(CmekError::InvalidInput(
+                "input must be a JSON object with a workspaceId".into(),
+            ));
+        }
+        let req: ProvisionRequest = serde_json::from_value(value.clone())
+            .map_err(|e| CmekError::InvalidInput(shown_error(&e.to_string())))?;
+        if let Some(name) = &req.display_name {
+            let n = name.chars().count();
+            if n == 0 || n > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+                return Err(CmekError::InvalidInput(format!(
+                    "displayName must be 1-{MAX_DISPLAY_NAME} printable characters, got {:?}",
+                    shown(name)
+                )));
+            }
+        }
+        if !req.accept_findings.is_empty() && req.key_arn.is_none() {
+            return Err(CmekError::InvalidInput(
+                "acceptFindings applies only to an adopted key (keyArn); keys created here have the documented policy".into(),
+            ));
+        }
+        if let Some(f) = req.accept_findings.iter().find(|f| !accepted_is_meaningful(**f)) {
+            return Err(CmekError::InvalidInput(format!(
+                "acceptFindings: {f:?} cannot be accepted (only over-permissive findings can; errors must be fixed)"
+            )));
+        }
+        Ok(req)
+    }
+
+    pub fn display_name_or_default(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| format!("cmek-provisioner {}", self.workspace_id))
+    }
+}
+
+/// Only findings that grant too much can be accepted; a policy that denies
+/// Anthropic cannot be "accepted" into working.
+fn accepted_is_meaningful(code: FindingCode) -> bool {
+    use FindingCode::*;
+    matches!(
+        code,
+        AccountWidePrincipal
+            | EveryonePrincipal
+            | UnpublishedAnthropicPrincipal
+            | ExtraActions
+            | NotPrincipalGrant
+            | CryptoGrantWithoutCondition
+            | UnrecognisedCondition
+            | NoRootAdmin
+            | ConditionMissesValidationId
+            | DenyMayBlockAnthropic
+    )
+}
+
+/// serde's messages can quote the offending value; keep them short and printable.
+fn shown_error(msg: &str) -> String {
+    let cleaned: String = msg.chars().filter(|c| !c.is_control()).take(300).collect();
+    cleaned
+}
+
+/// What every step after Begin receives from the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepInput {
+    pub request: ProvisionRequest,
+    /// `$$.Execution.Id`: the lease owner.
+    pub execution: String,
+}
+
+impl StepInput {
+    pub fn from_value(value: &Value) -> Result<Self, CmekError> {
+        let execution = value
+            .get("execution")
+            .and_then(Value::as_str)
+            .filter(|e| !e.is_empty() && e.len() <= 512)
+            .ok_or_else(|| CmekError::InvalidInput("execution (the execution id) is required".into()))?
+            .to_owned();
+        let request = ProvisionRequest::from_value(value.get("request").unwrap_or(&Value::Null))?;
+        Ok(Self { request, execution })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn minimal_and_full_requests() {
+        let r = ProvisionRequest::from_value(&json!({"workspaceId": "wrkspc_01ABC"})).unwrap();
+        assert!(r.manage_key_policy);
+        assert_eq!(r.display_name_or_default(), "cmek-provisioner wrkspc_01ABC");
+        let full = json!({
+            "workspaceId": "wrkspc_01ABC", "displayName": "prod", "manageKeyPolicy": false,
+            "keyArn": "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "acceptFindings": ["ACCOUNT_WIDE_PRINCIPAL"],
+            "trigger": {"source": "cloudformation", "requestId": "r-1"}
+        });
+        let r = ProvisionRequest::from_value(&full).unwrap();
+        assert_eq!(r.trigger.unwrap().detail["requestId"], "r-1");
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let cases = [
+            (json!({}), "workspaceId"),
+            (json!("wrkspc_1"), "JSON object"),
+            (json!({"workspaceId": "ws_1"}), "wrkspc_"),
+            (json!({"workspaceId": "wrkspc_1", "extra": 1}), "extra"),
+            (
+                json!({"workspaceId": "wrkspc_1", "keyArn": "arn:aws:s3:::bucket"}),
+                "KMS",
+            ),
+            (
+                json!({"workspaceId": "wrkspc_1", "displayName": ""}),
+                "displayName",
+            ),
+            (
+                json!({"workspaceId": "wrkspc_1", "displayName": "a\u{0007}b"}),
+                "displayName",
+            ),
+            (
+                json!({"workspaceId": "wrkspc_1", "acceptFindings": ["EXTRA_ACTIONS"]}),
+                "adopted key",
+            ),
+            (
+                json!({"workspaceId": "wrkspc_1", "trigger": {"source": "email"}}),
+                "source",
+            ),
+            (
+                json!({"workspaceId": "wrkspc_1", "displayName": "x".repeat(40_000)}),
+                "limit",
+            ),
+            (
+                json!({"workspaceId": "wrkspc_1", "roleArn": "arn:aws:iam::666666666666:role/x"}),
+                "roleArn",
+            ),
+        ];
+        for (input, needle) in cases {
+            let err = ProvisionRequest::from_value(&input).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidInput");
+            assert!(err.to_string().contains(needle), "{input}: {err}");
+        }
+        let arn = "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let err = ProvisionRequest::from_value(
+            &json!({"workspaceId": "wrkspc_1", "keyArn": arn, "acceptFindings": ["NO_CRYPTO_GRANT"]}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be accepted"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+use serde_json::{Value, json};
+
+use super::{Deps, StepInput, StepOutput, advance, held};
+use crate::error::CmekError;
+use crate::ids::{ExternalKeyId, KeyArn};
+use crate::store::Status;
+
+/// Register the key with Anthropic, exactly once: the recorded registration,
+/// else one found by the key's ARN (an earlier attempt whose answer was lost),
+/// else a new one.
+pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekError> {
+    let input = StepInput::from_value(&event)?;
+    let rec = held(deps, &input).await?;
+    if matches!(rec.status, Status::Attached) {
+        return Ok(StepOutput::from(&rec));
+    }
+    let arn: KeyArn = rec
+        .key_arn
+        .as_deref()
+        .ok_or_else(|| CmekError::StateConflict("no key recorded: CreateKey did not complete".into()))?
+        .parse()
+        .map_err(|e| CmekError::StateConflict(format!("recorded key ARN is malformed: {e}")))?;
+    let admin = deps.admin()?;
+
+    if let Some(id) = rec.external_key_id.as_deref() {
+        let id: ExternalKeyId = id.parse().map_err(|e| CmekError::StateConflict(format!("{e}")))?;
+        let existing = admin.get_external_key(&id).await?;
+        if existing.kms_arn() != Some(arn.as_str()) {
+            return Err(CmekError::StateConflict(format!(
+                "recorded registration {id} is for {}, not {arn}",
+                existing.kms_arn().unwrap_or("no key")
+            )));
+        }
+        return Ok(StepOutput::from(&rec));
+    }
+
+    let (key, outcome) = match admin.find_external_key_by_arn(&arn).await? {
+        Some(k) => (k, "registration_found"),
+        None => {
+            let name = input.request.display_name_or_default();
+            (
+                admin.create_external_key(&name, deps.config.geo, &arn).await?,
+                "registered",
+            )
+        }
+    };
+    let id: ExternalKeyId = key
+        .id
+        .parse()
+        .map_err(|e| CmekError::AdminApiRejected(format!("Admin API returned a malformed key id: {e}")))?;
+    let rec = advance(
+        deps,
+        &rec,
+        &input.execution,
+        Status::Registered,
+        "RegisterKey",
+        outcome,
+        json!({"external_key_id": id, "key_arn": arn}),
+        |r| r.external_key_id = Some(id.to_string()),
+    )
+    .await?;
+    tracing::info!(workspace_id = %rec.workspace_id, external_key_id = %id, outcome, "key registered");
+    Ok(StepOutput::from(&rec))
+}
