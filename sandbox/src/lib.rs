@@ -4,3 +4,6 @@
 //! ([`stack`]).
 
 pub mod admin_api;
+pub mod lambda_host;
+pub mod stack;
+pub mod template;

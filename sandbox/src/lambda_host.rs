@@ -1,0 +1,478 @@
+//! A local Lambda service for the real function binaries.
+//!
+//! It serves the Lambda Invoke API (by function name or ARN) with Lambda's
+//! semantics — a function error is HTTP 200 with `X-Amz-Function-Error` —
+//! and, for each function instance, the Lambda Runtime API the binary's
+//! `lambda_runtime` polls. Instances are spawned on demand (concurrent
+//! invocations get concurrent instances, as in Lambda), and an instance that
+//! dies mid-invocation fails it with `Runtime.ExitError`, as Lambda does.
+//! Everything that is not a Lambda invoke is proxied to moto, so moto's Step
+//! Functions (which sends Lambda calls to `localhost:$MOTO_PORT`) can use this
+//! as its endpoint.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+
+/// One function as the template defines it.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The function name in its ARN (the template's logical id here).
+    pub name: String,
+    pub binary: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+type Outcome = Result<Bytes, Value>;
+
+struct Invocation {
+    id: String,
+    payload: Bytes,
+    deadline: Instant,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// What the host measured about one instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStats {
+    pub function: String,
+    pub instance: u64,
+    pub pid: Option<u32>,
+    /// Process start until its first `GET /next`: the function's init time.
+    pub init_ms: Option<f64>,
+    pub invocations: u64,
+}
+
+struct FunctionState {
+    spec: FunctionSpec,
+    arn: String,
+    queue: Mutex<VecDeque<Invocation>>,
+    notify: Notify,
+    /// Instances waiting in `GET /next`.
+    idle: AtomicU64,
+    instances: Mutex<Vec<Arc<Instance>>>,
+}
+
+struct Instance {
+    id: u64,
+    started: Instant,
+    init_ms: Mutex<Option<f64>>,
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    invocations: AtomicU64,
+    pid: Option<u32>,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+pub struct LambdaHost {
+    pub url: String,
+    pub port: u16,
+    inner: Arc<HostInner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LambdaHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaHost").field("url", &self.url).finish()
+    }
+}
+
+struct HostInner {
+    functions: HashMap<String, Arc<FunctionState>>,
+    moto: Mutex<Option<String>>,
+    http: reqwest::Client,
+    next_instance: AtomicU64,
+    max_instances: usize,
+    log_dir: PathBuf,
+}
+
+impl Drop for LambdaHost {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.kill_all();
+    }
+}
+
+impl LambdaHost {
+    /// Bind the Invoke endpoint (port 0 picks one). Functions start lazily, on first invoke.
+    pub async fn start(
+        listener: TcpListener,
+        functions: Vec<FunctionSpec>,
+        region: &str,
+        account: &str,
+        log_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&log_dir)?;
+        let map = functions
+            .into_iter()
+            .map(|spec| {
+                let arn = format!("arn:aws:lambda:{region}:{account}:function:{}", spec.name);
+                let state = FunctionState {
+                    arn,
+                    queue: Mutex::new(VecDeque::new()),
+                    notify: Notify::new(),
+                    idle: AtomicU64::new(0),
+                    instances: Mutex::new(Vec::new()),
+                    spec,
+                };
+                (state.spec.name.clone(), Arc::new(state))
+            })
+            .collect();
+        let inner = Arc::new(HostInner {
+            functions: map,
+            moto: Mutex::new(None),
+            http: reqwest::Client::builder().build()?,
+            next_instance: AtomicU64::new(1),
+            max_instances: 8,
+            log_dir,
+        });
+        let port = listener.local_addr()?.port();
+        let app = Router::new()
+            .route("/2015-03-31/functions/{function}/invocations", post(invoke))
+            .fallback(proxy)
+            .with_state(inner.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("lambda host stopped: {e}");
+            }
+        });
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            inner,
+            task,
+        })
+    }
+
+    /// Where to forward everything that is not a Lambda invoke.
+    pub fn set_moto(&self, url: &str) {
+        *lock(&self.inner.moto) = Some(url.to_owned());
+    }
+
+    pub fn function_arn(&self, name: &str) -> Option<String> {
+        self.inner.functions.get(name).map(|f| f.arn.clone())
+    }
+
+    pub fn stats(&self) -> Vec<InstanceStats> {
+        let mut out = Vec::new();
+        for f in self.inner.functions.values() {
+            for i in lock(&f.instances).iter() {
+                out.push(InstanceStats {
+                    function: f.spec.name.clone(),
+                    instance: i.id,
+                    pid: i.pid,
+                    init_ms: *lock(&i.init_ms),
+                    invocations: i.invocations.load(Ordering::SeqCst),
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.function.as_str(), a.instance).cmp(&(b.function.as_str(), b.instance)));
+        out
+    }
+
+    /// Kill every instance of `function` (crash tests): in-flight invocations
+    /// fail with `Runtime.ExitError`, the next invoke starts a new instance.
+    pub fn kill_function(&self, function: &str) {
+        if let Some(f) = self.inner.functions.get(function) {
+            for i in lock(&f.instances).iter() {
+                if let Some(k) = lock(&i.kill).take() {
+                    let _ = k.send(());
+                }
+            }
+        }
+    }
+
+    fn kill_all(&self) {
+        for name in self.inner.functions.keys() {
+            self.kill_function(name);
+        }
+    }
+
+    /// Where a function's logs go.
+    pub fn log_path(&self, function: &str) -> PathBuf {
+        self.inner.log_dir.join(format!("{function}.log"))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn function_name(raw: &str) -> String {
+    let decoded = url::form_urlencoded::parse(format!("x={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| raw.to_owned());
+    // arn:aws:lambda:region:account:function:NAME[:qualifier]
+    let parts: Vec<&str> = decoded.split(':').collect();
+    if parts.len() >= 7 && parts[5] == "function" {
+        parts[6].to_owned()
+    } else {
+        decoded
+    }
+}
+
+async fn invoke(State(host): State<Arc<HostInner>>, Path(function): Path<String>, body: Bytes) -> Response {
+    let name = function_name(&function);
+    let Some(f) = host.functions.get(&name).cloned() else {
+        let body = json!({"Type": "User", "message": format!("Function not found: {name}")});
+        let mut r = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        r.headers_mut().insert(
+            "x-amzn-ErrorType",
+            HeaderValue::from_static("ResourceNotFoundException"),
+        );
+        return r;
+    };
+    let (tx, rx) = oneshot::channel();
+    let id = uuid::Uuid::new_v4().to_string();
+    let deadline = Instant::now() + f.spec.timeout;
+    lock(&f.queue).push_back(Invocation {
+        id: id.clone(),
+        payload: body,
+        deadline,
+        reply: tx,
+    });
+    if f.idle.load(Ordering::SeqCst) == 0 && lock(&f.instances).len() < host.max_instances {
+        if let Err(e) = spawn_instance(host.clone(), f.clone()).await {
+            return function_error("Runtime.InitError", &format!("could not start {name}: {e}"));
+        }
+    }
+    f.notify.notify_one();
+    match tokio::time::timeout(f.spec.timeout + Duration::from_secs(1), rx).await {
+        Ok(Ok(Ok(payload))) => {
+            let mut r = (StatusCode::OK, payload).into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            r
+        }
+        Ok(Ok(Err(error))) => {
+            let mut r = (StatusCode::OK, axum::Json(error)).into_response();
+            r.headers_mut()
+                .insert("X-Amz-Function-Error", HeaderValue::from_static("Unhandled"));
+            r
+        }
+        Ok(Err(_)) => function_error(
+            "Runtime.ExitError",
+            "the function instance exited before answering",
+        ),
+        Err(_) => function_error(
+            "Sandbox.Timedout",
+            &format!("Task timed out after {:?}", f.spec.timeout),
+        ),
+    }
+}
+
+fn function_error(kind: &str, message: &str) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        axum::Json(json!({"errorType": kind, "errorMessage": message})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert("X-Amz-Function-Error", HeaderValue::from_static("Unhandled"));
+    r
+}
+
+async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let id = host.next_instance.fetch_add(1, Ordering::SeqCst);
+    let log_path = host.log_dir.join(format!("{}.log", f.spec.name));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut cmd = tokio::process::Command::new(&f.spec.binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", &f.spec.name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("instance-{id}"))
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/local/{}", f.spec.name))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    for (k, v) in &f.spec.env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run {}: {e} (build the functions with `cargo build --workspace`)",
+            f.spec.binary.display()
+        )
+    })?;
+    let (kill_tx, kill_rx) = oneshot::channel::<()>();
+    let instance = Arc::new(Instance {
+        id,
+        started,
+        init_ms: Mutex::new(None),
+        in_flight: Mutex::new(HashMap::new()),
+        invocations: AtomicU64::new(0),
+        pid: child.id(),
+        kill: Mutex::new(Some(kill_tx)),
+    });
+    lock(&f.instances).push(instance.clone());
+
+    let runtime = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state((f.clone(), instance.clone()));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, runtime).await;
+    });
+
+    // Reap the process: when it exits, whatever it held fails as in Lambda.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = child.wait() => {}
+            _ = kill_rx => { let _ = child.kill().await; }
+        }
+        server.abort();
+        let pending: Vec<oneshot::Sender<Outcome>> =
+            lock(&instance.in_flight).drain().map(|(_, tx)| tx).collect();
+        for tx in pending {
+            let _ = tx.send(Err(json!({"errorType": "Runtime.ExitError", "errorMessage": "RequestId: the function instance exited before completing the request"})));
+        }
+        lock(&f.instances).retain(|i| i.id != instance.id);
+    });
+    Ok(())
+}
+
+type RuntimeState = (Arc<FunctionState>, Arc<Instance>);
+
+async fn next(State((f, instance)): State<RuntimeState>) -> Response {
+    {
+        let mut init = lock(&instance.init_ms);
+        if init.is_none() {
+            *init = Some(instance.started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    f.idle.fetch_add(1, Ordering::SeqCst);
+    let inv = loop {
+        let popped = lock(&f.queue).pop_front();
+        match popped {
+            Some(inv) if inv.reply.is_closed() => continue,
+            Some(inv) => break inv,
+            None => f.notify.notified().await,
+        }
+    };
+    f.idle.fetch_sub(1, Ordering::SeqCst);
+    // Another waiter may have work too.
+    if !lock(&f.queue).is_empty() {
+        f.notify.notify_one();
+    }
+    instance.invocations.fetch_add(1, Ordering::SeqCst);
+    lock(&instance.in_flight).insert(inv.id.clone(), inv.reply);
+    let deadline_ms = (std::time::SystemTime::now() + inv.deadline.saturating_duration_since(Instant::now()))
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let mut r = (StatusCode::OK, inv.payload).into_response();
+    let h = r.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, "lambda-runtime-aws-request-id", inv.id);
+    set(h, "lambda-runtime-deadline-ms", deadline_ms.to_string());
+    set(h, "lambda-runtime-invoked-function-arn", f.arn.clone());
+    set(
+        h,
+        "lambda-runtime-trace-id",
+        format!("Root=1-{}", uuid::Uuid::new_v4().simple()),
+    );
+    set(h, "content-type", "application/json".into());
+    r
+}
+
+async fn respond(
+    State((_, instance)): State<RuntimeState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    if let Some(tx) = lock(&instance.in_flight).remove(&id) {
+        let _ = tx.send(Ok(body));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn fail(State((_, instance)): State<RuntimeState>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    let error: Value = serde_json::from_slice(&body).unwrap_or_else(
+        |_| json!({"errorType": "Runtime.Unknown", "errorMessage": String::from_utf8_lossy(&body)}),
+    );
+    if let Some(tx) = lock(&instance.in_flight).remove(&id) {
+        let _ = tx.send(Err(error));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State((f, _)): State<RuntimeState>, body: Bytes) -> StatusCode {
+    tracing::error!(function = %f.spec.name, "init error: {}", String::from_utf8_lossy(&body));
+    // Fail everything queued: this instance will exit and a new one would fail the same way.
+    let queued: Vec<Invocation> = lock(&f.queue).drain(..).collect();
+    for inv in queued {
+        let _ = inv.reply.send(Err(serde_json::from_slice(&body).unwrap_or_else(
+            |_| json!({"errorType": "Runtime.InitError", "errorMessage": String::from_utf8_lossy(&body)}),
+        )));
+    }
+    StatusCode::ACCEPTED
+}
+
+/// Everything else goes to moto unchanged.
+async fn proxy(
+    State(host): State<Arc<HostInner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(moto) = lock(&host.moto).clone() else {
+        return (StatusCode::BAD_GATEWAY, "no moto endpoint configured").into_response();
+    };
+    let url = format!(
+        "{moto}{}",
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut req = host.http.request(method, url).body(body);
+    for (k, v) in headers.iter() {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let mut r = (status, bytes).into_response();
+            for (k, v) in headers.iter() {
+                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+                    r.headers_mut().insert(k.clone(), v.clone());
+                }
+            }
+            r
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("moto unreachable: {e}")).into_response(),
+    }
+}

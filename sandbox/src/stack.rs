@@ -1,0 +1,504 @@
+//! The whole AWS side on loopback: moto (with Step Functions execution on),
+//! the real function binaries behind [`LambdaHost`], and the Admin API
+//! stand-in — built from `template.yaml` and `statemachine/`, the same
+//! definitions that deploy to AWS. One call brings it up; dropping it tears
+//! everything down.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::admin_api::{OrgSeed, SandboxApi, SandboxConfig};
+use crate::lambda_host::{FunctionSpec, LambdaHost};
+use crate::template::{Bindings, Template};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-2";
+pub const STATE_MACHINE: &str = "ProvisionStateMachine";
+
+/// How to bring the stack up.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Template parameter overrides, e.g. a short validation schedule for tests.
+    pub parameters: HashMap<String, String>,
+    /// The Admin API stand-in's organizations and faults (its KMS endpoint is set here).
+    pub sandbox: SandboxConfig,
+    /// A label for the log folder (`.local/logs/stack-<label>-<port>/`).
+    pub label: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            parameters: HashMap::new(),
+            sandbox: SandboxConfig {
+                orgs: vec![OrgSeed {
+                    name: "demo-org".into(),
+                    admin_key: DEMO_ADMIN_KEY.into(),
+                    workspaces: 3,
+                    ..OrgSeed::default()
+                }],
+                ..SandboxConfig::default()
+            },
+            label: "stack".into(),
+        }
+    }
+}
+
+/// The fake admin key the local stack stores in Secrets Manager.
+pub const DEMO_ADMIN_KEY: &str = "sk-ant-admin01-LOCAL-SANDBOX-KEY-not-a-real-secret-000000";
+
+impl StackOptions {
+    /// Validation and transient retries in seconds rather than minutes.
+    pub fn fast_retries(mut self) -> Self {
+        for (k, v) in [
+            ("ValidationIntervalSeconds", "1"),
+            ("ValidationBackoffRate", "1"),
+            ("ValidationMaxDelaySeconds", "1"),
+            ("ValidationMaxAttempts", "4"),
+            ("TransientIntervalSeconds", "1"),
+        ] {
+            self.parameters.entry(k.into()).or_insert_with(|| v.into());
+        }
+        self
+    }
+
+    pub fn admin_key(&self) -> &str {
+        self.sandbox
+            .orgs
+            .first()
+            .map(|o| o.admin_key.as_str())
+            .unwrap_or(DEMO_ADMIN_KEY)
+    }
+}
+
+/// A running local stack.
+pub struct LocalStack {
+    pub moto_url: String,
+    pub host: LambdaHost,
+    pub admin: SandboxApi,
+    pub sdk: aws_config::SdkConfig,
+    pub state_machine_arn: String,
+    pub table_name: String,
+    pub bus_name: String,
+    pub secret_arn: String,
+    pub log_dir: PathBuf,
+    pub admin_key: String,
+    moto: tokio::process::Child,
+}
+
+impl std::fmt::Debug for LocalStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStack")
+            .field("moto_url", &self.moto_url)
+            .field("state_machine_arn", &self.state_machine_arn)
+            .finish()
+    }
+}
+
+/// The repository root (this crate lives in `sandbox/`).
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// The outcome of one execution.
+#[derive(Debug, Clone)]
+pub struct ExecutionResult {
+    pub arn: String,
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl LocalStack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let root = repo_root();
+        let python = root.join(".local/venv-moto/bin/python");
+        if !python.exists() {
+            bail!(
+                "moto is not installed at {}: run ./scripts/test or ./scripts/demo once to set it up",
+                python.display()
+            );
+        }
+        let profile = std::env::var("CMEK_FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
+        let bin_dir = target_dir(&root).join(&profile);
+
+        // The Lambda endpoint's port must be known before moto starts: moto's
+        // Step Functions sends Lambda invokes to localhost:$MOTO_PORT.
+        let host_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the Lambda endpoint")?;
+        let host_port = host_listener.local_addr()?.port();
+        let log_dir = root
+            .join(".local/logs")
+            .join(format!("{}-{host_port}", options.label));
+        std::fs::create_dir_all(&log_dir)?;
+
+        let (moto, moto_url) = start_moto(&root, &python, host_port, &log_dir).await?;
+        let sdk = crate_sdk_config(&moto_url).await;
+        let http = reqwest::Client::new();
+        http.post(format!("{moto_url}/moto-api/config"))
+            .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .context("moto: turning on Step Functions execution")?;
+
+        let mut sandbox = options.sandbox.clone();
+        sandbox.kms_endpoint = Some(moto_url.clone());
+        let admin = SandboxApi::start(sandbox, "127.0.0.1:0".parse()?)
+            .await
+            .context("starting the Admin API stand-in")?;
+
+        let admin_key = options.admin_key().to_owned();
+        let secret_arn = aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name("cmek-provisioner/admin-api-key")
+            .secret_string(&admin_key)
+            .send()
+            .await
+            .context("moto: creating the admin key secret")?
+            .arn()
+            .ok_or_else(|| anyhow!("moto returned no secret ARN"))?
+            .to_owned();
+
+        let template = Template::load(&root.join("template.yaml"))?;
+        let table_name = "cmek-provisioner-local".to_owned();
+        let bus_name = "cmek-provisioner-local".to_owned();
+        let mut bindings = Bindings::default();
+        bindings.parameters = template.parameter_defaults();
+        bindings
+            .parameters
+            .insert("AdminKeySecretArn".into(), secret_arn.clone());
+        bindings
+            .parameters
+            .insert("AdminApiBaseUrl".into(), admin.url.clone());
+        bindings.parameters.extend(options.parameters.clone());
+        for (k, v) in [
+            ("AWS::AccountId", ACCOUNT),
+            ("AWS::Region", REGION),
+            ("AWS::StackName", "local"),
+            ("AWS::Partition", "aws"),
+        ] {
+            bindings.refs.insert(k.into(), v.into());
+        }
+        bindings.refs.insert("WorkflowTable".into(), table_name.clone());
+        bindings.refs.insert("ResultBus".into(), bus_name.clone());
+        bindings.attrs.insert(
+            "WorkflowTable.Arn".into(),
+            format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}"),
+        );
+        bindings.attrs.insert(
+            "ResultBus.Arn".into(),
+            format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus_name}"),
+        );
+        for (id, _) in template.resources_of_type("AWS::Serverless::Function") {
+            bindings.refs.insert(id.clone(), id.clone());
+            bindings.attrs.insert(
+                format!("{id}.Arn"),
+                format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{id}"),
+            );
+        }
+
+        create_table(&sdk, &template, &table_name).await?;
+        aws_sdk_eventbridge::Client::new(&sdk)
+            .create_event_bus()
+            .name(&bus_name)
+            .send()
+            .await
+            .context("moto: creating the event bus")?;
+
+        let log_level = bindings
+            .parameters
+            .get("LogLevel")
+            .cloned()
+            .unwrap_or_else(|| "INFO".into());
+        let mut specs = Vec::new();
+        for f in template.functions(&bindings)? {
+            let binary = bin_dir.join(&f.binary);
+            if !binary.exists() {
+                bail!(
+                    "function binary {} not found: build the functions first (cargo build --workspace --bins)",
+                    binary.display()
+                );
+            }
+            let mut env: Vec<(String, String)> = f.env.into_iter().collect();
+            env.extend(
+                [
+                    ("AWS_ENDPOINT_URL", moto_url.as_str()),
+                    ("AWS_ACCESS_KEY_ID", "testing"),
+                    ("AWS_SECRET_ACCESS_KEY", "testing"),
+                    ("AWS_REGION", REGION),
+                    ("AWS_DEFAULT_REGION", REGION),
+                    ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+                    ("AWS_LAMBDA_LOG_LEVEL", log_level.as_str()),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            );
+            specs.push(FunctionSpec {
+                name: f.logical_id,
+                binary,
+                env,
+                timeout: Duration::from_secs(f.timeout_secs),
+            });
+        }
+        let host =
+            LambdaHost::start(host_listener, specs, REGION, ACCOUNT, log_dir.join("functions")).await?;
+        host.set_moto(&moto_url);
+
+        let definition = template.state_machine_definition(STATE_MACHINE, &bindings)?;
+        let state_machine_arn = aws_sdk_sfn::Client::new(&sdk)
+            .create_state_machine()
+            .name("ProvisionWorkspaceKey")
+            .definition(definition)
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/cmek-provisioner-local"))
+            .send()
+            .await
+            .context("moto: creating the state machine")?
+            .state_machine_arn()
+            .to_owned();
+
+        Ok(Self {
+            moto_url,
+            host,
+            admin,
+            sdk,
+            state_machine_arn,
+            table_name,
+            bus_name,
+            secret_arn,
+            log_dir,
+            admin_key,
+            moto,
+        })
+    }
+
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk)
+    }
+
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk)
+    }
+
+    pub fn store(&self) -> cmek::store::DynamoStore {
+        cmek::store::DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.table_name)
+    }
+
+    /// An Admin API client for the stand-in, as the functions see it.
+    pub fn admin_client(&self) -> cmek::admin_api::AdminApiClient {
+        cmek::admin_api::AdminApiClient::new(
+            &self.admin.url,
+            cmek::admin_api::AdminKey::new(self.admin_key.clone()),
+            cmek::admin_api::ClientOptions::default(),
+        )
+        .unwrap_or_else(|e| unreachable!("the sandbox URL is loopback http: {e}"))
+    }
+
+    /// Start an execution (named, so moto accepts a second one).
+    pub async fn start_execution(&self, input: &Value, name: Option<&str>) -> anyhow::Result<String> {
+        let name = name
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4().simple()));
+        let out = self
+            .sfn()
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .context("StartExecution")?;
+        Ok(out.execution_arn().to_owned())
+    }
+
+    pub async fn wait(&self, execution_arn: &str, timeout: Duration) -> anyhow::Result<ExecutionResult> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self
+                .sfn()
+                .describe_execution()
+                .execution_arn(execution_arn)
+                .send()
+                .await?;
+            if *d.status() != ExecutionStatus::Running {
+                return Ok(ExecutionResult {
+                    arn: execution_arn.to_owned(),
+                    status: d.status().as_str().to_owned(),
+                    output: d.output().and_then(|o| serde_json::from_str(o).ok()),
+                    error: d.error().map(str::to_owned),
+                    cause: d.cause().map(str::to_owned),
+                });
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "execution {execution_arn} still running after {timeout:?} (logs: {})",
+                    self.log_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn run(&self, input: &Value, timeout: Duration) -> anyhow::Result<ExecutionResult> {
+        let arn = self.start_execution(input, None).await?;
+        self.wait(&arn, timeout).await
+    }
+
+    /// The names of the states an execution entered, in order.
+    pub async fn states_entered(&self, execution_arn: &str) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sfn()
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .set_next_token(token)
+                .send()
+                .await?;
+            for e in page.events() {
+                if let Some(d) = e.state_entered_event_details() {
+                    out.push(d.name().to_owned());
+                }
+            }
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Everything the functions logged so far.
+    pub fn function_logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.log_dir.join("functions")) {
+            for e in entries.flatten() {
+                all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        // kill_on_drop covers moto; say so explicitly for readers of the logs.
+        let _ = self.moto.start_kill();
+    }
+}
+
+async fn start_moto(
+    root: &Path,
+    python: &Path,
+    lambda_port: u16,
+    log_dir: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+    let log = std::fs::File::create(log_dir.join("moto.log"))?;
+    let child = tokio::process::Command::new(python)
+        .arg(root.join("tools/moto_server.py"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("MOTO_PORT", lambda_port.to_string())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", REGION)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting moto")?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
+            return Ok((child, url));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "moto did not start within 30 s (log: {})",
+                log_dir.join("moto.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn crate_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let creds = aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "local-stack");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+async fn create_table(sdk: &aws_config::SdkConfig, template: &Template, name: &str) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let props = template
+        .properties("WorkflowTable")
+        .ok_or_else(|| anyhow!("template has no WorkflowTable"))?;
+    let mut req = aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for a in props
+        .get("AttributeDefinitions")
+        .and_then(|v| v.as_sequence())
+        .into_iter()
+        .flatten()
+    {
+        let n = a
+            .get("AttributeName")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let t = a.get("AttributeType").and_then(|v| v.as_str()).unwrap_or("S");
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::from(t))
+                .build()?,
+        );
+    }
+    for k in props
+        .get("KeySchema")
+        .and_then(|v| v.as_sequence())
+        .into_iter()
+        .flatten()
+    {
+        let n = k
+            .get("AttributeName")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let t = k.get("KeyType").and_then(|v| v.as_str()).unwrap_or("HASH");
+        req = req.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(KeyType::from(t))
+                .build()?,
+        );
+    }
+    req.send()
+        .await
+        .context("moto: creating the workflow table from template.yaml")?;
+    Ok(())
+}
