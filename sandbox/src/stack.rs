@@ -179,8 +179,10 @@ impl LocalStack {
         let template = Template::load(&root.join("template.yaml"))?;
         let table_name = "cmek-provisioner-local".to_owned();
         let bus_name = "cmek-provisioner-local".to_owned();
-        let mut bindings = Bindings::default();
-        bindings.parameters = template.parameter_defaults();
+        let mut bindings = Bindings {
+            parameters: template.parameter_defaults(),
+            ..Bindings::default()
+        };
         bindings
             .parameters
             .insert("AdminKeySecretArn".into(), secret_arn.clone());

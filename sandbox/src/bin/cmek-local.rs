@@ -1,0 +1,396 @@
+//! `cmek-local`: run cmek-provisioner without AWS or Anthropic.
+//!
+//!   cmek-local demo         provision a demo workspace end to end, live
+//!   cmek-local up           bring the local stack up until Ctrl-C
+//!   cmek-local admin-api    serve only the Admin API stand-in
+//!   cmek-local render-asl   print the state machine as deployed (checks)
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sandbox::admin_api::{Faults, OrgSeed, SandboxApi, SandboxConfig};
+use sandbox::stack::{LocalStack, StackOptions};
+use sandbox::template::{Bindings, Template};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "cmek-local",
+    about = "cmek-provisioner's local stack: moto, the real functions, the Admin API stand-in"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision a demo workspace through the real state machine, showing each step.
+    Demo {
+        /// Seconds during which a new key fails validation, as while KMS propagates.
+        #[arg(long, default_value_t = 4.0)]
+        propagation_delay: f64,
+        /// Use the deployed (minutes-long) retry schedule instead of the demo's short one.
+        #[arg(long)]
+        production_schedule: bool,
+    },
+    /// Bring the local stack up and keep it running until Ctrl-C.
+    Up,
+    /// Serve only the Admin API stand-in.
+    AdminApi {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// moto endpoint for validate's KMS checks.
+        #[arg(long)]
+        kms_endpoint: Option<String>,
+        /// JSON file: {"orgs": [...], "faults": {...}} (see sandbox/README).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Print the state machine definition with template defaults substituted.
+    RenderAsl,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    match Cli::parse().command {
+        Command::Demo {
+            propagation_delay,
+            production_schedule,
+        } => demo(propagation_delay, production_schedule).await,
+        Command::Up => up().await,
+        Command::AdminApi {
+            listen,
+            kms_endpoint,
+            config,
+        } => admin_api(listen, kms_endpoint, config).await,
+        Command::RenderAsl => render_asl(),
+    }
+}
+
+fn render_asl() -> anyhow::Result<()> {
+    let root = sandbox::stack::repo_root();
+    let template = Template::load(&root.join("template.yaml"))?;
+    let mut b = Bindings {
+        parameters: template.parameter_defaults(),
+        ..Bindings::default()
+    };
+    for (id, _) in template.resources_of_type("AWS::Serverless::Function") {
+        b.attrs.insert(
+            format!("{id}.Arn"),
+            format!("arn:aws:lambda:us-east-2:123456789012:function:{id}"),
+        );
+    }
+    println!(
+        "{}",
+        template.state_machine_definition(sandbox::stack::STATE_MACHINE, &b)?
+    );
+    Ok(())
+}
+
+async fn admin_api(
+    listen: std::net::SocketAddr,
+    kms_endpoint: Option<String>,
+    config: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let mut cfg: SandboxConfig = match config {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => SandboxConfig {
+            orgs: vec![OrgSeed {
+                name: "demo-org".into(),
+                admin_key: sandbox::stack::DEMO_ADMIN_KEY.into(),
+                workspaces: 3,
+                ..OrgSeed::default()
+            }],
+            ..SandboxConfig::default()
+        },
+    };
+    if kms_endpoint.is_some() {
+        cfg.kms_endpoint = kms_endpoint;
+    }
+    let api = SandboxApi::start(cfg, listen).await?;
+    println!(
+        "Admin API stand-in on {} (inspect: {}/_sandbox/state, {}/_sandbox/requests)",
+        api.url, api.url, api.url
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn up() -> anyhow::Result<()> {
+    let stack = LocalStack::start(StackOptions {
+        label: "up".into(),
+        ..StackOptions::default()
+    })
+    .await?;
+    println!("local stack is up (Ctrl-C to stop)");
+    println!("  AWS endpoint (moto):   {}", stack.moto_url);
+    println!("  Lambda endpoint:       {}", stack.host.url);
+    println!("  Admin API stand-in:    {}", stack.admin.url);
+    println!("  state machine:         {}", stack.state_machine_arn);
+    println!("  workflow table:        {}", stack.table_name);
+    println!("  logs:                  {}", stack.log_dir.display());
+    println!("workspaces:");
+    for w in stack.admin.state()["orgs"]["demo-org"]["workspaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  {}  {}",
+            w["id"].as_str().unwrap_or_default(),
+            w["name"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "try: AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {} --region us-east-2 stepfunctions start-execution --state-machine-arn {} --name run1 --input '{{\"workspaceId\": \"<id above>\"}}'",
+        stack.moto_url, stack.state_machine_arn
+    );
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    Ok(())
+}
+
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!("{BOLD}cmek-provisioner — local demo{RESET}");
+    println!(
+        "{DIM}Starting moto (KMS, DynamoDB, Step Functions, Secrets Manager, EventBridge), the Admin API stand-in and the function binaries…{RESET}"
+    );
+    let mut options = StackOptions {
+        label: "demo".into(),
+        ..StackOptions::default()
+    };
+    options.sandbox.faults = Faults {
+        propagation_delay_secs: propagation_delay,
+        ..Faults::default()
+    };
+    if !production_schedule {
+        let mut p = HashMap::new();
+        for (k, v) in [
+            ("ValidationIntervalSeconds", "2"),
+            ("ValidationBackoffRate", "1.5"),
+            ("ValidationMaxDelaySeconds", "5"),
+            ("ValidationMaxAttempts", "10"),
+            ("TransientIntervalSeconds", "1"),
+        ] {
+            p.insert(k.to_owned(), v.to_owned());
+        }
+        options.parameters = p;
+    }
+    let stack = LocalStack::start(options).await?;
+    let workspace = stack.admin.state()["orgs"]["demo-org"]["workspaces"][0].clone();
+    let ws = workspace["id"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "stack up in {:.1}s. State machine: {}",
+        started.elapsed().as_secs_f64(),
+        stack.state_machine_arn
+    );
+    println!(
+        "\n{BOLD}Workspace{RESET} {ws} ({}), compartment {}",
+        workspace["name"].as_str().unwrap_or_default(),
+        workspace["compartment_id"].as_str().unwrap_or_default()
+    );
+    println!(
+        "{DIM}The stand-in makes a new key fail validation for {propagation_delay}s, as KMS propagation does.{RESET}\n"
+    );
+
+    let input = json!({"workspaceId": ws, "displayName": "demo workspace key", "trigger": {"source": "manual", "user": "demo"}});
+    let t0 = Instant::now();
+    let arn = stack.start_execution(&input, Some("demo")).await?;
+    let sfn = stack.sfn();
+    let mut seen = 0usize;
+    let mut state_started = Instant::now();
+    loop {
+        let history = all_events(&sfn, &arn).await?;
+        for e in history.iter().skip(seen) {
+            let at = t0.elapsed().as_secs_f64();
+            if let Some(d) = e.state_entered_event_details() {
+                state_started = Instant::now();
+                let name = d.name();
+                if !matches!(name, "Prepare" | "AlreadyAttached" | "Succeeded?") {
+                    println!(
+                        "{DIM}[{at:6.1}s]{RESET} ▶ {BOLD}{name}{RESET} {DIM}{}{RESET}",
+                        describe(name)
+                    );
+                }
+            } else if let Some(d) = e.lambda_function_failed_event_details() {
+                let error = d.error().unwrap_or_default();
+                let cause: Value = d
+                    .cause()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .unwrap_or_default();
+                let msg = cause["errorMessage"].as_str().unwrap_or_default();
+                let color = if error == "ValidationFailed" { YELLOW } else { RED };
+                println!(
+                    "{DIM}[{at:6.1}s]{RESET}   {color}✗ {error}{RESET}: {}",
+                    truncate(msg, 140)
+                );
+                if error == "ValidationFailed" {
+                    println!(
+                        "{DIM}           retrying on the validation schedule (KMS may still be propagating)…{RESET}"
+                    );
+                }
+            } else if e.lambda_function_succeeded_event_details().is_some() {
+                println!(
+                    "{DIM}[{at:6.1}s]{RESET}   {GREEN}✓ done{RESET} {DIM}({:.1}s){RESET}",
+                    state_started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        seen = history.len();
+        let d = sfn.describe_execution().execution_arn(&arn).send().await?;
+        if d.status().as_str() != "RUNNING" {
+            let total = t0.elapsed().as_secs_f64();
+            println!();
+            return report(&stack, &ws, d.status().as_str(), d.output(), total).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn all_events(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> anyhow::Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .set_next_token(token)
+            .send()
+            .await?;
+        out.extend(page.events().iter().cloned());
+        match page.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn describe(state: &str) -> &'static str {
+    match state {
+        "Begin" => "validate input, claim the workspace, read it from the Admin API",
+        "CreateKey" => "create the KMS key with the documented 3-statement policy, alias, rotation",
+        "RegisterKey" => "POST /v1/organizations/external_keys (exactly once)",
+        "ValidateKey" => "POST …/validate: Anthropic's encrypt/decrypt round trip",
+        "Diagnose" => "validation never succeeded: find the documented cause",
+        "AttachKey" => "re-check, then attach the key to the workspace (irreversible)",
+        "Finish" => "record the outcome and audit trail, publish the result event",
+        "Provisioned" => "",
+        _ => "",
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+async fn report(
+    stack: &LocalStack,
+    ws: &str,
+    status: &str,
+    output: Option<&str>,
+    total: f64,
+) -> anyhow::Result<()> {
+    use cmek::store::WorkflowStore;
+    let id: cmek::ids::WorkspaceId = ws.parse()?;
+    let store = stack.store();
+    let rec = store.load(&id).await?;
+    let out: Value = output
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default();
+    if status == "SUCCEEDED" {
+        println!("{GREEN}{BOLD}✓ Workspace {ws} is encrypted with its own key{RESET} ({total:.1}s)\n");
+    } else {
+        println!("{RED}{BOLD}✗ Provisioning failed ({status}){RESET} after {total:.1}s\n");
+    }
+    if let Some(r) = &rec {
+        println!("  key ARN          {}", r.key_arn.as_deref().unwrap_or("-"));
+        println!("  alias            {}", r.alias.as_deref().unwrap_or("-"));
+        println!(
+            "  external key id  {}",
+            r.external_key_id.as_deref().unwrap_or("-")
+        );
+        println!("  status           {}", r.status);
+        println!("  validation tries {}", r.validation_attempts);
+        let attached = stack.admin_client().get_workspace(&id).await?.external_key_id;
+        println!(
+            "  attached         {}",
+            attached.is_some() && attached == r.external_key_id
+        );
+        if let Some(arn) = &r.key_arn {
+            let p = stack
+                .kms()
+                .get_key_policy()
+                .key_id(arn)
+                .policy_name("default")
+                .send()
+                .await?;
+            let pretty: Value = serde_json::from_str(p.policy().unwrap_or("{}")).unwrap_or_default();
+            println!(
+                "\n{BOLD}Key policy{RESET}\n{}",
+                serde_json::to_string_pretty(&pretty)?
+            );
+        }
+        if let Some(d) = &r.diagnosis {
+            println!(
+                "\n{RED}{BOLD}Diagnosis: {}{RESET}\n  {}\n  fix: {}",
+                d["cause"].as_str().unwrap_or("?"),
+                d["summary"].as_str().unwrap_or(""),
+                d["fix"].as_str().unwrap_or("")
+            );
+        } else if let Some(e) = &r.last_error {
+            println!("\n{RED}last error:{RESET} {e}");
+        }
+    }
+    if status != "SUCCEEDED" && out.is_null() {
+        println!(
+            "  {DIM}error details: see the audit trail below and {}{RESET}",
+            stack.log_dir.display()
+        );
+    }
+    println!("\n{BOLD}Audit trail (DynamoDB){RESET}");
+    for e in store.events(&id).await? {
+        let detail = if e.detail.is_null() || e.detail == json!({}) {
+            String::new()
+        } else {
+            truncate(&e.detail.to_string(), 110)
+        };
+        println!(
+            "  {}  {:<12} {:<22} {DIM}{detail}{RESET}",
+            e.at, e.step, e.outcome
+        );
+    }
+    println!(
+        "\n{DIM}Admin API calls for this workspace: {}. Logs: {}{RESET}",
+        stack.admin.requests().len(),
+        stack.log_dir.display()
+    );
+    if status == "SUCCEEDED" {
+        Ok(())
+    } else {
+        anyhow::bail!("provisioning failed")
+    }
+}
