@@ -431,10 +431,13 @@ fn key_info(meta: &aws_sdk_kms::types::KeyMetadata) -> KeyInfo {
             .unwrap_or_else(|| "Unknown".into()),
         enabled: meta.enabled(),
         key_spec: meta.key_spec().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        // KMS defaults KeyUsage to ENCRYPT_DECRYPT; moto omits it when not given.
         key_usage: meta
             .key_usage()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("ENCRYPT_DECRYPT")
+            .to_owned(),
         origin: meta.origin().map(|s| s.as_str().to_owned()).unwrap_or_default(),
         multi_region: meta.multi_region().unwrap_or(false),
         deletion_date: meta.deletion_date().map(|d| d.to_string()),

@@ -73,3 +73,5 @@ pub async fn keys_for(stack: &LocalStack, ws: &WorkspaceId) -> Vec<String> {
 pub fn dump_on_failure(stack: &LocalStack) -> String {
     format!("function logs in {}", stack.log_dir.display())
 }
+
+pub use cmek::store::WorkflowStore as _;

@@ -78,3 +78,392 @@ async fn happy_path_provisions_a_workspace() {
     // No attachment the stand-in considers broken for live traffic.
     assert_eq!(stack.admin.state()["attach_warnings"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_fails_while_kms_propagates_then_succeeds() {
+    let stack = stack("propagation", |o| {
+        o.sandbox.faults.propagation_delay_secs = 2.5;
+        o.parameters.insert("ValidationMaxAttempts".into(), "8".into());
+    })
+    .await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let result = stack
+        .run(&json!({"workspaceId": ws}), TIMEOUT)
+        .await
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    assert_eq!(
+        result.status,
+        "SUCCEEDED",
+        "{result:?} — {}",
+        dump_on_failure(&stack)
+    );
+    let rec = record(&stack, &ws).await;
+    assert!(
+        rec.validation_attempts >= 2,
+        "validation should have failed first: {}",
+        rec.validation_attempts
+    );
+    let failures = events(&stack, &ws)
+        .await
+        .iter()
+        .filter(|e| e.outcome == "validation_failed")
+        .count();
+    assert_eq!(failures as u32, rec.validation_attempts - 1);
+    assert_eq!(
+        calls(&stack, "POST", "/external_keys"),
+        1,
+        "registered once despite retries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_compartment_in_an_adopted_key_is_diagnosed_and_never_attached() {
+    let stack = stack("wrong-compartment", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    // A key whose policy names another workspace's compartment only, managed
+    // elsewhere (manageKeyPolicy false), so the workflow must not fix it.
+    let other: cmek::ids::CompartmentId = "9d1c7a3b-2e4f-4a5b-8c6d-7e8f9a0b1c2d".parse().unwrap();
+    let policy = cmek::policy::key_policy(
+        &sandbox::stack::ACCOUNT.parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[other],
+    )
+    .to_string()
+    .replace("\"00000000-0000-0000-0000-000000000000\",", "");
+    let key = stack.kms().create_key().policy(&policy).send().await.unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    let result = stack
+        .run(
+            &json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false}),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.status, "FAILED");
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Failed);
+    // Refused at CreateKey by the policy analysis, before registering: the
+    // error names the mismatch and the fix.
+    let err = rec.last_error.clone().unwrap_or_default();
+    assert!(err.contains("ConditionMissesCompartment"), "{err}");
+    assert!(
+        err.contains(&w_compartment(&stack)),
+        "fix names the workspace's compartment: {err}"
+    );
+    assert_eq!(calls(&stack, "POST", "/external_keys"), 0);
+    assert!(
+        stack
+            .admin_client()
+            .get_workspace(&ws)
+            .await
+            .unwrap()
+            .external_key_id
+            .is_none(),
+        "nothing attached"
+    );
+    // The customer's policy was left as it was.
+    let after = stack
+        .kms()
+        .get_key_policy()
+        .key_id(&arn)
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.policy().unwrap(), policy);
+}
+
+fn w_compartment(stack: &sandbox::stack::LocalStack) -> String {
+    workspaces(stack)[0]["compartment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_that_never_succeeds_goes_to_diagnose() {
+    let stack = stack("diagnose", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    // The policy admits the workspace's compartment but not the all-zeros id
+    // validation sends; managed elsewhere, so validation keeps failing.
+    let compartment: cmek::ids::CompartmentId = w_compartment(&stack).parse().unwrap();
+    let policy = cmek::policy::key_policy(
+        &sandbox::stack::ACCOUNT.parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[compartment],
+    )
+    .to_string()
+    .replace("\"00000000-0000-0000-0000-000000000000\",", "");
+    let key = stack.kms().create_key().policy(&policy).send().await.unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    let input = json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false, "acceptFindings": ["CONDITION_MISSES_VALIDATION_ID"]});
+    let result = stack.run(&input, TIMEOUT).await.unwrap();
+    assert_eq!(result.status, "FAILED");
+    let exec_states = stack.states_entered(&result.arn).await.unwrap();
+    assert!(exec_states.contains(&"Diagnose".to_owned()), "{exec_states:?}");
+    assert!(!exec_states.contains(&"AttachKey".to_owned()));
+    let rec = record(&stack, &ws).await;
+    let diagnosis = rec.diagnosis.clone().unwrap();
+    assert_eq!(diagnosis["cause"], "ENCRYPTION_CONTEXT_MISMATCH", "{diagnosis}");
+    assert!(
+        diagnosis["fix"]
+            .as_str()
+            .unwrap()
+            .contains("00000000-0000-0000-0000-000000000000")
+    );
+    assert_eq!(
+        rec.validation_attempts, 5,
+        "1 try + 4 retries of the test schedule"
+    );
+    assert!(
+        stack
+            .admin_client()
+            .get_workspace(&ws)
+            .await
+            .unwrap()
+            .external_key_id
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workspace_attached_to_another_key_is_refused_before_any_key_is_created() {
+    let stack = stack("attached-elsewhere", |o| o.sandbox.orgs[0].attached = 1).await;
+    let attached = workspaces(&stack)
+        .into_iter()
+        .find(|w| !w["external_key_id"].is_null())
+        .unwrap();
+    let ws = workspace_id(&attached);
+    let result = stack
+        .run(&json!({"workspaceId": ws}), TIMEOUT)
+        .await
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    assert_eq!(result.status, "FAILED");
+    let rec = record(&stack, &ws).await;
+    assert!(
+        rec.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("already attached"),
+        "{:?}",
+        rec.last_error
+    );
+    assert!(keys_for(&stack, &ws).await.is_empty(), "no key was created");
+    assert_eq!(calls(&stack, "POST", "/external_keys"), 0);
+    assert_eq!(
+        stack
+            .admin_client()
+            .get_workspace(&ws)
+            .await
+            .unwrap()
+            .external_key_id
+            .as_deref(),
+        attached["external_key_id"].as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerunning_a_provisioned_workspace_creates_nothing() {
+    let stack = stack("rerun", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let first = stack
+        .run(&json!({"workspaceId": ws}), TIMEOUT)
+        .await
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    assert_eq!(first.status, "SUCCEEDED", "{first:?}");
+    let key = record(&stack, &ws).await.key_arn.unwrap();
+    let before = stack.admin.requests().len();
+    let second = stack
+        .run(&json!({"workspaceId": ws}), TIMEOUT)
+        .await
+        .map_err(|e| format!("{e:#}"))
+        .unwrap();
+    assert_eq!(second.status, "SUCCEEDED", "{second:?}");
+    let states = stack.states_entered(&second.arn).await.unwrap();
+    assert!(
+        !states.contains(&"CreateKey".to_owned()),
+        "already attached to our key: straight to Finish ({states:?})"
+    );
+    assert_eq!(keys_for(&stack, &ws).await, vec![key]);
+    assert_eq!(external_keys(&stack).len(), 1);
+    let new_calls: Vec<String> = stack.admin.requests()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        new_calls,
+        vec![format!("GET /v1/organizations/workspaces/{ws}")],
+        "a re-run only reads the workspace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn intermittent_admin_api_errors_still_provision_exactly_once() {
+    let stack = stack("faults", |o| {
+        o.sandbox.faults = sandbox::admin_api::Faults {
+            rate_429: 0.1,
+            rate_429_no_retry_after: 0.05,
+            rate_500: 0.1,
+            rate_500_after_effect: 0.1,
+            rate_529: 0.1,
+            retry_after_secs: Some(1.0),
+            latency_jitter_ms: 50,
+            ..Default::default()
+        };
+        o.parameters.insert("ValidationMaxAttempts".into(), "10".into());
+    })
+    .await;
+    let all = workspaces(&stack);
+    let mut runs = Vec::new();
+    for w in &all {
+        let input = json!({"workspaceId": w["id"]});
+        runs.push(stack.start_execution(&input, None).await.unwrap());
+    }
+    for arn in &runs {
+        let r = stack.wait(arn, TIMEOUT).await.unwrap();
+        assert_eq!(r.status, "SUCCEEDED", "{r:?} — {}", dump_on_failure(&stack));
+    }
+    let keys = external_keys(&stack);
+    assert_eq!(
+        keys.len(),
+        all.len(),
+        "one registration per workspace despite 500s after the effect"
+    );
+    for w in &all {
+        let ws = workspace_id(w);
+        let rec = record(&stack, &ws).await;
+        assert_eq!(rec.status, Status::Attached);
+        assert_eq!(keys_for(&stack, &ws).await.len(), 1);
+        assert_eq!(
+            stack
+                .admin_client()
+                .get_workspace(&ws)
+                .await
+                .unwrap()
+                .external_key_id,
+            rec.external_key_id
+        );
+    }
+    assert!(
+        stack.admin.requests().iter().any(|r| r.fault.is_some()),
+        "faults were injected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_executions_at_once_make_one_key_and_one_registration() {
+    let stack = stack("concurrent", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let a = stack
+        .start_execution(&json!({"workspaceId": ws}), Some("first"))
+        .await
+        .unwrap();
+    let b = stack
+        .start_execution(&json!({"workspaceId": ws}), Some("second"))
+        .await
+        .unwrap();
+    let (ra, rb) = (
+        stack.wait(&a, TIMEOUT).await.unwrap(),
+        stack.wait(&b, TIMEOUT).await.unwrap(),
+    );
+    let statuses = [ra.status.as_str(), rb.status.as_str()];
+    assert!(statuses.contains(&"SUCCEEDED"), "{ra:?} {rb:?}");
+    assert_eq!(keys_for(&stack, &ws).await.len(), 1);
+    assert_eq!(external_keys(&stack).len(), 1);
+    assert_eq!(
+        calls(&stack, "POST", &format!("/workspaces/{ws}")),
+        1,
+        "attached once"
+    );
+    // The loser either ended with ConcurrentExecution or found the work done.
+    let refused = events(&stack, &ws)
+        .await
+        .iter()
+        .filter(|e| e.outcome == "not_run")
+        .count();
+    let both_succeeded = statuses == ["SUCCEEDED", "SUCCEEDED"];
+    assert!(
+        refused == 1 || both_succeeded,
+        "refused={refused} statuses={statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reusing_a_key_for_a_second_workspace_keeps_the_first() {
+    let stack = stack("reuse", |_| {}).await;
+    let all = workspaces(&stack);
+    let (w1, w2) = (workspace_id(&all[0]), workspace_id(&all[1]));
+    let first = stack.run(&json!({"workspaceId": w1}), TIMEOUT).await.unwrap();
+    assert_eq!(first.status, "SUCCEEDED");
+    let arn = record(&stack, &w1).await.key_arn.unwrap();
+    let second = stack
+        .run(&json!({"workspaceId": w2, "keyArn": arn}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(second.status, "SUCCEEDED", "{second:?}");
+    let policy = stack
+        .kms()
+        .get_key_policy()
+        .key_id(&arn)
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap();
+    let policy = policy.policy().unwrap().to_owned();
+    for w in [&all[0], &all[1]] {
+        let target = cmek::policy::AnalysisTarget {
+            geo: cmek::geo::Geo::Us,
+            compartment: w["compartment_id"].as_str().unwrap().parse().unwrap(),
+            key_account: None,
+        };
+        assert_eq!(
+            cmek::policy::analyse(&policy, target).unwrap(),
+            vec![],
+            "policy admits {}",
+            w["id"]
+        );
+    }
+    let r2 = record(&stack, &w2).await;
+    assert!(r2.key_adopted);
+    assert_eq!(r2.key_arn.as_deref(), Some(arn.as_str()));
+    assert!(
+        keys_for(&stack, &w2).await.is_empty(),
+        "no key created for the second workspace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_is_refused_and_changes_nothing() {
+    let stack = stack("bad-input", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    for input in [
+        json!({"workspaceId": "not-a-workspace"}),
+        json!({"workspaceId": ws, "keyArn": "arn:aws:s3:::bucket"}),
+        json!({"workspaceId": ws, "surprise": true}),
+        json!("wrkspc_1"),
+    ] {
+        let r = stack.run(&input, TIMEOUT).await.unwrap();
+        assert_eq!(r.status, "FAILED", "{input}");
+        let out = stack
+            .sfn()
+            .get_execution_history()
+            .execution_arn(&r.arn)
+            .send()
+            .await
+            .unwrap();
+        let invalid = out.events().iter().any(|e| {
+            e.lambda_function_failed_event_details().and_then(|d| d.error()) == Some("InvalidInput")
+        });
+        assert!(invalid, "{input}: Begin must fail with InvalidInput");
+    }
+    assert!(
+        stack.store().load(&ws).await.unwrap().is_none(),
+        "no workflow record"
+    );
+    assert!(events(&stack, &ws).await.is_empty(), "no audit item");
+    assert!(keys_for(&stack, &ws).await.is_empty());
+    assert!(stack.admin.requests().is_empty(), "no Admin API call at all");
+}

@@ -88,7 +88,7 @@ impl Validator {
         }
         if meta.key_spec().map(|s| s.as_str()) != Some("SYMMETRIC_DEFAULT")
             // KMS defaults KeyUsage to ENCRYPT_DECRYPT; moto leaves it unset.
-            || meta.key_usage().map_or("ENCRYPT_DECRYPT", |s| s.as_str()) != "ENCRYPT_DECRYPT"
+            || meta.key_usage().map(|s| s.as_str()).filter(|s| !s.is_empty()).unwrap_or("ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT"
         {
             return Err("InvalidKeyUsageException: the key must be a symmetric ENCRYPT_DECRYPT key".into());
         }

@@ -99,6 +99,9 @@ pub struct WorkflowRecord {
     /// attempt looks for a tagged key instead of making a second one.
     #[serde(default)]
     pub key_creation_started: bool,
+    /// Set just before the Admin API create call, for the same reason.
+    #[serde(default)]
+    pub registration_started: bool,
     #[serde(default)]
     pub external_key_id: Option<String>,
     /// The execution whose validation succeeded; attach requires it to be the current one.
@@ -133,6 +136,7 @@ impl WorkflowRecord {
             alias: None,
             key_adopted: false,
             key_creation_started: false,
+            registration_started: false,
             external_key_id: None,
             validated_by: None,
             validation_attempts: 0,

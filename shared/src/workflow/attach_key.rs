@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use super::create_key::check_findings;
 use super::{Deps, StepInput, StepOutput, advance, held};
+use crate::admin_api::AdminApiError;
 use crate::error::CmekError;
 use crate::ids::{ExternalKeyId, KeyArn};
 use crate::policy::{self, AnalysisTarget, FindingCode};
@@ -56,19 +57,26 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     let accepted: Vec<FindingCode> = input.request.accept_findings.clone();
     check_findings(arn.as_str(), &findings, &accepted)?;
 
+    // The API keeps external_key_id write-once: attaching our id again is a
+    // no-op and another id is refused, so no read is needed before writing.
+    // A refusal is looked into, and the result is always read back.
     let admin = deps.admin()?;
-    let workspace = admin.get_workspace(ws).await?;
-    match workspace.external_key_id.as_deref() {
-        Some(existing) if existing == id.as_str() => {}
-        Some(other) => {
-            return Err(CmekError::WorkspaceAlreadyAttached {
-                workspace: ws.to_string(),
-                external_key_id: other.to_owned(),
-            });
+    match admin.attach_key(ws, &id).await {
+        Ok(_) => {}
+        Err(AdminApiError::InvalidRequest(failure)) => {
+            let current = admin.get_workspace(ws).await?;
+            match current.external_key_id.as_deref() {
+                Some(existing) if existing == id.as_str() => {}
+                Some(other) => {
+                    return Err(CmekError::WorkspaceAlreadyAttached {
+                        workspace: ws.to_string(),
+                        external_key_id: other.to_owned(),
+                    });
+                }
+                None => return Err(AdminApiError::InvalidRequest(failure).into()),
+            }
         }
-        None => {
-            admin.attach_key(ws, &id).await?;
-        }
+        Err(e) => return Err(e.into()),
     }
     let confirmed = admin.get_workspace(ws).await?;
     if confirmed.external_key_id.as_deref() != Some(id.as_str()) {

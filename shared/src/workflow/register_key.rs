@@ -34,7 +34,29 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
         return Ok(StepOutput::from(&rec));
     }
 
-    let (key, outcome) = match admin.find_external_key_by_arn(&arn).await? {
+    // Create has no idempotency key. Only if an earlier attempt may have
+    // reached the API (the marker below) is the key looked up by ARN first;
+    // on the happy path that saves listing every registration.
+    let (rec, found) = if rec.registration_started {
+        let found = admin.find_external_key_by_arn(&arn).await?;
+        (rec, found)
+    } else {
+        let rec = advance(
+            deps,
+            &rec,
+            &input.execution,
+            rec.status,
+            "RegisterKey",
+            "registration_started",
+            json!({}),
+            |r| {
+                r.registration_started = true;
+            },
+        )
+        .await?;
+        (rec, None)
+    };
+    let (key, outcome) = match found {
         Some(k) => (k, "registration_found"),
         None => {
             let name = input.request.display_name_or_default();
