@@ -228,7 +228,14 @@ fn function_name(raw: &str) -> String {
 
 async fn invoke(State(host): State<Arc<HostInner>>, Path(function): Path<String>, body: Bytes) -> Response {
     let name = function_name(&function);
-    let Some(f) = host.functions.get(&name).cloned() else {
+    // By function name (as Step Functions calls it) or binary name (as `cargo lambda invoke` does).
+    let found = host.functions.get(&name).cloned().or_else(|| {
+        host.functions
+            .values()
+            .find(|f| f.spec.binary.file_name().is_some_and(|b| b == name.as_str()))
+            .cloned()
+    });
+    let Some(f) = found else {
         let body = json!({"Type": "User", "message": format!("Function not found: {name}")});
         let mut r = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
         r.headers_mut().insert(

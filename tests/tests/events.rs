@@ -1,0 +1,99 @@
+//! `events/` cannot drift: every sample parses into the type its function
+//! reads, and a step event drives the real binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::PathBuf;
+
+use cmek::workflow::{ProvisionRequest, StepInput};
+use serde_json::Value;
+
+fn events_dir() -> PathBuf {
+    sandbox::stack::repo_root().join("events")
+}
+
+fn load(name: &str) -> Value {
+    let path = events_dir().join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn execution_inputs_parse_as_requests() {
+    for name in [
+        "manual-execution.json",
+        "reuse-key-execution.json",
+        "adopt-key-managed-elsewhere.json",
+    ] {
+        ProvisionRequest::from_value(&load(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let err = ProvisionRequest::from_value(&load("malformed-execution.json")).unwrap_err();
+    assert_eq!(err.error_type(), "InvalidInput");
+    assert!(err.to_string().contains("roleArn"), "{err}");
+}
+
+#[test]
+fn step_inputs_parse() {
+    for bin in [
+        "begin",
+        "create-key",
+        "register-key",
+        "validate-key",
+        "diagnose-key",
+        "attach-key",
+        "finish",
+    ] {
+        let v = load(&format!("{bin}.json"));
+        StepInput::from_value(&v).unwrap_or_else(|e| panic!("{bin}.json: {e}"));
+    }
+    let finish = load("finish.json");
+    let cause: Value = serde_json::from_str(finish["error"]["Cause"].as_str().unwrap()).unwrap();
+    assert_eq!(cause["errorType"], finish["error"]["Error"]);
+}
+
+#[test]
+fn every_file_in_events_is_covered() {
+    let covered = [
+        "README.md",
+        "manual-execution.json",
+        "reuse-key-execution.json",
+        "adopt-key-managed-elsewhere.json",
+        "malformed-execution.json",
+        "begin.json",
+        "create-key.json",
+        "register-key.json",
+        "validate-key.json",
+        "diagnose-key.json",
+        "attach-key.json",
+        "finish.json",
+    ];
+    for entry in std::fs::read_dir(events_dir()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            covered.contains(&name.as_str()),
+            "events/{name} has no test: add it here"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_begin_binary_takes_its_sample_event() {
+    // As `cargo lambda invoke begin --data-file events/begin.json` would: by
+    // binary name, against the local Lambda endpoint. The sample workspace
+    // does not exist in the stand-in, so the real function answers with the
+    // named error.
+    let stack = cmek_e2e::stack("events", |_| {}).await;
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/2015-03-31/functions/begin/invocations",
+            stack.host.url
+        ))
+        .body(load("begin.json").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("X-Amz-Function-Error").unwrap(), "Unhandled");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errorType"], "WorkspaceNotFound", "{body}");
+}

@@ -1,0 +1,214 @@
+//! The template, the state machine and the code agree, and the IAM
+//! guardrails are in place.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeSet;
+
+use serde_yaml_ng::Value;
+
+fn root() -> std::path::PathBuf {
+    sandbox::stack::repo_root()
+}
+
+fn template() -> Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(root().join("template.yaml")).unwrap()).unwrap()
+}
+
+fn functions(t: &Value) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+        .collect()
+}
+
+fn tag_arg(v: &Value) -> Option<(String, Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string(), t.value.clone())),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_function_has_a_crate_and_every_crate_a_function() {
+    let t = template();
+    let in_template: BTreeSet<String> = functions(&t)
+        .iter()
+        .map(|(_, f)| {
+            f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let crates: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(in_template, crates);
+    for c in &crates {
+        let manifest = std::fs::read_to_string(root().join("functions").join(c).join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!("name = \"{c}\"")),
+            "functions/{c}: package name must equal the folder"
+        );
+        let main = std::fs::read_to_string(root().join("functions").join(c).join("src/main.rs")).unwrap();
+        assert!(
+            main.lines().count() <= 20,
+            "functions/{c}/src/main.rs should stay a few lines over cmek"
+        );
+    }
+}
+
+#[test]
+fn every_lambda_in_the_state_machine_is_a_template_function() {
+    let t = template();
+    let asl = std::fs::read_to_string(root().join("statemachine/provision.asl.json")).unwrap();
+    let subs = t["Resources"]["ProvisionStateMachine"]["Properties"]["DefinitionSubstitutions"]
+        .as_mapping()
+        .unwrap();
+    let function_ids: BTreeSet<String> = functions(&t).into_iter().map(|(id, _)| id).collect();
+    let mut placeholders = BTreeSet::new();
+    let mut rest = asl.as_str();
+    while let Some(i) = rest.find("${") {
+        let end = rest[i..].find('}').unwrap() + i;
+        placeholders.insert(rest[i + 2..end].to_owned());
+        rest = &rest[end..];
+    }
+    for p in &placeholders {
+        let value = subs
+            .get(p.as_str())
+            .unwrap_or_else(|| panic!("${{{p}}} has no DefinitionSubstitution"));
+        if p.ends_with("FunctionArn") {
+            let (tag, arg) = tag_arg(value).unwrap();
+            assert_eq!(tag, "!GetAtt");
+            let target = arg.as_str().unwrap().trim_end_matches(".Arn").to_owned();
+            assert!(function_ids.contains(&target), "{p} → {target} is not a function");
+        }
+    }
+    let invoked: BTreeSet<String> = placeholders
+        .iter()
+        .filter(|p| p.ends_with("FunctionArn"))
+        .map(|p| p.trim_end_matches("Arn").to_owned())
+        .collect();
+    assert_eq!(
+        invoked, function_ids,
+        "every function is used by the state machine"
+    );
+}
+
+#[test]
+fn every_error_the_state_machine_matches_is_one_the_code_emits() {
+    // The definition as deployed: template defaults substituted.
+    let t = sandbox::template::Template::load(&root().join("template.yaml")).unwrap();
+    let mut b = sandbox::template::Bindings {
+        parameters: t.parameter_defaults(),
+        ..Default::default()
+    };
+    for (id, _) in t.resources_of_type("AWS::Serverless::Function") {
+        b.attrs.insert(
+            format!("{id}.Arn"),
+            format!("arn:aws:lambda:us-east-2:123456789012:function:{id}"),
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&t.state_machine_definition("ProvisionStateMachine", &b).unwrap()).unwrap();
+    let mut names = BTreeSet::new();
+    for state in v["States"].as_object().unwrap().values() {
+        for key in ["Retry", "Catch"] {
+            for rule in state[key].as_array().into_iter().flatten() {
+                for e in rule["ErrorEquals"].as_array().unwrap() {
+                    names.insert(e.as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    let platform =
+        |n: &str| n.starts_with("States.") || n.starts_with("Lambda.") || n.starts_with("Runtime.");
+    for n in &names {
+        assert!(
+            platform(n) || cmek::error::ERROR_TYPES.contains(&n.as_str()),
+            "the ASL matches {n}, which no function emits"
+        );
+    }
+    for must in ["ValidationFailed", "Throttled", "AdminApiUnavailable"] {
+        assert!(names.contains(must), "the ASL must handle {must}");
+    }
+    // Every Task catches everything to Finish (or, for Finish, to a Fail state).
+    for (name, state) in v["States"].as_object().unwrap() {
+        if state["Type"] == "Task" {
+            let all = state["Catch"].as_array().unwrap().iter().any(|c| {
+                c["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e == "States.ALL")
+            });
+            assert!(all, "{name} has no States.ALL catch");
+        }
+    }
+}
+
+#[test]
+fn no_function_role_can_delete_or_disable_a_key() {
+    let t = template();
+    let deny = &t["Resources"]["NeverDestroyKeysPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    let denied: Vec<&str> = deny["Action"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for a in ["kms:ScheduleKeyDeletion", "kms:DisableKey"] {
+        assert!(denied.contains(&a), "{a} must be denied");
+    }
+    assert_eq!(deny["Resource"], "*");
+    let forbidden = |a: &str| {
+        let a = a.to_ascii_lowercase();
+        a == "kms:*"
+            || a == "*"
+            || a == "kms:schedulekeydeletion"
+            || a == "kms:disablekey"
+            || a.ends_with(":*") && a.starts_with("kms")
+    };
+    for (id, f) in functions(&t) {
+        let policies = f["Properties"]["Policies"].as_sequence().unwrap();
+        let has_deny = policies
+            .iter()
+            .any(|p| tag_arg(p).is_some_and(|(tag, arg)| tag == "!Ref" && arg == "NeverDestroyKeysPolicy"));
+        assert!(has_deny, "{id} lacks the explicit Deny");
+        for p in policies {
+            for s in p["Statement"].as_sequence().into_iter().flatten() {
+                if s["Effect"] != "Allow" {
+                    continue;
+                }
+                let actions: Vec<String> = match &s["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Sequence(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{id}: unexpected Action {other:?}"),
+                };
+                for a in actions {
+                    assert!(!forbidden(&a), "{id} is allowed {a}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_table_keeps_its_data() {
+    let t = template();
+    let table = &t["Resources"]["WorkflowTable"];
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    assert_eq!(table["Properties"]["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(table["Properties"]["SSESpecification"]["SSEEnabled"], true);
+}
