@@ -56,6 +56,14 @@ pub struct InstanceStats {
     /// Process start until its first `GET /next`: the function's init time.
     pub init_ms: Option<f64>,
     pub invocations: u64,
+    /// Peak resident memory so far (`VmHWM`), where /proc has it.
+    pub peak_rss_kib: Option<u64>,
+}
+
+fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 struct FunctionState {
@@ -177,6 +185,7 @@ impl LambdaHost {
                     pid: i.pid,
                     init_ms: *lock(&i.init_ms),
                     invocations: i.invocations.load(Ordering::SeqCst),
+                    peak_rss_kib: peak_rss_kib(i.pid),
                 });
             }
         }

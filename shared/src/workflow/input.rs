@@ -70,8 +70,16 @@ impl ProvisionRequest {
                 "input must be a JSON object with a workspaceId".into(),
             ));
         }
-        let req: ProvisionRequest = serde_json::from_value(value.clone())
-            .map_err(|e| CmekError::InvalidInput(shown_error(&e.to_string())))?;
+        // The error names the field (e.g. `trigger.source: unknown variant …`).
+        let req: ProvisionRequest = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = shown_error(&e.into_inner().to_string());
+            CmekError::InvalidInput(if path == "." {
+                msg
+            } else {
+                format!("{path}: {msg}")
+            })
+        })?;
         if let Some(name) = &req.display_name {
             let n = name.chars().count();
             if n == 0 || n > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
