@@ -200,6 +200,11 @@ impl LocalStack {
         }
         bindings.refs.insert("WorkflowTable".into(), table_name.clone());
         bindings.refs.insert("ResultBus".into(), bus_name.clone());
+        // Known before it exists: moto names state machines predictably.
+        bindings.refs.insert(
+            STATE_MACHINE.into(),
+            format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:ProvisionWorkspaceKey"),
+        );
         bindings.attrs.insert(
             "WorkflowTable.Arn".into(),
             format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}"),
@@ -383,6 +388,11 @@ impl LocalStack {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// moto's process id (for the teardown test).
+    pub fn moto_pid(&self) -> Option<u32> {
+        self.moto.id()
     }
 
     /// Everything the functions logged so far.

@@ -17,6 +17,7 @@ pub const ALIAS_PREFIX: &str = "CMEK_ALIAS_PREFIX";
 pub const LEASE_SECONDS: &str = "CMEK_LEASE_SECONDS";
 pub const EVENT_BUS_NAME: &str = "CMEK_EVENT_BUS_NAME";
 pub const ACCOUNT_ID: &str = "CMEK_ACCOUNT_ID";
+pub const STATE_MACHINE_ARN: &str = "CMEK_STATE_MACHINE_ARN";
 
 pub const DEFAULT_ALIAS_PREFIX: &str = "alias/anthropic-cmek";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1800);
@@ -43,6 +44,8 @@ pub struct Config {
     pub event_bus_name: Option<String>,
     /// The account keys are created in (the root admin statement names it).
     pub account_id: Option<AccountId>,
+    /// The provisioning state machine (for triggers that start executions).
+    pub state_machine_arn: Option<String>,
 }
 
 impl Config {
@@ -109,7 +112,14 @@ impl Config {
                     .map_err(|e: crate::ids::IdError| invalid(ACCOUNT_ID, e.to_string()))?,
             ),
         };
+        let state_machine_arn = get(STATE_MACHINE_ARN);
+        if let Some(arn) = &state_machine_arn
+            && !arn.starts_with("arn:")
+        {
+            return Err(invalid(STATE_MACHINE_ARN, "must be a state machine ARN".into()));
+        }
         Ok(Self {
+            state_machine_arn,
             account_id,
             table_name,
             admin_key_secret_arn,

@@ -63,6 +63,8 @@ pub enum CmekError {
     NotValidated(String),
     #[error("attachment not confirmed: {0}")]
     AttachmentMismatch(String),
+    #[error("could not deliver the CloudFormation response: {0}")]
+    CloudFormationUnreachable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -88,6 +90,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "ValidationFailed",
     "NotValidated",
     "AttachmentMismatch",
+    "CloudFormationUnreachable",
     "Internal",
 ];
 
@@ -114,6 +117,7 @@ impl CmekError {
             ValidationFailed { .. } => "ValidationFailed",
             NotValidated(_) => "NotValidated",
             AttachmentMismatch(_) => "AttachmentMismatch",
+            CloudFormationUnreachable(_) => "CloudFormationUnreachable",
             Internal(_) => "Internal",
         }
     }
@@ -126,6 +130,7 @@ impl CmekError {
                 | CmekError::AdminApiUnavailable(_)
                 | CmekError::KmsUnavailable(_)
                 | CmekError::StoreUnavailable(_)
+                | CmekError::CloudFormationUnreachable(_)
         )
     }
 }
@@ -249,6 +254,7 @@ mod tests {
             },
             CmekError::NotValidated(String::new()),
             CmekError::AttachmentMismatch(String::new()),
+            CmekError::CloudFormationUnreachable(String::new()),
             CmekError::Internal(String::new()),
         ];
         let names: Vec<&str> = samples.iter().map(CmekError::error_type).collect();

@@ -3,6 +3,7 @@
 
 pub mod admin_api;
 pub mod aws;
+pub mod cloudformation;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -12,4 +13,5 @@ pub mod kms;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+pub mod triggers;
 pub mod workflow;

@@ -75,3 +75,95 @@ pub fn dump_on_failure(stack: &LocalStack) -> String {
 }
 
 pub use cmek::store::WorkflowStore as _;
+
+/// Stands in for CloudFormation's pre-signed S3 URL: records every PUT.
+#[derive(Debug)]
+pub struct ResponseCatcher {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl ResponseCatcher {
+    pub async fn start() -> Self {
+        use axum::extract::{Path, State};
+        type Store = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+        let bodies: Store = Default::default();
+        let app = axum::Router::new()
+            .route(
+                "/cfn/{id}",
+                axum::routing::put(
+                    |State(s): State<Store>, Path(id): Path<String>, body: String| async move {
+                        let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
+                        assert!(
+                            body.len() <= 4096,
+                            "CloudFormation response over 4096 bytes: {}",
+                            body.len()
+                        );
+                        s.lock().unwrap().push((id, v));
+                        "ok"
+                    },
+                ),
+            )
+            .with_state(bodies.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url,
+            bodies,
+            _task: task,
+        }
+    }
+
+    pub fn url_for(&self, id: &str) -> String {
+        format!("{}/cfn/{id}", self.url)
+    }
+
+    pub fn responses(&self, id: &str) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The first response PUT for `id`, waiting up to `timeout`.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.responses(id).into_iter().next() {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no CloudFormation response for {id} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Invoke a function through the local Lambda endpoint, as CloudFormation or
+/// EventBridge would. Returns (function error type if any, payload).
+pub async fn invoke(stack: &LocalStack, function: &str, event: &Value) -> (Option<String>, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            stack.host.url
+        ))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    let error = resp.headers().get("X-Amz-Function-Error").map(|_| ());
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (
+        error.map(|_| body["errorType"].as_str().unwrap_or("?").to_owned()),
+        body,
+    )
+}

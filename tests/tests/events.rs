@@ -66,6 +66,9 @@ fn every_file_in_events_is_covered() {
         "diagnose-key.json",
         "attach-key.json",
         "finish.json",
+        "custom-resource-create.json",
+        "custom-resource-update.json",
+        "custom-resource-delete.json",
     ];
     for entry in std::fs::read_dir(events_dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -73,6 +76,21 @@ fn every_file_in_events_is_covered() {
             covered.contains(&name.as_str()),
             "events/{name} has no test: add it here"
         );
+    }
+}
+
+#[test]
+fn custom_resource_requests_parse() {
+    for name in [
+        "custom-resource-create.json",
+        "custom-resource-update.json",
+        "custom-resource-delete.json",
+    ] {
+        let v = load(name);
+        let e: cmek::cloudformation::Envelope =
+            serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        cmek::cloudformation::check_response_url(&e.response_url).unwrap();
+        assert_eq!(v["ResourceType"], "Custom::AnthropicCmek");
     }
 }
 

@@ -92,21 +92,7 @@ impl Validator {
         {
             return Err("InvalidKeyUsageException: the key must be a symmetric ENCRYPT_DECRYPT key".into());
         }
-        let policy = kms
-            .get_key_policy()
-            .key_id(kms_arn)
-            .policy_name("default")
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "could not read the key policy: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(&e)
-                )
-            })?
-            .policy()
-            .unwrap_or_default()
-            .to_owned();
+        let policy = key_policy(&kms, kms_arn).await?;
         let ctx = [("anthropic:compartment_uuid", VALIDATION_COMPARTMENT)];
         for (action, context) in [
             ("kms:DescribeKey", &[][..]),
@@ -153,21 +139,7 @@ impl Validator {
     pub async fn live_traffic_allowed(&self, kms_arn: &str, compartment: &str) -> Result<(), String> {
         let region = kms_arn.split(':').nth(3).unwrap_or_default().to_owned();
         let kms = self.client(&region).await?;
-        let policy = kms
-            .get_key_policy()
-            .key_id(kms_arn)
-            .policy_name("default")
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "could not read the key policy: {}",
-                    aws_sdk_kms::error::DisplayErrorContext(&e)
-                )
-            })?
-            .policy()
-            .unwrap_or_default()
-            .to_owned();
+        let policy = key_policy(&kms, kms_arn).await?;
         let ctx = [("anthropic:compartment_uuid", compartment)];
         for action in ["kms:Encrypt", "kms:Decrypt"] {
             let req = KmsRequest {
@@ -181,4 +153,20 @@ impl Validator {
         }
         Ok(())
     }
+}
+
+async fn key_policy(kms: &Client, kms_arn: &str) -> Result<String, String> {
+    let out = kms
+        .get_key_policy()
+        .key_id(kms_arn)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "could not read the key policy: {}",
+                aws_sdk_kms::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(out.policy().unwrap_or_default().to_owned())
 }

@@ -86,6 +86,20 @@ pub fn parse_base_url(raw: &str) -> Result<Url, BaseUrlError> {
     }
 }
 
+/// Like [`parse_base_url`], for URLs that carry a query (pre-signed URLs).
+pub fn parse_base_url_allowing_query(raw: &str) -> Result<Url, BaseUrlError> {
+    let shown = crate::ids::shown(raw);
+    let url = Url::parse(raw).map_err(|_| BaseUrlError::NotAUrl(shown.clone()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(BaseUrlError::Unexpected(shown));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        _ => Err(BaseUrlError::InsecureScheme(shown)),
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",

@@ -21,6 +21,10 @@ pub struct Deps {
     pub kms: Option<KeyManager>,
     pub admin: Option<AdminApiClient>,
     pub events: Option<EventPublisher>,
+    /// Starts executions (triggers only).
+    pub sfn: Option<aws_sdk_sfn::Client>,
+    /// Answers CloudFormation's pre-signed URLs.
+    pub http: reqwest::Client,
     pub clock: Clock,
 }
 
@@ -31,6 +35,7 @@ pub struct Needs {
     pub kms: bool,
     pub admin_api: bool,
     pub events: bool,
+    pub sfn: bool,
 }
 
 /// The time source; tests move it to check lease expiry.
@@ -83,12 +88,15 @@ impl Deps {
             )),
             _ => None,
         };
+        let sfn = needs.sfn.then(|| aws_sdk_sfn::Client::new(&sdk));
         Ok(Self {
             config,
             store,
             kms,
             admin,
             events,
+            sfn,
+            http: http_client(),
             clock: Clock::default(),
         })
     }
@@ -108,4 +116,23 @@ impl Deps {
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
     }
+
+    pub fn state_machine(&self) -> Result<(&aws_sdk_sfn::Client, &str), CmekError> {
+        match (&self.sfn, self.config.state_machine_arn.as_deref()) {
+            (Some(c), Some(arn)) => Ok((c, arn)),
+            _ => Err(CmekError::Configuration(format!(
+                "{} is not set",
+                crate::config::STATE_MACHINE_ARN
+            ))),
+        }
+    }
+}
+
+/// The client for CloudFormation responses.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
 }

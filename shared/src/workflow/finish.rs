@@ -6,6 +6,7 @@ use crate::error::CmekError;
 use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
 use crate::ids::WorkspaceId;
 use crate::store::{self, AuditEvent, Status};
+use crate::triggers::custom_resource::answer_from_finish;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,9 +57,27 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
     if let (Some(ws), true) = (&workspace, request_ok && error.as_deref() != Some("InvalidInput")) {
         let now = deps.now();
         let current = deps.store.load(ws).await?;
+        let request = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null))?;
         match current {
             Some(rec) if rec.lease_owner() == Some(execution.as_str()) => {
                 let succeeded = rec.status == Status::Attached && error.is_none() && diagnosis.is_none();
+                // CloudFormation first: if its answer cannot be delivered,
+                // this step fails while still holding the record and is retried.
+                let reason = if succeeded {
+                    format!(
+                        "workspace {ws} attached to {} (key {})",
+                        rec.external_key_id.as_deref().unwrap_or("?"),
+                        rec.key_arn.as_deref().unwrap_or("?")
+                    )
+                } else {
+                    failure_reason(
+                        error.as_deref(),
+                        message.as_deref(),
+                        diagnosis.as_ref(),
+                        rec.last_error.as_deref(),
+                    )
+                };
+                answer_from_finish(deps, &request, succeeded, Some(&rec), &reason).await?;
                 // An attached workspace stays ATTACHED even if a later step failed.
                 let to = if rec.status == Status::Attached {
                     Status::Attached
@@ -77,7 +96,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                     }
                 })
                 .await?;
-                out.outcome = if rec.status == Status::Attached && error.is_none() && diagnosis.is_none() {
+                out.outcome = if succeeded {
                     "SUCCEEDED".into()
                 } else {
                     "FAILED".into()
@@ -91,7 +110,10 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
             other => {
                 // This execution never held the workspace (another one does, or
                 // Begin failed before claiming): note it without touching state.
-                let detail = json!({"error": error, "message": message, "held_by": other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned))});
+                let held_by = other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned));
+                let reason = failure_reason(error.as_deref(), message.as_deref(), diagnosis.as_ref(), None);
+                answer_from_finish(deps, &request, false, None, &reason).await?;
+                let detail = json!({"error": error, "message": message, "held_by": held_by});
                 store::append_event(
                     &*deps.store,
                     ws,
@@ -102,6 +124,10 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 out.status = other.as_ref().map(|r| r.status);
             }
         }
+    } else if let Ok(request) = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null)) {
+        // Invalid input is not recorded, but a CloudFormation caller still gets its answer.
+        let reason = failure_reason(error.as_deref(), message.as_deref(), None, None);
+        answer_from_finish(deps, &request, false, None, &reason).await?;
     }
 
     if let Some(events) = &deps.events {
@@ -139,4 +165,38 @@ fn caught_error(v: Option<&Value>) -> (Option<String>, Option<String>) {
         .or_else(|| (!cause.is_empty()).then(|| cause.to_owned()))
         .map(|m| m.chars().take(2000).collect());
     (error.or_else(|| Some("Unknown".into())), message)
+}
+
+/// What an operator reads in CloudFormation's events: the error, its
+/// message, and the diagnosis with its fix when there is one.
+fn failure_reason(
+    error: Option<&str>,
+    message: Option<&str>,
+    diagnosis: Option<&Value>,
+    last: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = error {
+        parts.push(match message {
+            Some(m) => format!("{e}: {m}"),
+            None => e.to_owned(),
+        });
+    }
+    if let Some(d) = diagnosis {
+        let field = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        if d.get("cause").is_some() {
+            parts.push(format!(
+                "Diagnosis {}: {} Fix: {}",
+                field("cause"),
+                field("summary"),
+                field("fix")
+            ));
+        } else if let Some(e) = d.get("Error").and_then(Value::as_str) {
+            parts.push(format!("Diagnose failed: {e}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push(last.unwrap_or("provisioning failed").to_owned());
+    }
+    parts.join(" | ")
 }

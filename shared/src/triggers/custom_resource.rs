@@ -1,0 +1,336 @@
+//! The CloudFormation custom resource (`Custom::AnthropicCmek`): Create starts
+//! a provisioning whose Finish answers CloudFormation; Update of the same
+//! workspace and every Delete answer at once. Anything that goes wrong before
+//! an execution has started is answered FAILED at once, so a stack never
+//! waits for CloudFormation's timeout. Delete never deletes, disables or
+//! detaches anything: CMEK is permanent.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::cloudformation::{self, Envelope, FAILED_PREFIX, PHYSICAL_PREFIX, RequestType, Response, Status};
+use crate::error::CmekError;
+use crate::ids::{WorkspaceId, shown};
+use crate::store::{self, AuditEvent, WorkflowRecord};
+use crate::workflow::{Deps, ProvisionRequest};
+
+/// `ResourceProperties`, as CloudFormation sends them (every scalar may arrive as a string).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Properties {
+    #[serde(default)]
+    service_token: Option<String>,
+    #[serde(default)]
+    service_timeout: Option<Value>,
+    workspace_id: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    key_arn: Option<String>,
+    #[serde(default)]
+    manage_key_policy: Option<Value>,
+    #[serde(default)]
+    accept_findings: Option<Vec<String>>,
+}
+
+fn parse_properties(v: Option<&Value>) -> Result<Properties, CmekError> {
+    let v = v.ok_or_else(|| CmekError::InvalidInput("ResourceProperties is missing".into()))?;
+    let props: Properties = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        CmekError::InvalidInput(format!(
+            "ResourceProperties.{path}: {}",
+            shown(&e.into_inner().to_string())
+        ))
+    })?;
+    let _ = (&props.service_token, &props.service_timeout);
+    Ok(props)
+}
+
+impl Properties {
+    /// The workflow request these properties ask for, validated like any other.
+    fn request(&self, trigger: Value) -> Result<ProvisionRequest, CmekError> {
+        let manage = match &self.manage_key_policy {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+            Some(other) => {
+                return Err(CmekError::InvalidInput(format!(
+                    "ManageKeyPolicy must be true or false, got {other}"
+                )));
+            }
+        };
+        let mut req = json!({"workspaceId": self.workspace_id, "trigger": trigger});
+        if let Some(n) = &self.display_name {
+            req["displayName"] = json!(n);
+        }
+        if let Some(k) = &self.key_arn {
+            req["keyArn"] = json!(k);
+        }
+        if let Some(m) = manage {
+            req["manageKeyPolicy"] = json!(m);
+        }
+        if let Some(f) = &self.accept_findings {
+            req["acceptFindings"] = json!(f);
+        }
+        ProvisionRequest::from_value(&req).map_err(|e| match e {
+            // Name the property, not the workflow's field.
+            CmekError::InvalidInput(m) => CmekError::InvalidInput(format!("ResourceProperties: {m}")),
+            other => other,
+        })
+    }
+}
+
+/// The Lambda entry point. Returns what was done; the CloudFormation answer
+/// itself goes to the ResponseURL (now, or from Finish).
+pub async fn custom_resource(deps: &Deps, event: Value) -> Result<Value, CmekError> {
+    let envelope: Envelope = serde_json::from_value(event.clone()).map_err(|e| {
+        // Without these fields there is no one to answer.
+        CmekError::InvalidInput(format!(
+            "not a CloudFormation custom resource request: {}",
+            shown(&e.to_string())
+        ))
+    })?;
+    cloudformation::check_response_url(&envelope.response_url)?;
+    // Run the work in its own task so that even a panic is answered.
+    let task = {
+        let (deps, envelope, event) = (deps.clone(), envelope.clone(), event.clone());
+        tokio::spawn(async move { handle(&deps, &envelope, &event).await })
+    };
+    let response = match task.await {
+        Ok(Ok(Some(response))) => response,
+        Ok(Ok(None)) => return Ok(json!({"answered": false, "by": "the provisioning's Finish step"})),
+        Ok(Err(e)) => {
+            tracing::warn!(request_type = ?envelope.request_type, error_type = e.error_type(), "custom resource request failed: {e}");
+            Response::to(
+                &envelope,
+                Status::Failed,
+                &failure_physical_id(&envelope),
+                &format!("{}: {e}", e.error_type()),
+            )
+        }
+        Err(join) => {
+            tracing::error!("custom resource handler panicked: {join}");
+            Response::to(
+                &envelope,
+                Status::Failed,
+                &failure_physical_id(&envelope),
+                "Internal: the custom resource handler failed unexpectedly; see its logs",
+            )
+        }
+    };
+    cloudformation::send(&deps.http, &envelope.response_url, &response).await?;
+    Ok(
+        json!({"answered": true, "status": response.status, "physicalResourceId": response.physical_resource_id}),
+    )
+}
+
+/// The physical id to report when a request fails: a Create never made a
+/// resource (its rollback Delete is recognised by the prefix); an Update or
+/// Delete keeps the one CloudFormation has.
+fn failure_physical_id(e: &Envelope) -> String {
+    match (&e.request_type, &e.physical_resource_id) {
+        (RequestType::Create, _) | (_, None) => format!("{FAILED_PREFIX}{}", e.request_id),
+        (_, Some(p)) => p.clone(),
+    }
+}
+
+fn workspace_of(physical: &str) -> Option<WorkspaceId> {
+    physical.strip_prefix(PHYSICAL_PREFIX)?.parse().ok()
+}
+
+async fn handle(deps: &Deps, envelope: &Envelope, event: &Value) -> Result<Option<Response>, CmekError> {
+    match envelope.request_type {
+        RequestType::Delete => delete(deps, envelope).await.map(Some),
+        RequestType::Create => {
+            let props = parse_properties(event.get("ResourceProperties"))?;
+            start(deps, envelope, &props).await
+        }
+        RequestType::Update => {
+            let props = parse_properties(event.get("ResourceProperties"))?;
+            let current = envelope.physical_resource_id.as_deref().and_then(workspace_of);
+            match current {
+                Some(ws) if ws.as_str() == props.workspace_id => {
+                    update_in_place(deps, envelope, event, &props, &ws)
+                        .await
+                        .map(Some)
+                }
+                // Another workspace: a new provisioning with a new physical
+                // id; CloudFormation then deletes the old one (a no-op).
+                _ => start(deps, envelope, &props).await,
+            }
+        }
+    }
+}
+
+async fn start(deps: &Deps, envelope: &Envelope, props: &Properties) -> Result<Option<Response>, CmekError> {
+    let physical = format!("{PHYSICAL_PREFIX}{}", props.workspace_id);
+    let trigger = json!({
+        "source": "cloudformation",
+        "requestType": envelope.request_type,
+        "responseUrl": envelope.response_url,
+        "stackId": envelope.stack_id,
+        "requestId": envelope.request_id,
+        "logicalResourceId": envelope.logical_resource_id,
+        "physicalResourceId": physical,
+        "failurePhysicalResourceId": failure_physical_id(envelope),
+    });
+    let request = props.request(trigger)?;
+    let (sfn, state_machine) = deps.state_machine()?;
+    let name = crate::triggers::execution_name(
+        "cfn",
+        &[
+            &envelope.stack_id,
+            &envelope.logical_resource_id,
+            &envelope.request_id,
+        ],
+    );
+    let input = serde_json::to_string(&request).map_err(|e| CmekError::Internal(e.to_string()))?;
+    match sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(&name)
+        .input(input)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            tracing::info!(workspace_id = %request.workspace_id, execution = out.execution_arn(), "provisioning started for CloudFormation");
+            Ok(None)
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_execution_already_exists()) =>
+        {
+            tracing::info!(execution_name = %name, "duplicate delivery of a CloudFormation request: its execution already runs");
+            Ok(None)
+        }
+        Err(e) => Err(CmekError::Internal(format!(
+            "could not start the provisioning state machine: {}",
+            aws_sdk_sfn::error::DisplayErrorContext(&e)
+        ))),
+    }
+}
+
+async fn update_in_place(
+    deps: &Deps,
+    envelope: &Envelope,
+    event: &Value,
+    props: &Properties,
+    ws: &WorkspaceId,
+) -> Result<Response, CmekError> {
+    let record = deps.store.load(ws).await?;
+    let old_name = event
+        .pointer("/OldResourceProperties/DisplayName")
+        .and_then(Value::as_str);
+    let mut reason = "no change: the workspace keeps its key (CMEK is permanent)".to_owned();
+    if let (Some(new_name), Some(rec)) = (props.display_name.as_deref(), &record)
+        && old_name != Some(new_name)
+        && let Some(id) = rec.external_key_id.as_deref()
+    {
+        let id = id.parse().map_err(|e| CmekError::Internal(format!("{e}")))?;
+        deps.admin()?
+            .update_external_key_display_name(&id, new_name)
+            .await?;
+        reason = format!("display name of {id} updated");
+    }
+    let mut response = Response::to(
+        envelope,
+        Status::Success,
+        &format!("{PHYSICAL_PREFIX}{ws}"),
+        &reason,
+    );
+    if let Some(rec) = &record {
+        response.data = data(rec);
+    }
+    Ok(response)
+}
+
+async fn delete(deps: &Deps, envelope: &Envelope) -> Result<Response, CmekError> {
+    let physical = envelope.physical_resource_id.clone().unwrap_or_default();
+    let reason = if physical.starts_with(FAILED_PREFIX) {
+        "nothing to delete: the Create had failed".to_owned()
+    } else if let Some(ws) = workspace_of(&physical) {
+        let event = AuditEvent::new(
+            "CloudFormation",
+            "delete_ignored",
+            None,
+            json!({"stack_id": envelope.stack_id, "logical_resource_id": envelope.logical_resource_id}),
+        );
+        store::append_event(&*deps.store, &ws, event, deps.now()).await?;
+        "CMEK is permanent: the key, its registration and the attachment were left in place".to_owned()
+    } else {
+        "not a resource of cmek-provisioner: nothing done".to_owned()
+    };
+    Ok(Response::to(envelope, Status::Success, &physical, &reason))
+}
+
+/// `Fn::GetAtt` attributes of the custom resource.
+pub fn data(rec: &WorkflowRecord) -> Map<String, Value> {
+    let mut d = Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            d.insert(k.to_owned(), Value::String(v));
+        }
+    };
+    put("KeyArn", rec.key_arn.clone());
+    put(
+        "KeyId",
+        rec.key_arn
+            .as_deref()
+            .and_then(|a| a.rsplit('/').next())
+            .map(str::to_owned),
+    );
+    put("AliasName", rec.alias.clone());
+    put("ExternalKeyId", rec.external_key_id.clone());
+    put("CompartmentId", rec.compartment_id.map(|c| c.to_string()));
+    d
+}
+
+/// Finish's answer to CloudFormation, if CloudFormation started the execution.
+pub async fn answer_from_finish(
+    deps: &Deps,
+    request: &ProvisionRequest,
+    succeeded: bool,
+    record: Option<&WorkflowRecord>,
+    reason: &str,
+) -> Result<(), CmekError> {
+    let Some(trigger) = &request.trigger else {
+        return Ok(());
+    };
+    if trigger.source != crate::workflow::TriggerSource::Cloudformation {
+        return Ok(());
+    }
+    let d = &trigger.detail;
+    let field = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(url), Some(stack_id), Some(request_id), Some(logical)) = (
+        field("responseUrl"),
+        field("stackId"),
+        field("requestId"),
+        field("logicalResourceId"),
+    ) else {
+        return Ok(());
+    };
+    let envelope = Envelope {
+        request_type: RequestType::Create,
+        response_url: url.clone(),
+        stack_id,
+        request_id: request_id.clone(),
+        logical_resource_id: logical,
+        physical_resource_id: None,
+    };
+    let response = if succeeded {
+        let physical = field("physicalResourceId")
+            .unwrap_or_else(|| format!("{PHYSICAL_PREFIX}{}", request.workspace_id));
+        let mut r = Response::to(&envelope, Status::Success, &physical, reason);
+        if let Some(rec) = record {
+            r.data = data(rec);
+        }
+        r
+    } else {
+        let physical =
+            field("failurePhysicalResourceId").unwrap_or_else(|| format!("{FAILED_PREFIX}{request_id}"));
+        Response::to(&envelope, Status::Failed, &physical, reason)
+    };
+    cloudformation::send(&deps.http, &url, &response).await
+}

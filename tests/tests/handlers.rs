@@ -1,0 +1,215 @@
+//! Step handlers called directly (no state machine) for the recovery paths
+//! that need a precise starting state: a crash between an external effect
+//! and recording it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cmek::config::Config;
+use cmek::ids::WorkspaceId;
+use cmek::kms::KeyManager;
+use cmek::store::{self, AuditEvent, MemoryStore, Status};
+use cmek::workflow::{self, Clock, Deps};
+use sandbox::admin_api::{OrgSeed, SandboxApi, SandboxConfig};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-ant-admin01-handler-tests-000000000000";
+
+async fn moto() -> aws_config::SdkConfig {
+    let endpoint =
+        std::env::var("CMEK_TEST_AWS_ENDPOINT").expect("run through ./scripts/test (CMEK_TEST_AWS_ENDPOINT)");
+    cmek::aws::sdk_config_with_endpoint(&endpoint, "us-east-2").await
+}
+
+struct World {
+    deps: Deps,
+    api: SandboxApi,
+    ws: WorkspaceId,
+}
+
+async fn world() -> World {
+    let endpoint = std::env::var("CMEK_TEST_AWS_ENDPOINT").unwrap();
+    let api = SandboxApi::start(
+        SandboxConfig {
+            orgs: vec![OrgSeed {
+                name: "o".into(),
+                admin_key: KEY.into(),
+                workspaces: 1,
+                ..OrgSeed::default()
+            }],
+            kms_endpoint: Some(endpoint),
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let ws: WorkspaceId = api.state()["orgs"]["o"]["workspaces"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let config = Config::from_lookup(|k| match k {
+        "CMEK_TABLE_NAME" => Some("unused".into()),
+        "CMEK_ACCOUNT_ID" => Some("123456789012".into()),
+        _ => None,
+    })
+    .unwrap();
+    let sdk = moto().await;
+    let kms = KeyManager::with_backoff(
+        aws_sdk_kms::Client::new(&sdk),
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+        2,
+    );
+    let admin = cmek::admin_api::AdminApiClient::new(
+        &api.url,
+        cmek::admin_api::AdminKey::new(KEY),
+        Default::default(),
+    )
+    .unwrap();
+    let deps = Deps {
+        config,
+        store: Arc::new(MemoryStore::new()),
+        kms: Some(kms),
+        admin: Some(admin),
+        events: None,
+        sfn: None,
+        http: workflow::http_client(),
+        clock: Clock::default(),
+    };
+    World { deps, api, ws }
+}
+
+fn step(ws: &WorkspaceId, execution: &str) -> Value {
+    json!({"request": {"workspaceId": ws}, "execution": execution})
+}
+
+#[tokio::test]
+async fn a_key_created_before_a_crash_is_reused_not_duplicated() {
+    let w = world().await;
+    workflow::begin(&w.deps, step(&w.ws, "exec-1")).await.unwrap();
+    // Simulate CreateKey dying right after KMS made the key: the intent marker
+    // is recorded, the key exists (tagged), nothing else was recorded.
+    let rec = w.deps.store.load(&w.ws).await.unwrap().unwrap();
+    let rec = store::advance(
+        &*w.deps.store,
+        &rec,
+        "exec-1",
+        Status::Pending,
+        AuditEvent::new("CreateKey", "key_creation_started", None, json!({})),
+        w.deps.now(),
+        |r| r.key_creation_started = true,
+    )
+    .await
+    .unwrap();
+    let kms = w.deps.kms().unwrap();
+    let compartment = rec.compartment_id.unwrap();
+    let policy = cmek::policy::key_policy(&"123456789012".parse().unwrap(), cmek::geo::Geo::Us, &[compartment]);
+    let orphan = kms.create_key(&policy.to_string(), "Anthropic CMEK", &w.ws).await.unwrap();
+    assert!(rec.key_arn.is_none());
+    // The retry finds and adopts the orphan.
+    let out = workflow::create_key(&w.deps, step(&w.ws, "exec-1"))
+        .await
+        .unwrap();
+    assert_eq!(out.key_arn.as_deref(), Some(orphan.arn.as_str()));
+    assert_eq!(
+        kms.find_tagged_keys(&w.ws).await.unwrap().len(),
+        1,
+        "no second key"
+    );
+    // Its alias and policy were completed on the way.
+    let alias = cmek::kms::alias_for("alias/anthropic-cmek", &w.ws);
+    assert_eq!(kms.describe(&alias).await.unwrap().unwrap().key_id, orphan.key_id);
+    let policy = kms.get_policy(&orphan.arn).await.unwrap();
+    assert!(policy.contains("AllowAnthropicCMEKCrypto"), "{policy}");
+}
+
+#[tokio::test]
+async fn a_registration_whose_answer_was_lost_is_found_by_arn() {
+    let w = world().await;
+    workflow::begin(&w.deps, step(&w.ws, "exec-1")).await.unwrap();
+    workflow::create_key(&w.deps, step(&w.ws, "exec-1"))
+        .await
+        .unwrap();
+    let rec = w.deps.store.load(&w.ws).await.unwrap().unwrap();
+    // RegisterKey reached the API (the marker), then died before recording.
+    let rec = store::advance(
+        &*w.deps.store,
+        &rec,
+        "exec-1",
+        rec.status,
+        AuditEvent::new("RegisterKey", "registration_started", None, json!({})),
+        w.deps.now(),
+        |r| r.registration_started = true,
+    )
+    .await
+    .unwrap();
+    let arn: cmek::ids::KeyArn = rec.key_arn.clone().unwrap().parse().unwrap();
+    let made = w
+        .deps
+        .admin()
+        .unwrap()
+        .create_external_key("x", cmek::geo::Geo::Us, &arn)
+        .await
+        .unwrap();
+    let out = workflow::register_key(&w.deps, step(&w.ws, "exec-1"))
+        .await
+        .unwrap();
+    assert_eq!(out.external_key_id.as_deref(), Some(made.id.as_str()));
+    assert_eq!(
+        w.api.state()["orgs"]["o"]["external_keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn attach_refuses_without_a_validation_in_this_execution() {
+    let w = world().await;
+    for s in ["begin", "create", "register", "validate"] {
+        let e = step(&w.ws, "exec-1");
+        match s {
+            "begin" => drop(workflow::begin(&w.deps, e).await.unwrap()),
+            "create" => drop(workflow::create_key(&w.deps, e).await.unwrap()),
+            "register" => drop(workflow::register_key(&w.deps, e).await.unwrap()),
+            _ => drop(workflow::validate_key(&w.deps, e).await.unwrap()),
+        }
+    }
+    // exec-1 dies; after its lease expires exec-2 takes over. exec-1's
+    // validation does not count for exec-2.
+    let later = Deps {
+        clock: Clock::shifted(Duration::from_secs(3600)),
+        ..w.deps.clone()
+    };
+    workflow::begin(&later, step(&w.ws, "exec-2")).await.unwrap();
+    let err = workflow::attach_key(&later, step(&w.ws, "exec-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "NotValidated", "{err}");
+    // The old execution cannot act any more either.
+    let err = workflow::attach_key(&later, step(&w.ws, "exec-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "StateConflict", "{err}");
+    assert!(
+        w.deps
+            .admin()
+            .unwrap()
+            .get_workspace(&w.ws)
+            .await
+            .unwrap()
+            .external_key_id
+            .is_none()
+    );
+    // Once exec-2 validates, it attaches.
+    workflow::validate_key(&later, step(&w.ws, "exec-2"))
+        .await
+        .unwrap();
+    let out = workflow::attach_key(&later, step(&w.ws, "exec-2")).await.unwrap();
+    assert_eq!(out.status, Status::Attached);
+}
