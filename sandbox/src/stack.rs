@@ -31,6 +31,9 @@ pub struct StackOptions {
     pub sandbox: SandboxConfig,
     /// A label for the log folder (`.local/logs/stack-<label>-<port>/`).
     pub label: String,
+    /// Deliver the template's bus rules to their target functions (moto's
+    /// EventBridge cannot invoke Lambda: rules go to SQS, a pump invokes).
+    pub bus_rules: bool,
 }
 
 impl Default for StackOptions {
@@ -47,6 +50,7 @@ impl Default for StackOptions {
                 ..SandboxConfig::default()
             },
             label: "stack".into(),
+            bus_rules: true,
         }
     }
 }
@@ -91,6 +95,7 @@ pub struct LocalStack {
     pub log_dir: PathBuf,
     pub admin_key: String,
     moto: tokio::process::Child,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for LocalStack {
@@ -279,6 +284,13 @@ impl LocalStack {
             .state_machine_arn()
             .to_owned();
 
+        let mut pumps = Vec::new();
+        if options.bus_rules {
+            for (function, bus, pattern) in template.bus_rules(&bindings)? {
+                pumps.push(bus_rule_pump(&sdk, &host.url, &function, &bus, &pattern).await?);
+            }
+        }
+
         Ok(Self {
             moto_url,
             host,
@@ -291,6 +303,7 @@ impl LocalStack {
             log_dir,
             admin_key,
             moto,
+            pumps,
         })
     }
 
@@ -409,6 +422,9 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
+        for p in &self.pumps {
+            p.abort();
+        }
         // kill_on_drop covers moto; say so explicitly for readers of the logs.
         let _ = self.moto.start_kill();
     }
@@ -513,4 +529,86 @@ async fn create_table(sdk: &aws_config::SdkConfig, template: &Template, name: &s
         .await
         .context("moto: creating the workflow table from template.yaml")?;
     Ok(())
+}
+
+/// Create the rule in moto with an SQS target, and a task that hands each
+/// delivered event to the rule's function, as EventBridge's Lambda target would.
+async fn bus_rule_pump(
+    sdk: &aws_config::SdkConfig,
+    lambda_url: &str,
+    function: &str,
+    bus: &str,
+    pattern: &Value,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue = format!("cmek-local-rule-{function}");
+    let url = sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .context("moto: creating a rule queue")?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}");
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let rule = format!("local-{function}");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .context("moto: creating the bus rule")?;
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("local-sqs")
+                .arn(queue_arn)
+                .build()?,
+        )
+        .send()
+        .await
+        .context("moto: adding the rule target")?;
+    let invoke_url = format!("{lambda_url}/2015-03-31/functions/{function}/invocations");
+    let function = function.to_owned();
+    Ok(tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Ok(out) = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            for m in out.messages() {
+                let body = m.body().unwrap_or_default().to_owned();
+                match http.post(&invoke_url).body(body).send().await {
+                    Ok(r) if r.headers().get("X-Amz-Function-Error").is_some() => {
+                        tracing::warn!(function = %function, "rule target failed: {}", r.text().await.unwrap_or_default());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(function = %function, "rule target unreachable: {e}"),
+                }
+                if let Some(h) = m.receipt_handle() {
+                    let _ = sqs
+                        .delete_message()
+                        .queue_url(&url)
+                        .receipt_handle(h)
+                        .send()
+                        .await;
+                }
+            }
+        }
+    }))
 }

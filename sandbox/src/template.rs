@@ -166,6 +166,40 @@ impl Template {
         Ok(text)
     }
 
+    /// The EventBridge rules SAM creates from functions' `EventBridgeRule`
+    /// events: (function logical id, bus name, pattern as JSON).
+    pub fn bus_rules(&self, b: &Bindings) -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
+        let mut out = Vec::new();
+        for (id, res) in self.resources_of_type("AWS::Serverless::Function") {
+            let Some(events) = res
+                .get("Properties")
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping)
+            else {
+                continue;
+            };
+            for (_, ev) in events {
+                if ev.get("Type").and_then(Value::as_str) != Some("EventBridgeRule") {
+                    continue;
+                }
+                let props = ev
+                    .get("Properties")
+                    .ok_or_else(|| anyhow!("{id}: EventBridgeRule without Properties"))?;
+                let bus = match props.get("EventBusName") {
+                    Some(v) => resolve(v, b, &self.conditions())?,
+                    None => "default".to_owned(),
+                };
+                let pattern: serde_json::Value = serde_json::to_value(
+                    props
+                        .get("Pattern")
+                        .ok_or_else(|| anyhow!("{id}: rule without Pattern"))?,
+                )?;
+                out.push((id.clone(), bus, pattern));
+            }
+        }
+        Ok(out)
+    }
+
     /// `Properties` of a resource, for the few the local stack creates by hand.
     pub fn properties(&self, logical_id: &str) -> Option<&Value> {
         self.section("Resources")

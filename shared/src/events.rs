@@ -17,6 +17,45 @@ impl EventPublisher {
         Self { client, bus }
     }
 
+    /// Put up to 10 events of one type; per entry, whether it was accepted.
+    pub async fn put_batch(
+        &self,
+        detail_type: &str,
+        details: &[serde_json::Value],
+    ) -> Result<Vec<bool>, String> {
+        let entries: Vec<_> = details
+            .iter()
+            .map(|d| {
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.bus)
+                    .source(SOURCE)
+                    .detail_type(detail_type)
+                    .detail(d.to_string())
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "PutEvents: {}",
+                    aws_sdk_eventbridge::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let results = out.entries();
+        Ok((0..details.len())
+            .map(|i| {
+                results
+                    .get(i)
+                    .is_some_and(|r| r.error_code().is_none() && r.event_id().is_some())
+            })
+            .collect())
+    }
+
     /// Publish one event. A failure is returned, not swallowed: the caller
     /// decides whether the event is worth failing the step for.
     pub async fn publish(&self, detail_type: &str, detail: &Value) -> Result<(), String> {

@@ -107,8 +107,15 @@ async fn a_key_created_before_a_crash_is_reused_not_duplicated() {
     .unwrap();
     let kms = w.deps.kms().unwrap();
     let compartment = rec.compartment_id.unwrap();
-    let policy = cmek::policy::key_policy(&"123456789012".parse().unwrap(), cmek::geo::Geo::Us, &[compartment]);
-    let orphan = kms.create_key(&policy.to_string(), "Anthropic CMEK", &w.ws).await.unwrap();
+    let policy = cmek::policy::key_policy(
+        &"123456789012".parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[compartment],
+    );
+    let orphan = kms
+        .create_key(&policy.to_string(), "Anthropic CMEK", &w.ws)
+        .await
+        .unwrap();
     assert!(rec.key_arn.is_none());
     // The retry finds and adopts the orphan.
     let out = workflow::create_key(&w.deps, step(&w.ws, "exec-1"))

@@ -1,0 +1,20 @@
+//! Bus rule target: `Workspace Discovered` → one provisioning per event.
+
+use cmek::triggers::start_from_event;
+use cmek::workflow::Needs;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let deps = cmek::runtime::init(Needs {
+        sfn: true,
+        ..Needs::default()
+    })
+    .await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        start_from_event(deps, event.payload).await
+    }))
+    .await
+}

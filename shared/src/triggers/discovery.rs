@@ -1,0 +1,343 @@
+//! Finding new workspaces. Anthropic publishes no event for a new workspace,
+//! so `discover-workspaces` runs on a schedule, pages through the
+//! organization's workspaces and puts a `Workspace Discovered` event on the
+//! project's bus for each one that is opted in, unarchived, unattached and
+//! unknown to the workflow table. Attaching is irreversible, so
+//! auto-provisioning is off unless configured, and then only for an
+//! allow-list of ids and/or a name pattern.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::admin_api::Workspace;
+use crate::error::CmekError;
+use crate::ids::WorkspaceId;
+use crate::policy::glob_match;
+use crate::store::{AuditEvent, Expected, WorkflowRecord, timestamp};
+use crate::workflow::Deps;
+
+pub const DETAIL_TYPE: &str = "Workspace Discovered";
+pub const SOURCE: &str = crate::events::SOURCE;
+/// PutEvents takes at most 10 entries.
+const BATCH: usize = 10;
+const PUT_ATTEMPTS: usize = 5;
+
+/// Who may be provisioned without a person starting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptIn {
+    pub enabled: bool,
+    pub workspace_ids: HashSet<String>,
+    /// `*` and `?` wildcards, matched against the workspace name.
+    pub name_pattern: Option<String>,
+}
+
+impl OptIn {
+    pub const ENABLED: &'static str = "CMEK_AUTO_PROVISION";
+    pub const IDS: &'static str = "CMEK_AUTO_PROVISION_WORKSPACE_IDS";
+    pub const PATTERN: &'static str = "CMEK_AUTO_PROVISION_NAME_PATTERN";
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, CmekError> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let enabled = match get(Self::ENABLED).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(CmekError::Configuration(format!(
+                    "{} must be true or false, got {other:?}",
+                    Self::ENABLED
+                )));
+            }
+        };
+        let mut workspace_ids = HashSet::new();
+        for id in get(Self::IDS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let ws: WorkspaceId = id
+                .parse()
+                .map_err(|e| CmekError::Configuration(format!("{}: {e}", Self::IDS)))?;
+            workspace_ids.insert(ws.to_string());
+        }
+        Ok(Self {
+            enabled,
+            workspace_ids,
+            name_pattern: get(Self::PATTERN),
+        })
+    }
+
+    pub fn admits(&self, w: &Workspace) -> bool {
+        self.enabled
+            && (self.workspace_ids.contains(&w.id)
+                || self
+                    .name_pattern
+                    .as_deref()
+                    .is_some_and(|p| glob_match(p, &w.name, false)))
+    }
+}
+
+/// The event's `detail`; anyone's workspace-vending tooling may put the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Discovered {
+    pub workspace_id: String,
+    #[serde(default)]
+    pub workspace_name: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub discovered_at: Option<String>,
+}
+
+/// Where discovery puts its events (EventBridge in Lambda; fakes in unit tests).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Put one batch; the result says, per entry, whether it was accepted.
+    async fn put(&self, details: &[Value]) -> Result<Vec<bool>, CmekError>;
+}
+
+#[async_trait]
+impl EventSink for crate::events::EventPublisher {
+    async fn put(&self, details: &[Value]) -> Result<Vec<bool>, CmekError> {
+        self.put_batch(DETAIL_TYPE, details)
+            .await
+            .map_err(CmekError::Throttled)
+    }
+}
+
+/// Put every event, retrying only the entries that failed, with backoff.
+/// Returns, per input, whether it was accepted in the end.
+pub async fn put_all(
+    sink: &dyn EventSink,
+    details: &[Value],
+    first_backoff: Duration,
+) -> Result<Vec<bool>, CmekError> {
+    let mut accepted = vec![false; details.len()];
+    for chunk_start in (0..details.len()).step_by(BATCH) {
+        let mut pending: Vec<usize> = (chunk_start..(chunk_start + BATCH).min(details.len())).collect();
+        let mut delay = first_backoff;
+        for attempt in 0..PUT_ATTEMPTS {
+            let batch: Vec<Value> = pending.iter().map(|i| details[*i].clone()).collect();
+            let results = sink.put(&batch).await?;
+            let mut still = Vec::new();
+            for (i, ok) in pending
+                .iter()
+                .zip(results.iter().chain(std::iter::repeat(&false)))
+            {
+                if *ok {
+                    accepted[*i] = true;
+                } else {
+                    still.push(*i);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            tracing::warn!(
+                failed = pending.len(),
+                attempt,
+                "PutEvents rejected some entries; retrying those"
+            );
+            if attempt + 1 < PUT_ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryReport {
+    pub listed: usize,
+    pub archived: usize,
+    pub attached: usize,
+    pub known: usize,
+    pub not_opted_in: usize,
+    pub discovered: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// The scheduled Lambda's work: one poll, publishing through the project's bus.
+pub async fn poll(deps: &Deps, opt_in: &OptIn) -> Result<DiscoveryReport, CmekError> {
+    let sink = deps
+        .events
+        .as_ref()
+        .ok_or_else(|| CmekError::Configuration(format!("{} is not set", crate::config::EVENT_BUS_NAME)))?;
+    discover(deps, opt_in, sink).await
+}
+
+/// One poll.
+pub async fn discover(
+    deps: &Deps,
+    opt_in: &OptIn,
+    sink: &dyn EventSink,
+) -> Result<DiscoveryReport, CmekError> {
+    let mut report = DiscoveryReport::default();
+    let all = deps.admin()?.list_workspaces(false).await?;
+    report.listed = all.len();
+    let known: HashSet<String> = deps
+        .store
+        .list(None)
+        .await?
+        .into_iter()
+        .map(|r| r.workspace_id.to_string())
+        .collect();
+    let mut candidates = Vec::new();
+    for w in all {
+        if w.is_archived() {
+            report.archived += 1;
+        } else if w.external_key_id.is_some() {
+            report.attached += 1;
+        } else if known.contains(&w.id) {
+            report.known += 1;
+        } else if !opt_in.admits(&w) {
+            report.not_opted_in += 1;
+        } else if let Ok(id) = w.id.parse::<WorkspaceId>() {
+            candidates.push((id, w.name.clone()));
+        }
+    }
+    let now = timestamp(deps.now());
+    let details: Vec<Value> = candidates
+        .iter()
+        .map(|(id, name)| {
+            serde_json::to_value(Discovered {
+                workspace_id: id.to_string(),
+                workspace_name: Some(name.clone()),
+                display_name: None,
+                discovered_at: Some(now.clone()),
+            })
+            .unwrap_or_default()
+        })
+        .collect();
+    let accepted = put_all(sink, &details, Duration::from_millis(200)).await?;
+    for ((id, name), ok) in candidates.into_iter().zip(accepted) {
+        if !ok {
+            report.failed.push(id.to_string());
+            continue;
+        }
+        // Remember the decision, so the next poll does not announce it again.
+        let mut rec = WorkflowRecord::new(id.clone(), deps.now());
+        rec.version = 1;
+        rec.trigger = Some(json!({"source": "eventbridge", "discoveredAt": now}));
+        let mut event = AuditEvent::new("Discovery", "discovered", None, json!({"workspace_name": name}));
+        event.at = now.clone();
+        event.version = 1;
+        match deps.store.save(None::<Expected>, &rec, &event).await {
+            Ok(()) | Err(crate::store::StoreError::VersionConflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        report.discovered.push(id.to_string());
+    }
+    tracing::info!(
+        listed = report.listed,
+        discovered = report.discovered.len(),
+        failed = report.failed.len(),
+        "discovery poll done"
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Rejects the entries at the given positions of the first call(s).
+    struct Flaky {
+        reject: Mutex<Vec<Vec<usize>>>,
+        seen: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl EventSink for Flaky {
+        async fn put(&self, details: &[Value]) -> Result<Vec<bool>, CmekError> {
+            self.seen.lock().unwrap().push(
+                details
+                    .iter()
+                    .map(|d| d["workspaceId"].as_str().unwrap().to_owned())
+                    .collect(),
+            );
+            let reject = {
+                let mut r = self.reject.lock().unwrap();
+                if r.is_empty() { vec![] } else { r.remove(0) }
+            };
+            Ok((0..details.len()).map(|i| !reject.contains(&i)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn only_failed_entries_are_retried() {
+        let details: Vec<Value> = (0..12)
+            .map(|i| json!({"workspaceId": format!("wrkspc_{i}")}))
+            .collect();
+        let sink = Flaky {
+            reject: Mutex::new(vec![vec![1, 3], vec![0]]),
+            seen: Mutex::new(vec![]),
+        };
+        let accepted = put_all(&sink, &details, Duration::from_millis(1)).await.unwrap();
+        assert!(accepted.iter().all(|a| *a));
+        let seen = sink.seen.lock().unwrap().clone();
+        assert_eq!(seen[0].len(), 10, "batches of 10");
+        assert_eq!(
+            seen[1],
+            vec!["wrkspc_1", "wrkspc_3"],
+            "only the rejected two again"
+        );
+        assert_eq!(seen[2], vec!["wrkspc_3"], "then only the one still rejected");
+        assert_eq!(seen[3], vec!["wrkspc_10", "wrkspc_11"]);
+    }
+
+    #[tokio::test]
+    async fn entries_rejected_every_time_are_reported() {
+        let details: Vec<Value> = (0..3)
+            .map(|i| json!({"workspaceId": format!("wrkspc_{i}")}))
+            .collect();
+        let sink = Flaky {
+            reject: Mutex::new(vec![vec![2]; 10]),
+            seen: Mutex::new(vec![]),
+        };
+        let accepted = put_all(&sink, &details, Duration::from_millis(1)).await.unwrap();
+        assert_eq!(accepted, vec![true, true, false]);
+        assert_eq!(sink.seen.lock().unwrap().len(), PUT_ATTEMPTS, "bounded");
+    }
+
+    #[test]
+    fn opt_in_is_explicit() {
+        let w = |id: &str, name: &str| Workspace {
+            id: id.into(),
+            name: name.into(),
+            created_at: None,
+            archived_at: None,
+            compartment_id: None,
+            external_key_id: None,
+        };
+        let off = OptIn::from_lookup(|_| None).unwrap();
+        assert!(!off.admits(&w("wrkspc_1", "prod")));
+        let vars = |k: &str| match k {
+            OptIn::ENABLED => Some("true".into()),
+            OptIn::IDS => Some("wrkspc_1, wrkspc_2".into()),
+            OptIn::PATTERN => Some("prod-*".into()),
+            _ => None,
+        };
+        let on = OptIn::from_lookup(vars).unwrap();
+        assert!(on.admits(&w("wrkspc_1", "x")));
+        assert!(on.admits(&w("wrkspc_9", "prod-eu")));
+        assert!(!on.admits(&w("wrkspc_9", "staging")));
+        let enabled_only = OptIn::from_lookup(|k| (k == OptIn::ENABLED).then(|| "true".into())).unwrap();
+        assert!(
+            !enabled_only.admits(&w("wrkspc_1", "prod")),
+            "enabled without a list or pattern admits nothing"
+        );
+        assert!(OptIn::from_lookup(|k| (k == OptIn::ENABLED).then(|| "yes".into())).is_err());
+        assert!(OptIn::from_lookup(|k| (k == OptIn::IDS).then(|| "ws-1".into())).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! The bus rule's target: start a provisioning for a `Workspace Discovered`
+//! event, with an execution name derived from the event id, so a redelivered
+//! event starts nothing new.
+
+use serde_json::{Value, json};
+
+use super::discovery::{DETAIL_TYPE, Discovered};
+use crate::error::CmekError;
+use crate::ids::shown;
+use crate::workflow::{Deps, ProvisionRequest};
+
+pub async fn start_from_event(deps: &Deps, event: Value) -> Result<Value, CmekError> {
+    let detail_type = event
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if detail_type != DETAIL_TYPE {
+        return Err(CmekError::InvalidInput(format!(
+            "expected a {DETAIL_TYPE:?} event, got {:?}",
+            shown(detail_type)
+        )));
+    }
+    let id = event
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CmekError::InvalidInput("the event has no id".into()))?;
+    let detail: Discovered = serde_path_to_error::deserialize(
+        event.get("detail").cloned().unwrap_or(Value::Null),
+    )
+    .map_err(|e| {
+        let path = e.path().to_string();
+        CmekError::InvalidInput(format!("detail.{path}: {}", shown(&e.into_inner().to_string())))
+    })?;
+    let mut req = json!({
+        "workspaceId": detail.workspace_id,
+        "trigger": {"source": "eventbridge", "eventId": id, "eventSource": event.get("source")},
+    });
+    if let Some(n) = &detail.display_name {
+        req["displayName"] = json!(n);
+    }
+    let request = ProvisionRequest::from_value(&req)?;
+    let (sfn, state_machine) = deps.state_machine()?;
+    let name = super::execution_name("eb", &[id]);
+    let input = serde_json::to_string(&request).map_err(|e| CmekError::Internal(e.to_string()))?;
+    match sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(&name)
+        .input(input)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(json!({"started": out.execution_arn()})),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_execution_already_exists()) =>
+        {
+            Ok(json!({"started": null, "duplicate": name}))
+        }
+        // Failing makes EventBridge redeliver (same id, same name): safe.
+        Err(e) => Err(CmekError::Throttled(format!(
+            "StartExecution: {}",
+            aws_sdk_sfn::error::DisplayErrorContext(&e)
+        ))),
+    }
+}

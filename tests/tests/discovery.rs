@@ -1,0 +1,257 @@
+//! New workspaces: scheduled discovery, the bus, and the rule that starts
+//! provisioning — against the local stack.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use cmek::store::Status;
+use cmek_e2e::*;
+use sandbox::admin_api::OrgSeed;
+use sandbox::stack::LocalStack;
+use serde_json::{Value, json};
+
+const DISCOVER: &str = "DiscoverWorkspacesFunction";
+
+fn scheduled_event() -> Value {
+    json!({"version": "0", "id": "sched-1", "detail-type": "Scheduled Event", "source": "aws.events",
+           "account": "123456789012", "time": "2026-11-28T00:00:00Z", "region": "us-east-2", "resources": [], "detail": {}})
+}
+
+/// A rule of the test's own on the project bus, delivering to a queue, to see every event put.
+async fn capture(stack: &LocalStack) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name("capture")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let eb = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    eb.put_rule()
+        .name("capture")
+        .event_bus_name(&stack.bus_name)
+        .event_pattern(json!({"detail-type": ["Workspace Discovered"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("q")
+        .arn("arn:aws:sqs:us-east-2:123456789012:capture")
+        .build()
+        .unwrap();
+    eb.put_targets()
+        .rule("capture")
+        .event_bus_name(&stack.bus_name)
+        .targets(target)
+        .send()
+        .await
+        .unwrap();
+    (sqs, url)
+}
+
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_opted_in_unattached_workspaces_are_announced_once() {
+    let stack = stack("discovery-2500", |o| {
+        o.bus_rules = false;
+        o.sandbox.orgs[0].workspaces = 2500;
+        o.sandbox.orgs[0].archived = 12;
+        o.sandbox.orgs[0].attached = 12;
+        o.parameters.insert("AutoProvision".into(), "true".into());
+        o.parameters
+            .insert("AutoProvisionNamePattern".into(), "workspace-*0001?".into());
+    })
+    .await;
+    let (sqs, queue) = capture(&stack).await;
+    let (err, report) = invoke(&stack, DISCOVER, &scheduled_event()).await;
+    assert_eq!(err, None, "{report}");
+    assert_eq!(report["listed"], 2512, "archived workspaces are not listed");
+    assert_eq!(report["attached"], 12);
+    let state = stack.admin.state();
+    let by_id: std::collections::HashMap<String, String> = state["orgs"]["demo-org"]["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().to_owned(),
+                w["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let discovered: BTreeSet<String> = report["discovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| by_id[v.as_str().unwrap()].clone())
+        .collect();
+    let expected: BTreeSet<String> = (10..20).map(|i| format!("workspace-{i:05}")).collect();
+    assert_eq!(
+        discovered, expected,
+        "exactly the opted-in, unattached, unarchived ones"
+    );
+    let pages = stack
+        .admin
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/organizations/workspaces")
+        .count();
+    assert_eq!(pages, 26, "2512 workspaces in pages of 100");
+    let events = drain(&sqs, &queue).await;
+    let announced: BTreeSet<String> = events
+        .iter()
+        .map(|e| by_id[e["detail"]["workspaceId"].as_str().unwrap()].clone())
+        .collect();
+    assert_eq!(announced, expected);
+    for e in &events {
+        assert_eq!(e["source"], "cmek-provisioner");
+        assert_eq!(e["detail-type"], "Workspace Discovered");
+    }
+
+    // A second poll announces nothing new.
+    let (_, again) = invoke(&stack, DISCOVER, &scheduled_event()).await;
+    assert_eq!(again["discovered"], json!([]));
+    assert_eq!(again["known"], 10);
+    assert!(drain(&sqs, &queue).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_is_off_by_default() {
+    let stack = stack("discovery-off", |o| o.bus_rules = false).await;
+    let (sqs, queue) = capture(&stack).await;
+    let (err, report) = invoke(&stack, DISCOVER, &scheduled_event()).await;
+    assert_eq!(err, None, "{report}");
+    assert_eq!(report["discovered"], json!([]));
+    assert_eq!(report["notOptedIn"], 3);
+    assert!(drain(&sqs, &queue).await.is_empty());
+    assert!(
+        stack.store().list(None).await.unwrap().is_empty(),
+        "nothing recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_workspace_is_discovered_and_provisioned_through_the_bus_rule() {
+    let stack = stack("discovery-e2e", |o| {
+        o.parameters.insert("AutoProvision".into(), "true".into());
+        o.parameters
+            .insert("AutoProvisionNamePattern".into(), "new-*".into());
+    })
+    .await;
+    let (_, first) = invoke(&stack, DISCOVER, &scheduled_event()).await;
+    assert_eq!(
+        first["discovered"],
+        json!([]),
+        "the seeded workspaces are not opted in"
+    );
+    let added = stack.admin.seed(&OrgSeed {
+        name: "demo-org".into(),
+        admin_key: stack.admin_key.clone(),
+        workspaces: 1,
+        name_prefix: Some("new".into()),
+        ..OrgSeed::default()
+    });
+    let ws: cmek::ids::WorkspaceId = added[0].id.parse().unwrap();
+    let (_, second) = invoke(&stack, DISCOVER, &scheduled_event()).await;
+    assert_eq!(second["discovered"], json!([ws.to_string()]));
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let rec = stack.store().load(&ws).await.unwrap();
+        if rec
+            .as_ref()
+            .is_some_and(|r| r.status == Status::Attached && r.lease.is_none())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not provisioned: {rec:?} — {}",
+            dump_on_failure(&stack)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let execs = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&stack.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = execs.executions().iter().map(|e| e.name()).collect();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].starts_with("eb-"), "{names:?}");
+    let trigger = record(&stack, &ws).await.trigger.unwrap();
+    assert_eq!(trigger["source"], "eventbridge");
+    assert!(trigger["eventId"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_event_starts_nothing_new_and_bad_events_are_named() {
+    let stack = stack("from-event", |o| o.bus_rules = false).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let event = json!({"version": "0", "id": "evt-1", "detail-type": "Workspace Discovered", "source": "my-vending-tool",
+                       "account": "123456789012", "time": "2026-11-28T00:00:00Z", "region": "us-east-2", "resources": [],
+                       "detail": {"workspaceId": ws, "displayName": "vended"}});
+    let (err, first) = invoke(&stack, "StartFromEventFunction", &event).await;
+    assert_eq!(err, None, "{first}");
+    assert!(first["started"].is_string());
+    let (err, second) = invoke(&stack, "StartFromEventFunction", &event).await;
+    assert_eq!(err, None);
+    // Step Functions answers a repeated name either with the same execution
+    // (same input, still running) or ExecutionAlreadyExists: never a new one.
+    assert!(
+        second["started"] == first["started"] || second["duplicate"].is_string(),
+        "{second}"
+    );
+    let execs = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&stack.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(execs.executions().len(), 1);
+    let r = stack
+        .wait(first["started"].as_str().unwrap(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, "SUCCEEDED");
+    for bad in [
+        json!({"id": "e", "detail-type": "Something Else", "detail": {}}),
+        json!({"id": "e", "detail-type": "Workspace Discovered", "detail": {"workspaceId": "nope"}}),
+        json!({"id": "e", "detail-type": "Workspace Discovered", "detail": {}}),
+    ] {
+        let (err, body) = invoke(&stack, "StartFromEventFunction", &bad).await;
+        assert_eq!(err.as_deref(), Some("InvalidInput"), "{bad} → {body}");
+    }
+}
