@@ -57,7 +57,7 @@ fn every_function_has_a_crate_and_every_crate_a_function() {
         );
         let main = std::fs::read_to_string(root().join("functions").join(c).join("src/main.rs")).unwrap();
         assert!(
-            main.lines().count() <= 20,
+            main.lines().count() <= 25,
             "functions/{c}/src/main.rs should stay a few lines over cmek"
         );
     }
@@ -94,10 +94,17 @@ fn every_lambda_in_the_state_machine_is_a_template_function() {
         .filter(|p| p.ends_with("FunctionArn"))
         .map(|p| p.trim_end_matches("Arn").to_owned())
         .collect();
-    assert_eq!(
-        invoked, function_ids,
-        "every function is used by the state machine"
-    );
+    // Every function is a state of the workflow, or one of the triggers that start it.
+    let triggers: BTreeSet<String> = [
+        "CustomResourceFunction",
+        "DiscoverWorkspacesFunction",
+        "StartFromEventFunction",
+    ]
+    .map(String::from)
+    .into();
+    assert!(invoked.is_disjoint(&triggers));
+    let all: BTreeSet<String> = invoked.union(&triggers).cloned().collect();
+    assert_eq!(all, function_ids);
 }
 
 #[test]

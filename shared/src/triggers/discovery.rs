@@ -251,9 +251,9 @@ mod tests {
 
     use super::*;
 
-    /// Rejects the entries at the given positions of the first call(s).
+    /// Rejects the entries with the given ids in the first call(s).
     struct Flaky {
-        reject: Mutex<Vec<Vec<usize>>>,
+        reject: Mutex<Vec<Vec<&'static str>>>,
         seen: Mutex<Vec<Vec<String>>>,
     }
 
@@ -270,7 +270,10 @@ mod tests {
                 let mut r = self.reject.lock().unwrap();
                 if r.is_empty() { vec![] } else { r.remove(0) }
             };
-            Ok((0..details.len()).map(|i| !reject.contains(&i)).collect())
+            Ok(details
+                .iter()
+                .map(|d| !reject.contains(&d["workspaceId"].as_str().unwrap()))
+                .collect())
         }
     }
 
@@ -280,7 +283,7 @@ mod tests {
             .map(|i| json!({"workspaceId": format!("wrkspc_{i}")}))
             .collect();
         let sink = Flaky {
-            reject: Mutex::new(vec![vec![1, 3], vec![0]]),
+            reject: Mutex::new(vec![vec!["wrkspc_1", "wrkspc_3"], vec!["wrkspc_3"]]),
             seen: Mutex::new(vec![]),
         };
         let accepted = put_all(&sink, &details, Duration::from_millis(1)).await.unwrap();
@@ -302,7 +305,7 @@ mod tests {
             .map(|i| json!({"workspaceId": format!("wrkspc_{i}")}))
             .collect();
         let sink = Flaky {
-            reject: Mutex::new(vec![vec![2]; 10]),
+            reject: Mutex::new(vec![vec!["wrkspc_2"]; 10]),
             seen: Mutex::new(vec![]),
         };
         let accepted = put_all(&sink, &details, Duration::from_millis(1)).await.unwrap();
