@@ -94,6 +94,7 @@ pub struct LocalStack {
     pub secret_arn: String,
     pub log_dir: PathBuf,
     pub admin_key: String,
+    pub alert_topic_arn: String,
     moto: tokio::process::Child,
     pumps: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -226,6 +227,17 @@ impl LocalStack {
             );
         }
 
+        let topic = aws_sdk_sns::Client::new(&sdk)
+            .create_topic()
+            .name("cmek-provisioner-alerts")
+            .send()
+            .await
+            .context("moto: creating the alert topic")?
+            .topic_arn()
+            .unwrap_or_default()
+            .to_owned();
+        bindings.refs.insert("AlertTopic".into(), topic.clone());
+
         create_table(&sdk, &template, &table_name).await?;
         aws_sdk_eventbridge::Client::new(&sdk)
             .create_event_bus()
@@ -302,6 +314,7 @@ impl LocalStack {
             secret_arn,
             log_dir,
             admin_key,
+            alert_topic_arn: topic,
             moto,
             pumps,
         })

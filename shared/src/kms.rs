@@ -1,7 +1,8 @@
 //! The KMS side: create the key, its alias and rotation; find and describe
-//! keys; read and write their policy. There is deliberately no function here
-//! that schedules deletion or disables a key — a lost key is lost data — and
-//! the functions' IAM roles deny both explicitly as well.
+//! keys; read and write their policy; and, for the key guardian only, undo a
+//! scheduled deletion. There is deliberately no function here that schedules
+//! deletion or disables a key — a lost key is lost data — and the functions'
+//! IAM roles deny both explicitly as well.
 
 use std::time::Duration;
 
@@ -350,6 +351,42 @@ impl KeyManager {
             .await
             .map_err(|e| classify("GetKeyRotationStatus", e))?;
         Ok(out.key_rotation_enabled())
+    }
+
+    /// Cancel a scheduled deletion (the key comes back Disabled). Only the
+    /// key guardian calls this, and its IAM role allows it only on keys
+    /// carrying this project's tag.
+    pub async fn cancel_key_deletion(&self, key: &str) -> Result<(), KmsError> {
+        (|| async {
+            self.client
+                .cancel_key_deletion()
+                .key_id(key)
+                .send()
+                .await
+                .map_err(|e| classify("CancelKeyDeletion", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(KmsError::is_transient)
+        .await?;
+        Ok(())
+    }
+
+    /// Re-enable a key after cancelling its deletion (guardian only, as above).
+    pub async fn enable_key(&self, key: &str) -> Result<(), KmsError> {
+        (|| async {
+            self.client
+                .enable_key()
+                .key_id(key)
+                .send()
+                .await
+                .map_err(|e| classify("EnableKey", e))
+        })
+        .retry(self.retry)
+        .sleep(tokio::time::sleep)
+        .when(KmsError::is_transient)
+        .await?;
+        Ok(())
     }
 
     pub async fn tags(&self, key: &str) -> Result<Vec<(String, String)>, KmsError> {

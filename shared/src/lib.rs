@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod geo;
+pub mod guardian;
 pub mod ids;
 pub mod kms;
 pub mod policy;

@@ -167,3 +167,44 @@ pub async fn invoke(stack: &LocalStack, function: &str, event: &Value) -> (Optio
         body,
     )
 }
+
+/// Put a workspace in the state a successful provisioning leaves, directly
+/// (key in moto, registration and attachment in the stand-in, ATTACHED
+/// record): for tests that need many attached workspaces quickly.
+pub async fn attach_directly(stack: &LocalStack, workspace: &Value) -> (WorkspaceId, String) {
+    use cmek::store::{AuditEvent, Status};
+    let ws = workspace_id(workspace);
+    let compartment: cmek::ids::CompartmentId =
+        workspace["compartment_id"].as_str().unwrap().parse().unwrap();
+    let kms = cmek::kms::KeyManager::new(stack.kms());
+    let policy = cmek::policy::key_policy(
+        &sandbox::stack::ACCOUNT.parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[compartment],
+    );
+    let key = kms
+        .create_key(&policy.to_string(), "Anthropic CMEK", &ws)
+        .await
+        .unwrap();
+    kms.enable_rotation(&key.key_id).await.unwrap();
+    let admin = stack.admin_client();
+    let reg = admin
+        .create_external_key("direct", cmek::geo::Geo::Us, &key.arn.parse().unwrap())
+        .await
+        .unwrap();
+    admin.attach_key(&ws, &reg.id.parse().unwrap()).await.unwrap();
+    let store = stack.store();
+    let now = time::OffsetDateTime::now_utc();
+    let rec = cmek::store::claim(&store, &ws, "setup", None, now, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ev = AuditEvent::new("Setup", "attached", None, Value::Null);
+    cmek::store::release(&store, &rec, "setup", Status::Attached, ev, now, |r| {
+        r.compartment_id = Some(compartment);
+        r.key_arn = Some(key.arn.clone());
+        r.external_key_id = Some(reg.id.clone());
+    })
+    .await
+    .unwrap();
+    (ws, key.arn)
+}

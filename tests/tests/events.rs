@@ -69,6 +69,10 @@ fn every_file_in_events_is_covered() {
         "custom-resource-create.json",
         "custom-resource-update.json",
         "custom-resource-delete.json",
+        "cloudtrail-schedule-key-deletion.json",
+        "cloudtrail-disable-key.json",
+        "cloudtrail-put-key-policy.json",
+        "scheduled-event.json",
     ];
     for entry in std::fs::read_dir(events_dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -92,6 +96,28 @@ fn custom_resource_requests_parse() {
         cmek::cloudformation::check_response_url(&e.response_url).unwrap();
         assert_eq!(v["ResourceType"], "Custom::AnthropicCmek");
     }
+}
+
+#[test]
+fn cloudtrail_and_schedule_events_have_the_shapes_the_functions_read() {
+    for name in [
+        "cloudtrail-schedule-key-deletion.json",
+        "cloudtrail-disable-key.json",
+        "cloudtrail-put-key-policy.json",
+    ] {
+        let v = load(name);
+        assert_eq!(v["detail-type"], "AWS API Call via CloudTrail", "{name}");
+        assert_eq!(v["source"], "aws.kms");
+        assert!(
+            v["detail"]["resources"][0]["ARN"]
+                .as_str()
+                .unwrap()
+                .parse::<cmek::ids::KeyArn>()
+                .is_ok()
+        );
+        assert!(v["detail"]["eventName"].is_string());
+    }
+    assert_eq!(load("scheduled-event.json")["detail-type"], "Scheduled Event");
 }
 
 #[tokio::test(flavor = "multi_thread")]

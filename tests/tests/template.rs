@@ -219,3 +219,40 @@ fn the_table_keeps_its_data() {
     );
     assert_eq!(table["Properties"]["SSESpecification"]["SSEEnabled"], true);
 }
+
+#[test]
+fn the_guardian_may_only_cancel_deletions_of_its_own_tagged_keys() {
+    let t = template();
+    let guardian = &t["Resources"]["KeyGuardianFunction"]["Properties"]["Policies"];
+    let mut found = false;
+    for p in guardian.as_sequence().unwrap() {
+        for s in p["Statement"].as_sequence().into_iter().flatten() {
+            let actions: Vec<String> = match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Sequence(l) => l.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+                _ => vec![],
+            };
+            if actions
+                .iter()
+                .any(|a| a == "kms:CancelKeyDeletion" || a == "kms:EnableKey")
+            {
+                found = true;
+                assert_eq!(
+                    s["Condition"]["StringEquals"]["aws:ResourceTag/cmek:managed-by"], "cmek-provisioner",
+                    "{s:?}"
+                );
+            }
+        }
+    }
+    assert!(found, "the guardian's cancel permission is expected");
+    for (id, f) in functions(&t) {
+        if id == "KeyGuardianFunction" {
+            continue;
+        }
+        let text = serde_yaml_ng::to_string(&f["Properties"]["Policies"]).unwrap();
+        assert!(
+            !text.contains("kms:CancelKeyDeletion") && !text.contains("kms:EnableKey"),
+            "{id} must not re-enable keys"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! The key guardian fed real-shaped CloudTrail events (from `events/`) and
+//! the sweep schedule, with KMS, DynamoDB and SNS in moto.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeSet;
+
+use cmek_e2e::*;
+use sandbox::stack::LocalStack;
+use serde_json::{Value, json};
+
+const FN: &str = "KeyGuardianFunction";
+
+fn cloudtrail(file: &str, key_arn: &str) -> Value {
+    let path = sandbox::stack::repo_root().join("events").join(file);
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text.replace(
+        "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        key_arn,
+    ))
+    .unwrap()
+}
+
+fn key_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap()
+}
+
+async fn key_state(stack: &LocalStack, arn: &str) -> String {
+    let d = stack.kms().describe_key().key_id(arn).send().await.unwrap();
+    d.key_metadata().unwrap().key_state().unwrap().as_str().to_owned()
+}
+
+/// An SQS queue subscribed to the alert topic, to read what SNS published.
+async fn alert_inbox(stack: &LocalStack) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name("alerts")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    aws_sdk_sns::Client::new(&stack.sdk)
+        .subscribe()
+        .topic_arn(&stack.alert_topic_arn)
+        .protocol("sqs")
+        .endpoint("arn:aws:sqs:us-east-2:123456789012:alerts")
+        .send()
+        .await
+        .unwrap();
+    (sqs, url)
+}
+
+async fn inbox(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let got = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    got.messages()
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            body["Message"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_deletion_of_an_attached_key_is_cancelled_and_announced() {
+    let stack = stack("guardian-delete", |o| o.bus_rules = false).await;
+    let (sqs, url) = alert_inbox(&stack).await;
+    let (ws, arn) = attach_directly(&stack, &workspaces(&stack)[0]).await;
+    // Someone schedules the deletion (the test may; project code never can).
+    stack
+        .kms()
+        .schedule_key_deletion()
+        .key_id(key_id(&arn))
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key_state(&stack, &arn).await, "PendingDeletion");
+    let (err, alert) = invoke(
+        &stack,
+        FN,
+        &cloudtrail("cloudtrail-schedule-key-deletion.json", &arn),
+    )
+    .await;
+    assert_eq!(err, None, "{alert}");
+    assert_eq!(alert["severity"], "CRITICAL");
+    assert_eq!(alert["code"], "KEY_DELETION_SCHEDULED");
+    assert_eq!(alert["workspaces"], json!([ws.to_string()]));
+    assert_eq!(alert["detail"]["cancelled"], true);
+    assert_eq!(
+        key_state(&stack, &arn).await,
+        "Enabled",
+        "cancelled and enabled again"
+    );
+    let messages = inbox(&sqs, &url).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].contains(ws.as_str()) && messages[0].contains("Dec 5, 2026"),
+        "{}",
+        messages[0]
+    );
+    let trail = events(&stack, &ws).await;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.step == "Guardian" && e.outcome == "deletion_scheduled")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_was_disabled_stays_disabled_after_cancelling_and_disable_is_never_undone() {
+    let stack = stack("guardian-disable", |o| o.bus_rules = false).await;
+    let (ws, arn) = attach_directly(&stack, &workspaces(&stack)[0]).await;
+    stack
+        .kms()
+        .disable_key()
+        .key_id(key_id(&arn))
+        .send()
+        .await
+        .unwrap();
+    let (err, alert) = invoke(&stack, FN, &cloudtrail("cloudtrail-disable-key.json", &arn)).await;
+    assert_eq!(err, None, "{alert}");
+    assert_eq!(alert["code"], "KEY_DISABLED");
+    assert_eq!(alert["severity"], "HIGH");
+    assert_eq!(alert["workspaces"], json!([ws.to_string()]));
+    assert_eq!(
+        key_state(&stack, &arn).await,
+        "Disabled",
+        "the customer's revocation is never undone"
+    );
+    // Then a deletion is scheduled: cancelled, but the key stays disabled as it was.
+    stack
+        .kms()
+        .schedule_key_deletion()
+        .key_id(key_id(&arn))
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let (_, alert) = invoke(
+        &stack,
+        FN,
+        &cloudtrail("cloudtrail-schedule-key-deletion.json", &arn),
+    )
+    .await;
+    assert_eq!(alert["detail"]["cancelled"], true);
+    assert_eq!(key_state(&stack, &arn).await, "Disabled");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unmanaged_and_adopted_keys() {
+    let stack = stack("guardian-unmanaged", |o| o.bus_rules = false).await;
+    // A key no workflow record names: ignored, its deletion left alone.
+    let other = stack
+        .kms()
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    stack
+        .kms()
+        .schedule_key_deletion()
+        .key_id(key_id(&other))
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let (err, out) = invoke(
+        &stack,
+        FN,
+        &cloudtrail("cloudtrail-schedule-key-deletion.json", &other),
+    )
+    .await;
+    assert_eq!(err, None);
+    assert_eq!(out["ignored"], true, "{out}");
+    assert_eq!(key_state(&stack, &other).await, "PendingDeletion");
+
+    // An adopted key (no tag of ours) attached to a workspace: alert, but the guardian may not cancel.
+    let w = &workspaces(&stack)[1];
+    let ws = workspace_id(w);
+    let compartment: cmek::ids::CompartmentId = w["compartment_id"].as_str().unwrap().parse().unwrap();
+    let policy = cmek::policy::key_policy(
+        &sandbox::stack::ACCOUNT.parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[compartment],
+    );
+    let adopted = stack
+        .kms()
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let r = stack
+        .run(&json!({"workspaceId": ws, "keyArn": adopted}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, "SUCCEEDED", "{r:?}");
+    stack
+        .kms()
+        .schedule_key_deletion()
+        .key_id(key_id(&adopted))
+        .pending_window_in_days(30)
+        .send()
+        .await
+        .unwrap();
+    let (_, alert) = invoke(
+        &stack,
+        FN,
+        &cloudtrail("cloudtrail-schedule-key-deletion.json", &adopted),
+    )
+    .await;
+    assert_eq!(alert["code"], "KEY_DELETION_SCHEDULED");
+    assert_eq!(alert["detail"]["cancelled"], false);
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("not created by cmek-provisioner"),
+        "{alert}"
+    );
+    assert_eq!(key_state(&stack, &adopted).await, "PendingDeletion");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_that_drops_the_compartment_names_the_workspace() {
+    let stack = stack("guardian-policy", |o| o.bus_rules = false).await;
+    let (ws, arn) = attach_directly(&stack, &workspaces(&stack)[0]).await;
+    let other: cmek::ids::CompartmentId = "9d1c7a3b-2e4f-4a5b-8c6d-7e8f9a0b1c2d".parse().unwrap();
+    let broken = cmek::policy::key_policy(
+        &sandbox::stack::ACCOUNT.parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[other],
+    );
+    stack
+        .kms()
+        .put_key_policy()
+        .key_id(key_id(&arn))
+        .policy_name("default")
+        .policy(broken.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (err, alert) = invoke(&stack, FN, &cloudtrail("cloudtrail-put-key-policy.json", &arn)).await;
+    assert_eq!(err, None, "{alert}");
+    assert_eq!(alert["code"], "POLICY_BROKEN");
+    assert_eq!(alert["workspaces"], json!([ws.to_string()]));
+    assert!(alert["message"].as_str().unwrap().contains(ws.as_str()));
+    let findings = &alert["detail"]["findings"][ws.as_str()];
+    assert!(
+        findings.to_string().contains("CONDITION_MISSES_COMPARTMENT"),
+        "{findings}"
+    );
+    assert!(
+        events(&stack, &ws)
+            .await
+            .iter()
+            .any(|e| e.outcome == "policy_broken")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_reports_exactly_the_broken_workspaces() {
+    let stack = stack("guardian-sweep", |o| {
+        o.bus_rules = false;
+        o.sandbox.orgs[0].workspaces = 100;
+    })
+    .await;
+    let all = workspaces(&stack);
+    let mut attached = Vec::new();
+    for chunk in all.chunks(10) {
+        let futures = chunk.iter().map(|w| attach_directly(&stack, w));
+        attached.extend(futures_join(futures).await);
+    }
+    assert_eq!(attached.len(), 100);
+    let kms = stack.kms();
+    let (disabled, _) = &attached[7];
+    kms.disable_key()
+        .key_id(key_id(&attached[7].1))
+        .send()
+        .await
+        .unwrap();
+    let other: cmek::ids::CompartmentId = "9d1c7a3b-2e4f-4a5b-8c6d-7e8f9a0b1c2d".parse().unwrap();
+    let broken = cmek::policy::key_policy(
+        &sandbox::stack::ACCOUNT.parse().unwrap(),
+        cmek::geo::Geo::Us,
+        &[other],
+    );
+    kms.put_key_policy()
+        .key_id(key_id(&attached[42].1))
+        .policy_name("default")
+        .policy(broken.to_string())
+        .send()
+        .await
+        .unwrap();
+    kms.schedule_key_deletion()
+        .key_id(key_id(&attached[99].1))
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+
+    let sweep = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(sandbox::stack::repo_root().join("events/scheduled-event.json")).unwrap(),
+    )
+    .unwrap();
+    let (err, report) = invoke(&stack, FN, &sweep).await;
+    assert_eq!(err, None, "{report}");
+    assert_eq!(report["checked"], 100);
+    let found: BTreeSet<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["workspaceId"].as_str().unwrap().to_owned(),
+                f["codes"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        (disabled.to_string(), "KEY_NOT_ENABLED".to_owned()),
+        (attached[42].0.to_string(), "POLICY_BROKEN".to_owned()),
+        (attached[99].0.to_string(), "KEY_PENDING_DELETION".to_owned()),
+    ]
+    .into();
+    assert_eq!(found, expected);
+    assert!(
+        events(&stack, disabled)
+            .await
+            .iter()
+            .any(|e| e.outcome == "sweep_findings")
+    );
+    assert!(
+        !events(&stack, &attached[0].0)
+            .await
+            .iter()
+            .any(|e| e.outcome == "sweep_findings")
+    );
+}
+
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let all: Vec<F> = futures.collect();
+    let mut handles = Vec::new();
+    for f in all {
+        handles.push(f);
+    }
+    // Sequential awaits of already-created futures still overlap their I/O
+    // only when polled together; join them pairwise.
+    let mut iter = handles.into_iter();
+    while let Some(a) = iter.next() {
+        match iter.next() {
+            Some(b) => {
+                let (x, y) = tokio::join!(a, b);
+                out.push(x);
+                out.push(y);
+            }
+            None => out.push(a.await),
+        }
+    }
+    out
+}
