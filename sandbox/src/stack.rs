@@ -416,6 +416,23 @@ impl LocalStack {
         }
     }
 
+    /// The environment a client (cmekctl, the AWS CLI) needs to use this stack.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.moto_url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+            ("CMEK_TABLE_NAME", self.table_name.as_str()),
+            ("CMEK_STATE_MACHINE_ARN", self.state_machine_arn.as_str()),
+            ("CMEK_ADMIN_API_BASE_URL", self.admin.url.as_str()),
+            ("ANTHROPIC_ADMIN_KEY", self.admin_key.as_str()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+    }
+
     /// moto's process id (for the teardown test).
     pub fn moto_pid(&self) -> Option<u32> {
         self.moto.id()

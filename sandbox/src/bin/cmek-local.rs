@@ -138,7 +138,17 @@ async fn up() -> anyhow::Result<()> {
         ..StackOptions::default()
     })
     .await?;
-    println!("local stack is up (Ctrl-C to stop)");
+    let env_file = sandbox::stack::repo_root().join(".local/stack.env");
+    let exports: String = stack
+        .client_env()
+        .iter()
+        .map(|(k, v)| format!("export {k}='{v}'\n"))
+        .collect();
+    std::fs::write(&env_file, exports)?;
+    println!(
+        "local stack is up (Ctrl-C to stop); for cmekctl and the AWS CLI: source {}",
+        env_file.display()
+    );
     println!("  AWS endpoint (moto):   {}", stack.moto_url);
     println!("  Lambda endpoint:       {}", stack.host.url);
     println!("  Admin API stand-in:    {}", stack.admin.url);

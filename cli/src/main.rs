@@ -1,0 +1,460 @@
+//! `cmekctl`: look at and drive cmek-provisioner.
+//!
+//! Works against AWS with the default credentials chain, or against the local
+//! stack: `source .local/stack.env` (written by `cmek-local up`) sets
+//! `AWS_ENDPOINT_URL` and the names below. Human output by default, `--json`
+//! for scripts.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use cmek::admin_api::{AdminApiClient, AdminKey, ClientOptions};
+use cmek::geo::Geo;
+use cmek::ids::{AccountId, CompartmentId, KeyArn, WorkspaceId};
+use cmek::store::{DynamoStore, Status, WorkflowStore};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "cmekctl",
+    version,
+    about = "Operate cmek-provisioner: key policies, diagnosis, provisioning, status"
+)]
+struct Cli {
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the exact key policy for an account and compartment(s) (for Terraform or the console).
+    Policy {
+        #[arg(long)]
+        account: String,
+        /// A workspace's compartment id (repeat for a key shared by several workspaces).
+        #[arg(long = "compartment", required = true)]
+        compartments: Vec<String>,
+        #[arg(long, default_value = "us")]
+        geo: String,
+    },
+    /// Check a key against a workspace: state, Region, policy; optionally ask Anthropic to validate.
+    Doctor {
+        #[arg(long)]
+        key_arn: String,
+        #[arg(long)]
+        workspace: String,
+        /// Also call the Admin API's validate for the key's registration, if any.
+        #[arg(long)]
+        validate: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Start a provisioning and follow it state by state.
+    Provision {
+        workspace: String,
+        #[arg(long)]
+        key_arn: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long, env = "CMEK_STATE_MACHINE_ARN")]
+        state_machine_arn: String,
+        #[arg(long, env = "CMEK_TABLE_NAME")]
+        table: String,
+    },
+    /// A workspace's record and audit trail (guardian findings included), or a summary of all.
+    Status {
+        workspace: Option<String>,
+        #[arg(long, env = "CMEK_TABLE_NAME")]
+        table: String,
+    },
+    /// Every workspace record, optionally of one status.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, env = "CMEK_TABLE_NAME")]
+        table: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    #[arg(long, env = "CMEK_ADMIN_API_BASE_URL", default_value = cmek::admin_api::DEFAULT_BASE_URL)]
+    admin_api_url: String,
+    /// Secrets Manager secret holding the admin key (or set ANTHROPIC_ADMIN_KEY).
+    #[arg(long, env = "CMEK_ADMIN_KEY_SECRET_ARN")]
+    admin_key_secret_arn: Option<String>,
+}
+
+impl AdminArgs {
+    async fn client(&self, sdk: &aws_config::SdkConfig) -> anyhow::Result<AdminApiClient> {
+        let key = match (
+            std::env::var("ANTHROPIC_ADMIN_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            &self.admin_key_secret_arn,
+        ) {
+            (Some(k), _) => AdminKey::new(k),
+            (None, Some(arn)) => {
+                cmek::aws::read_admin_key(&aws_sdk_secretsmanager::Client::new(sdk), arn).await?
+            }
+            (None, None) => bail!("set ANTHROPIC_ADMIN_KEY or --admin-key-secret-arn"),
+        };
+        Ok(AdminApiClient::new(
+            &self.admin_api_url,
+            key,
+            ClientOptions::default(),
+        )?)
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let json_out = cli.json;
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            if json_out {
+                println!("{}", json!({"error": format!("{e:#}")}));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let json_out = cli.json;
+    match cli.command {
+        Command::Policy {
+            account,
+            compartments,
+            geo,
+        } => {
+            let account: AccountId = account.parse()?;
+            let geo: Geo = geo.parse().map_err(anyhow::Error::msg)?;
+            let ids = compartments
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<Vec<CompartmentId>, _>>()?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&cmek::policy::key_policy(&account, geo, &ids))?
+            );
+            Ok(0)
+        }
+        Command::Doctor {
+            key_arn,
+            workspace,
+            validate,
+            admin,
+        } => doctor(json_out, &key_arn, &workspace, validate, &admin).await,
+        Command::Provision {
+            workspace,
+            key_arn,
+            display_name,
+            state_machine_arn,
+            table,
+        } => {
+            provision(
+                json_out,
+                &workspace,
+                key_arn,
+                display_name,
+                &state_machine_arn,
+                &table,
+            )
+            .await
+        }
+        Command::Status { workspace, table } => status(json_out, workspace.as_deref(), &table).await,
+        Command::List { status, table } => list(json_out, status.as_deref(), &table).await,
+    }
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    cmek::aws::sdk_config().await
+}
+
+async fn doctor(
+    json_out: bool,
+    key_arn: &str,
+    workspace: &str,
+    validate: bool,
+    admin: &AdminArgs,
+) -> anyhow::Result<i32> {
+    let arn: KeyArn = key_arn.parse()?;
+    let ws: WorkspaceId = workspace.parse()?;
+    let sdk = sdk().await;
+    let admin = admin.client(&sdk).await?;
+    let w = admin.get_workspace(&ws).await.context("reading the workspace")?;
+    let compartment: CompartmentId = w
+        .compartment_id
+        .as_deref()
+        .context("the workspace has no compartment_id")?
+        .parse()?;
+    let kms_conf = aws_sdk_kms::config::Builder::from(&sdk)
+        .region(aws_sdk_kms::config::Region::new(arn.region().to_string()))
+        .build();
+    let kms = cmek::kms::KeyManager::new(aws_sdk_kms::Client::from_conf(kms_conf));
+    let mut validation = Value::Null;
+    if validate {
+        let keys = admin.list_external_keys().await?;
+        match keys.iter().find(|k| k.kms_arn() == Some(arn.as_str())) {
+            Some(k) => {
+                let v = admin.validate_external_key(&k.id.parse()?).await?;
+                validation = json!({"externalKeyId": k.id, "status": v.status, "error": v.error_text()});
+            }
+            None => validation = json!({"status": "not registered"}),
+        }
+    }
+    let last = validation.get("error").and_then(Value::as_str).map(str::to_owned);
+    let d = cmek::workflow::diagnose_key(&kms, Geo::Us, &arn, compartment, last).await?;
+    let healthy = d.cause == "LIKELY_RCP_OR_PROPAGATION" && d.findings.is_empty();
+    if json_out {
+        println!(
+            "{}",
+            json!({"workspace": ws, "compartmentId": compartment, "attachedTo": w.external_key_id, "diagnosis": d, "validation": validation, "healthy": healthy})
+        );
+    } else {
+        println!(
+            "workspace {ws}  compartment {compartment}  attached to {}",
+            w.external_key_id.as_deref().unwrap_or("nothing")
+        );
+        println!("key       {arn}");
+        if !validation.is_null() {
+            println!("validate  {}", validation);
+        }
+        if healthy {
+            println!(
+                "\n✓ the key is enabled, in a served Region, and its policy is exactly as documented for this workspace"
+            );
+        } else {
+            println!("\n{}: {}\n  fix: {}", d.cause, d.summary, d.fix);
+        }
+        for f in &d.findings {
+            println!(
+                "\n[{:?}] {:?}\n  {}\n  fix: {}",
+                f.severity, f.code, f.message, f.fix
+            );
+        }
+    }
+    Ok(if healthy { 0 } else { 1 })
+}
+
+async fn provision(
+    json_out: bool,
+    workspace: &str,
+    key_arn: Option<String>,
+    display_name: Option<String>,
+    state_machine: &str,
+    table: &str,
+) -> anyhow::Result<i32> {
+    let mut input = json!({"workspaceId": workspace, "trigger": {"source": "manual", "user": std::env::var("USER").unwrap_or_default(), "tool": "cmekctl"}});
+    if let Some(k) = key_arn {
+        input["keyArn"] = json!(k);
+    }
+    if let Some(n) = display_name {
+        input["displayName"] = json!(n);
+    }
+    // Refuse bad input here too, before any execution exists.
+    let request = cmek::workflow::ProvisionRequest::from_value(&input)?;
+    let sdk = sdk().await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let name = format!("cmekctl-{}-{}", request.workspace_id, std::process::id());
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(&name)
+        .input(input.to_string())
+        .send()
+        .await?
+        .execution_arn()
+        .to_owned();
+    if !json_out {
+        println!("started {arn}");
+    }
+    let t0 = Instant::now();
+    let mut seen = 0;
+    let mut retries = 0;
+    loop {
+        let mut events = Vec::new();
+        let mut token = None;
+        loop {
+            let page = sfn
+                .get_execution_history()
+                .execution_arn(&arn)
+                .set_next_token(token)
+                .send()
+                .await?;
+            events.extend(page.events().iter().cloned());
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        for e in events.iter().skip(seen) {
+            let at = t0.elapsed().as_secs_f64();
+            if let Some(d) = e.state_entered_event_details()
+                && !json_out
+            {
+                println!("[{at:6.1}s] {}", d.name());
+            }
+            if let Some(d) = e.lambda_function_failed_event_details() {
+                retries += 1;
+                if !json_out {
+                    println!(
+                        "[{at:6.1}s]   ✗ {} (retry/catch follows)",
+                        d.error().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        seen = events.len();
+        let d = sfn.describe_execution().execution_arn(&arn).send().await?;
+        if d.status().as_str() != "RUNNING" {
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+            let rec = store.load(&request.workspace_id).await?;
+            let ok = d.status().as_str() == "SUCCEEDED";
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"execution": arn, "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "record": rec})
+                );
+            } else if ok {
+                println!(
+                    "✓ attached in {:.1}s: key {}",
+                    t0.elapsed().as_secs_f64(),
+                    rec.as_ref().and_then(|r| r.key_arn.clone()).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "✗ {} after {:.1}s",
+                    d.status().as_str(),
+                    t0.elapsed().as_secs_f64()
+                );
+                if let Some(r) = &rec {
+                    if let Some(e) = &r.last_error {
+                        println!("  error: {e}");
+                    }
+                    if let Some(dg) = &r.diagnosis {
+                        println!(
+                            "  diagnosis {}: {}\n  fix: {}",
+                            dg["cause"], dg["summary"], dg["fix"]
+                        );
+                    }
+                }
+            }
+            return Ok(if ok { 0 } else { 1 });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn status(json_out: bool, workspace: Option<&str>, table: &str) -> anyhow::Result<i32> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk().await), table);
+    let Some(ws) = workspace else {
+        let all = store.list(None).await?;
+        let mut counts = std::collections::BTreeMap::new();
+        for r in &all {
+            *counts.entry(r.status.to_string()).or_insert(0usize) += 1;
+        }
+        if json_out {
+            println!("{}", json!({"total": all.len(), "byStatus": counts}));
+        } else {
+            println!("{} workspaces", all.len());
+            for (s, n) in counts {
+                println!("  {s:<12} {n}");
+            }
+        }
+        return Ok(0);
+    };
+    let ws: WorkspaceId = ws.parse()?;
+    let Some(rec) = store.load(&ws).await? else {
+        if json_out {
+            println!("{}", json!({"workspace": ws, "record": null}));
+        } else {
+            println!("{ws}: no workflow record");
+        }
+        return Ok(1);
+    };
+    let events = store.events(&ws).await?;
+    let guardian: Vec<_> = events.iter().filter(|e| e.step == "Guardian").collect();
+    if json_out {
+        println!(
+            "{}",
+            json!({"record": rec, "events": events, "guardianFindings": guardian})
+        );
+        return Ok(0);
+    }
+    println!("{ws}  {}", rec.status);
+    for (k, v) in [
+        ("compartment", rec.compartment_id.map(|c| c.to_string())),
+        ("key", rec.key_arn.clone()),
+        ("alias", rec.alias.clone()),
+        ("external key", rec.external_key_id.clone()),
+        (
+            "lease",
+            rec.lease
+                .as_ref()
+                .map(|l| format!("{} until {}", l.owner, l.expires_at)),
+        ),
+        ("last error", rec.last_error.clone()),
+    ] {
+        if let Some(v) = v {
+            println!("  {k:<13} {v}");
+        }
+    }
+    if let Some(d) = &rec.diagnosis {
+        println!(
+            "  diagnosis     {}: {}",
+            d["cause"].as_str().unwrap_or("?"),
+            d["summary"].as_str().unwrap_or("")
+        );
+    }
+    if !guardian.is_empty() {
+        println!("\nkey guardian:");
+        for e in &guardian {
+            println!("  {}  {:<20} {}", e.at, e.outcome, e.detail);
+        }
+    }
+    println!("\naudit trail:");
+    for e in &events {
+        println!(
+            "  {}  {:<12} {:<22} {}",
+            e.at,
+            e.step,
+            e.outcome,
+            e.execution.as_deref().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+async fn list(json_out: bool, status: Option<&str>, table: &str) -> anyhow::Result<i32> {
+    let filter: Option<Status> = status
+        .map(|s| s.to_ascii_uppercase().parse())
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk().await), table);
+    let all = store.list(filter).await?;
+    if json_out {
+        println!("{}", serde_json::to_string(&all)?);
+    } else {
+        for r in &all {
+            println!(
+                "{}  {:<12} {}  {}",
+                r.workspace_id,
+                r.status,
+                r.key_arn.as_deref().unwrap_or("-"),
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+        println!("{} workspace(s)", all.len());
+    }
+    Ok(0)
+}
