@@ -9,7 +9,10 @@ use sandbox::stack::LocalStack;
 use serde_json::{Value, json};
 
 fn cmekctl(stack: &LocalStack, args: &[&str]) -> (i32, String) {
-    let bin = sandbox::stack::repo_root().join("target/debug/cmekctl");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
+    let bin = target.join("debug/cmekctl");
     let out = Command::new(&bin)
         .args(args)
         .env_clear()
