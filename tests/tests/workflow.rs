@@ -78,9 +78,20 @@ async fn happy_path_provisions_a_workspace() {
     // The admin key appears in no function log, no DynamoDB item, no output.
     let logs = stack.function_logs();
     assert!(logs.contains("key attached"), "the logs were captured");
-    assert!(!logs.contains(&stack.admin_key), "the admin key leaked into a function log");
-    let items = aws_sdk_dynamodb::Client::new(&stack.sdk).scan().table_name(&stack.table_name).send().await.unwrap();
-    assert!(!format!("{:?}", items.items()).contains(&stack.admin_key), "the admin key leaked into DynamoDB");
+    assert!(
+        !logs.contains(&stack.admin_key),
+        "the admin key leaked into a function log"
+    );
+    let items = aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .scan()
+        .table_name(&stack.table_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !format!("{:?}", items.items()).contains(&stack.admin_key),
+        "the admin key leaked into DynamoDB"
+    );
     assert!(!out.to_string().contains(&stack.admin_key));
     // No attachment the stand-in considers broken for live traffic.
     assert_eq!(stack.admin.state()["attach_warnings"], json!([]));
