@@ -240,7 +240,10 @@ async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Resu
             if let Some(d) = e.state_entered_event_details() {
                 state_started = Instant::now();
                 let name = d.name();
-                if !matches!(name, "Prepare" | "AlreadyAttached" | "Succeeded?") {
+                if !matches!(
+                    name,
+                    "Prepare" | "AlreadyAttached" | "Succeeded?" | "Provisioned" | "ProvisioningFailed"
+                ) {
                     println!(
                         "{DIM}[{at:6.1}s]{RESET} ▶ {BOLD}{name}{RESET} {DIM}{}{RESET}",
                         describe(name)
