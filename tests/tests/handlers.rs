@@ -220,3 +220,34 @@ async fn attach_refuses_without_a_validation_in_this_execution() {
     let out = workflow::attach_key(&later, step(&w.ws, "exec-2")).await.unwrap();
     assert_eq!(out.status, Status::Attached);
 }
+
+#[tokio::test]
+async fn a_create_whose_state_machine_is_unreachable_is_answered_failed_at_once() {
+    let w = world().await;
+    let catcher = cmek_e2e::ResponseCatcher::start().await;
+    let mut deps = w.deps.clone();
+    deps.sfn = Some(aws_sdk_sfn::Client::new(&moto().await));
+    deps.config.state_machine_arn =
+        Some("arn:aws:states:us-east-2:123456789012:stateMachine:DoesNotExist".into());
+    let event = json!({
+        "RequestType": "Create", "ResponseURL": catcher.url_for("nosm"), "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/s/1",
+        "RequestId": "nosm", "LogicalResourceId": "WorkspaceKey", "ResourceType": "Custom::AnthropicCmek",
+        "ResourceProperties": {"WorkspaceId": w.ws.to_string()}
+    });
+    let started = std::time::Instant::now();
+    let out = cmek::triggers::custom_resource::custom_resource(&deps, event)
+        .await
+        .unwrap();
+    assert_eq!(out["answered"], true);
+    let resp = catcher.wait("nosm", Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(resp["Status"], "FAILED");
+    assert_eq!(resp["PhysicalResourceId"], "cmek-failed:nosm");
+    assert!(
+        resp["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not start the provisioning state machine"),
+        "{resp}"
+    );
+}
