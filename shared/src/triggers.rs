@@ -7,3 +7,52 @@ mod from_event;
 
 pub use execution_name::execution_name;
 pub use from_event::start_from_event;
+
+use crate::error::CmekError;
+use crate::workflow::{Deps, ProvisionRequest};
+
+/// Start a provisioning under an idempotent name. `Ok(Some(arn))`: started
+/// (or, with the same input while it runs, the same execution again);
+/// `Ok(None)`: an execution of that name already exists — a duplicate delivery.
+pub async fn start_provisioning(
+    deps: &Deps,
+    name: &str,
+    request: &ProvisionRequest,
+) -> Result<Option<String>, CmekError> {
+    let (sfn, state_machine) = deps.state_machine()?;
+    let input = serde_json::to_string(request).map_err(|e| CmekError::Internal(e.to_string()))?;
+    match sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(name)
+        .input(input)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(out.execution_arn().to_owned())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_execution_already_exists()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => {
+            let msg = format!(
+                "could not start the provisioning state machine: {}",
+                aws_sdk_sfn::error::DisplayErrorContext(&e)
+            );
+            // A wrong or missing state machine will not fix itself; anything else may.
+            let permanent = e.as_service_error().is_some_and(|s| {
+                s.is_state_machine_does_not_exist()
+                    || s.is_invalid_arn()
+                    || s.is_invalid_name()
+                    || s.is_invalid_execution_input()
+            });
+            Err(if permanent {
+                CmekError::Configuration(msg)
+            } else {
+                CmekError::Throttled(msg)
+            })
+        }
+    }
+}

@@ -176,7 +176,6 @@ async fn start(deps: &Deps, envelope: &Envelope, props: &Properties) -> Result<O
         "failurePhysicalResourceId": failure_physical_id(envelope),
     });
     let request = props.request(trigger)?;
-    let (sfn, state_machine) = deps.state_machine()?;
     let name = crate::triggers::execution_name(
         "cfn",
         &[
@@ -185,31 +184,15 @@ async fn start(deps: &Deps, envelope: &Envelope, props: &Properties) -> Result<O
             &envelope.request_id,
         ],
     );
-    let input = serde_json::to_string(&request).map_err(|e| CmekError::Internal(e.to_string()))?;
-    match sfn
-        .start_execution()
-        .state_machine_arn(state_machine)
-        .name(&name)
-        .input(input)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            tracing::info!(workspace_id = %request.workspace_id, execution = out.execution_arn(), "provisioning started for CloudFormation");
-            Ok(None)
+    match crate::triggers::start_provisioning(deps, &name, &request).await? {
+        Some(execution) => {
+            tracing::info!(workspace_id = %request.workspace_id, execution = %execution, "provisioning started for CloudFormation");
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_execution_already_exists()) =>
-        {
-            tracing::info!(execution_name = %name, "duplicate delivery of a CloudFormation request: its execution already runs");
-            Ok(None)
+        None => {
+            tracing::info!(execution_name = %name, "duplicate delivery of a CloudFormation request: its execution already runs")
         }
-        Err(e) => Err(CmekError::Internal(format!(
-            "could not start the provisioning state machine: {}",
-            aws_sdk_sfn::error::DisplayErrorContext(&e)
-        ))),
     }
+    Ok(None)
 }
 
 async fn update_in_place(

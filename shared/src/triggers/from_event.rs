@@ -40,28 +40,10 @@ pub async fn start_from_event(deps: &Deps, event: Value) -> Result<Value, CmekEr
         req["displayName"] = json!(n);
     }
     let request = ProvisionRequest::from_value(&req)?;
-    let (sfn, state_machine) = deps.state_machine()?;
     let name = super::execution_name("eb", &[id]);
-    let input = serde_json::to_string(&request).map_err(|e| CmekError::Internal(e.to_string()))?;
-    match sfn
-        .start_execution()
-        .state_machine_arn(state_machine)
-        .name(&name)
-        .input(input)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(json!({"started": out.execution_arn()})),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_execution_already_exists()) =>
-        {
-            Ok(json!({"started": null, "duplicate": name}))
-        }
-        // Failing makes EventBridge redeliver (same id, same name): safe.
-        Err(e) => Err(CmekError::Throttled(format!(
-            "StartExecution: {}",
-            aws_sdk_sfn::error::DisplayErrorContext(&e)
-        ))),
+    // A failure makes EventBridge redeliver (same id, same name): safe.
+    match super::start_provisioning(deps, &name, &request).await? {
+        Some(execution) => Ok(json!({"started": execution})),
+        None => Ok(json!({"started": null, "duplicate": name})),
     }
 }
