@@ -487,3 +487,61 @@ async fn malformed_input_is_refused_and_changes_nothing() {
     assert!(keys_for(&stack, &ws).await.is_empty());
     assert!(stack.admin.requests().is_empty(), "no Admin API call at all");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it() {
+    let stack = stack("over-permissive", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    // What the console wizard's "Other AWS accounts" field produces.
+    let wizard = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Allow use of the key", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::915198916910:root"},
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}]});
+    let key = stack
+        .kms()
+        .create_key()
+        .policy(wizard.to_string())
+        .send()
+        .await
+        .unwrap();
+    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+
+    let refused = stack
+        .run(
+            &json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false}),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, "FAILED");
+    let err = record(&stack, &ws).await.last_error.unwrap_or_default();
+    assert!(
+        err.contains("AccountWidePrincipal") && err.contains("acceptFindings"),
+        "{err}"
+    );
+    assert_eq!(calls(&stack, "POST", "/external_keys"), 0, "not registered");
+
+    let input = json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false,
+                       "acceptFindings": ["ACCOUNT_WIDE_PRINCIPAL", "EXTRA_ACTIONS"]});
+    let accepted = stack.run(&input, TIMEOUT).await.unwrap();
+    assert_eq!(accepted.status, "SUCCEEDED", "{accepted:?}");
+    let adopted = events(&stack, &ws)
+        .await
+        .into_iter()
+        .find(|e| e.outcome == "key_adopted")
+        .unwrap();
+    let codes: Vec<&str> = adopted.detail["accepted_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"ACCOUNT_WIDE_PRINCIPAL") && codes.contains(&"EXTRA_ACTIONS"),
+        "{codes:?}"
+    );
+    assert!(
+        adopted.execution.is_some(),
+        "the acceptance is tied to the execution that made it"
+    );
+}
