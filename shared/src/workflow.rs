@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CmekError;
+use crate::ids::{CompartmentId, ExternalKeyId, KeyArn};
 use crate::store::{self, AuditEvent, Status, WorkflowRecord};
 
 /// What the key steps return to the state machine (and the demo prints).
@@ -82,6 +83,31 @@ async fn advance(
         }
     })
     .await?)
+}
+
+/// What earlier steps recorded and later steps depend on. Missing means the
+/// earlier step did not complete; malformed means the record was tampered with.
+fn recorded_compartment(rec: &WorkflowRecord) -> Result<CompartmentId, CmekError> {
+    rec.compartment_id
+        .ok_or_else(|| CmekError::StateConflict("no compartment recorded: Begin did not complete".into()))
+}
+
+fn recorded_key_arn(rec: &WorkflowRecord) -> Result<KeyArn, CmekError> {
+    rec.key_arn
+        .as_deref()
+        .ok_or_else(|| CmekError::StateConflict("no key recorded: CreateKey did not complete".into()))?
+        .parse()
+        .map_err(|e| CmekError::StateConflict(format!("recorded key ARN is malformed: {e}")))
+}
+
+fn recorded_external_key_id(rec: &WorkflowRecord) -> Result<ExternalKeyId, CmekError> {
+    rec.external_key_id
+        .as_deref()
+        .ok_or_else(|| {
+            CmekError::StateConflict("no registration recorded: RegisterKey did not complete".into())
+        })?
+        .parse()
+        .map_err(|e| CmekError::StateConflict(format!("recorded external key id is malformed: {e}")))
 }
 
 /// The record this execution holds, or the reason it may not act.

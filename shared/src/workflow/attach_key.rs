@@ -1,10 +1,12 @@
 use serde_json::{Value, json};
 
 use super::create_key::check_findings;
-use super::{Deps, StepInput, StepOutput, advance, held};
+use super::{
+    Deps, StepInput, StepOutput, advance, held, recorded_compartment, recorded_external_key_id,
+    recorded_key_arn,
+};
 use crate::admin_api::AdminApiError;
 use crate::error::CmekError;
-use crate::ids::{ExternalKeyId, KeyArn};
 use crate::policy::{self, AnalysisTarget, FindingCode};
 use crate::store::Status;
 
@@ -25,21 +27,9 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
         )));
     }
     let ws = &rec.workspace_id;
-    let id: ExternalKeyId = rec
-        .external_key_id
-        .as_deref()
-        .ok_or_else(|| CmekError::StateConflict("no registration recorded".into()))?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
-    let arn: KeyArn = rec
-        .key_arn
-        .as_deref()
-        .ok_or_else(|| CmekError::StateConflict("no key recorded".into()))?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
-    let compartment = rec
-        .compartment_id
-        .ok_or_else(|| CmekError::StateConflict("no compartment recorded".into()))?;
+    let id = recorded_external_key_id(&rec)?;
+    let arn = recorded_key_arn(&rec)?;
+    let compartment = recorded_compartment(&rec)?;
 
     // Live traffic uses the workspace's own compartment, which validation
     // (under the current documentation) does not exercise: check it here.

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::{Deps, StepInput, StepOutput, advance, held};
+use super::{Deps, StepInput, StepOutput, advance, held, recorded_compartment};
 use crate::error::CmekError;
 use crate::ids::{CompartmentId, KeyArn};
 use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
@@ -17,9 +17,7 @@ pub async fn create_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     if rec.status == Status::Attached {
         return Ok(StepOutput::from(&rec));
     }
-    let compartment = rec
-        .compartment_id
-        .ok_or_else(|| CmekError::StateConflict("no compartment recorded: Begin did not complete".into()))?;
+    let compartment = recorded_compartment(&rec)?;
     let kms = deps.kms()?;
 
     // Already done (a retry, or a new execution resuming): make sure the key

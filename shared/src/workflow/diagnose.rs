@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Deps, StepInput, advance, held};
+use super::{Deps, StepInput, advance, held, recorded_compartment, recorded_key_arn};
 use crate::error::CmekError;
 use crate::geo::Geo;
 use crate::ids::{CompartmentId, KeyArn};
@@ -28,15 +28,8 @@ pub struct Diagnosis {
 pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError> {
     let input = StepInput::from_value(&event)?;
     let rec = held(deps, &input).await?;
-    let arn: KeyArn = rec
-        .key_arn
-        .as_deref()
-        .ok_or_else(|| CmekError::StateConflict("no key recorded".into()))?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
-    let compartment = rec
-        .compartment_id
-        .ok_or_else(|| CmekError::StateConflict("no compartment recorded".into()))?;
+    let arn = recorded_key_arn(&rec)?;
+    let compartment = recorded_compartment(&rec)?;
     let d = diagnose_key(
         deps.kms()?,
         deps.config.geo,

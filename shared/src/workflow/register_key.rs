@@ -1,8 +1,8 @@
 use serde_json::{Value, json};
 
-use super::{Deps, StepInput, StepOutput, advance, held};
+use super::{Deps, StepInput, StepOutput, advance, held, recorded_external_key_id, recorded_key_arn};
 use crate::error::CmekError;
-use crate::ids::{ExternalKeyId, KeyArn};
+use crate::ids::ExternalKeyId;
 use crate::store::Status;
 
 /// Register the key with Anthropic, exactly once: the recorded registration,
@@ -14,16 +14,11 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
     if matches!(rec.status, Status::Attached) {
         return Ok(StepOutput::from(&rec));
     }
-    let arn: KeyArn = rec
-        .key_arn
-        .as_deref()
-        .ok_or_else(|| CmekError::StateConflict("no key recorded: CreateKey did not complete".into()))?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("recorded key ARN is malformed: {e}")))?;
+    let arn = recorded_key_arn(&rec)?;
     let admin = deps.admin()?;
 
-    if let Some(id) = rec.external_key_id.as_deref() {
-        let id: ExternalKeyId = id.parse().map_err(|e| CmekError::StateConflict(format!("{e}")))?;
+    if rec.external_key_id.is_some() {
+        let id = recorded_external_key_id(&rec)?;
         let existing = admin.get_external_key(&id).await?;
         if existing.kms_arn() != Some(arn.as_str()) {
             return Err(CmekError::StateConflict(format!(

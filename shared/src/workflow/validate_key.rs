@@ -1,8 +1,7 @@
 use serde_json::{Value, json};
 
-use super::{Deps, StepInput, StepOutput, advance, held};
+use super::{Deps, StepInput, StepOutput, advance, held, recorded_external_key_id};
 use crate::error::CmekError;
-use crate::ids::ExternalKeyId;
 use crate::store::Status;
 
 /// Ask Anthropic to validate the key. A `failure` verdict leaves as
@@ -16,14 +15,7 @@ pub async fn validate_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
     {
         return Ok(StepOutput::from(&rec));
     }
-    let id: ExternalKeyId = rec
-        .external_key_id
-        .as_deref()
-        .ok_or_else(|| {
-            CmekError::StateConflict("no registration recorded: RegisterKey did not complete".into())
-        })?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("{e}")))?;
+    let id = recorded_external_key_id(&rec)?;
     let verdict = deps.admin()?.validate_external_key(&id).await?;
     let attempt = rec.validation_attempts + 1;
     if verdict.succeeded() {
