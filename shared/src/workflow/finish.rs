@@ -38,7 +38,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
         .pointer("/request/workspaceId")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok());
-    let request_ok = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null)).is_ok();
+    let request = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null)).ok();
 
     let mut out = FinishOutput {
         outcome: "FAILED".into(),
@@ -54,10 +54,13 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
     };
 
     // Bad input changes nothing, not even the audit trail.
-    if let (Some(ws), true) = (&workspace, request_ok && error.as_deref() != Some("InvalidInput")) {
+    if let Some(request) = request
+        .as_ref()
+        .filter(|_| error.as_deref() != Some("InvalidInput"))
+    {
+        let ws = &request.workspace_id;
         let now = deps.now();
         let current = deps.store.load(ws).await?;
-        let request = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null))?;
         match current {
             Some(rec) if rec.lease_owner() == Some(execution.as_str()) => {
                 let succeeded = rec.status == Status::Attached && error.is_none() && diagnosis.is_none();
@@ -77,7 +80,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                         rec.last_error.as_deref(),
                     )
                 };
-                answer_from_finish(deps, &request, succeeded, Some(&rec), &reason).await?;
+                answer_from_finish(deps, request, succeeded, Some(&rec), &reason).await?;
                 // An attached workspace stays ATTACHED even if a later step failed.
                 let to = if rec.status == Status::Attached {
                     Status::Attached
@@ -112,7 +115,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 // Begin failed before claiming): note it without touching state.
                 let held_by = other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned));
                 let reason = failure_reason(error.as_deref(), message.as_deref(), diagnosis.as_ref(), None);
-                answer_from_finish(deps, &request, false, None, &reason).await?;
+                answer_from_finish(deps, request, false, None, &reason).await?;
                 let detail = json!({"error": error, "message": message, "held_by": held_by});
                 store::append_event(
                     &*deps.store,
@@ -124,10 +127,10 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 out.status = other.as_ref().map(|r| r.status);
             }
         }
-    } else if let Ok(request) = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null)) {
+    } else if let Some(request) = &request {
         // Invalid input is not recorded, but a CloudFormation caller still gets its answer.
         let reason = failure_reason(error.as_deref(), message.as_deref(), None, None);
-        answer_from_finish(deps, &request, false, None, &reason).await?;
+        answer_from_finish(deps, request, false, None, &reason).await?;
     }
 
     if let Some(events) = &deps.events {
