@@ -164,6 +164,24 @@ impl KeyManager {
         &self.client
     }
 
+    /// Run one KMS call with the bounded backoff, retrying the errors
+    /// `retryable` accepts (each call site says which are safe for it).
+    async fn with_retries<T, Fut>(
+        &self,
+        op: &'static str,
+        retryable: impl FnMut(&KmsError) -> bool,
+        call: impl FnMut() -> Fut,
+    ) -> Result<T, KmsError>
+    where
+        Fut: std::future::Future<Output = Result<T, KmsError>>,
+    {
+        call.retry(self.retry)
+            .sleep(tokio::time::sleep)
+            .when(retryable)
+            .notify(|e, d| tracing::warn!(retry_in_ms = d.as_millis() as u64, "{op} failed, retrying: {e}"))
+            .await
+    }
+
     /// Create a symmetric, single-Region, KMS-origin key with `policy`.
     ///
     /// Not idempotent: it is retried only on answers that prove no key was
@@ -194,31 +212,27 @@ impl KeyManager {
                 code: "BuildError".into(),
                 message: e.to_string(),
             })?;
-        let out = (|| async {
-            self.client
-                .create_key()
-                .policy(policy)
-                .description(description)
-                .key_spec(KeySpec::SymmetricDefault)
-                .key_usage(KeyUsageType::EncryptDecrypt)
-                .origin(OriginType::AwsKms)
-                .multi_region(false)
-                .bypass_policy_lockout_safety_check(false)
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await
-                .map_err(|e| classify("CreateKey", e))
-        })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(|e: &KmsError| matches!(e, KmsError::Throttled { .. } | KmsError::MalformedPolicy { .. }))
-        .notify(|e, d| {
-            tracing::warn!(
-                retry_in_ms = d.as_millis() as u64,
-                "CreateKey failed, retrying: {e}"
+        let out = self
+            .with_retries(
+                "CreateKey",
+                |e| matches!(e, KmsError::Throttled { .. } | KmsError::MalformedPolicy { .. }),
+                || async {
+                    self.client
+                        .create_key()
+                        .policy(policy)
+                        .description(description)
+                        .key_spec(KeySpec::SymmetricDefault)
+                        .key_usage(KeyUsageType::EncryptDecrypt)
+                        .origin(OriginType::AwsKms)
+                        .multi_region(false)
+                        .bypass_policy_lockout_safety_check(false)
+                        .set_tags(Some(tags.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| classify("CreateKey", e))
+                },
             )
-        })
-        .await?;
+            .await?;
         let meta = out.key_metadata().ok_or_else(|| KmsError::Other {
             op: "CreateKey",
             code: "NoMetadata".into(),
@@ -230,19 +244,17 @@ impl KeyManager {
     /// Point `alias` at `key_id`. An alias that already points at this key is
     /// fine (a retry); one that points elsewhere is never moved.
     pub async fn ensure_alias(&self, alias: &str, key_id: &str) -> Result<(), KmsError> {
-        let created = (|| async {
-            self.client
-                .create_alias()
-                .alias_name(alias)
-                .target_key_id(key_id)
-                .send()
-                .await
-                .map_err(|e| classify("CreateAlias", e))
-        })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(KmsError::is_transient)
-        .await;
+        let created = self
+            .with_retries("CreateAlias", KmsError::is_transient, || async {
+                self.client
+                    .create_alias()
+                    .alias_name(alias)
+                    .target_key_id(key_id)
+                    .send()
+                    .await
+                    .map_err(|e| classify("CreateAlias", e))
+            })
+            .await;
         match created {
             Ok(_) => Ok(()),
             Err(KmsError::Other { code, .. }) if code == "AlreadyExistsException" => {
@@ -263,18 +275,16 @@ impl KeyManager {
 
     /// Describe a key by id, ARN or `alias/…`; `None` if there is no such key.
     pub async fn describe(&self, key: &str) -> Result<Option<KeyInfo>, KmsError> {
-        let out = (|| async {
-            self.client
-                .describe_key()
-                .key_id(key)
-                .send()
-                .await
-                .map_err(|e| classify("DescribeKey", e))
-        })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(KmsError::is_transient)
-        .await;
+        let out = self
+            .with_retries("DescribeKey", KmsError::is_transient, || async {
+                self.client
+                    .describe_key()
+                    .key_id(key)
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeKey", e))
+            })
+            .await;
         match out {
             Ok(out) => Ok(out.key_metadata().map(key_info)),
             Err(KmsError::NotFound { .. }) => Ok(None),
@@ -283,51 +293,44 @@ impl KeyManager {
     }
 
     pub async fn get_policy(&self, key: &str) -> Result<String, KmsError> {
-        let out = (|| async {
-            self.client
-                .get_key_policy()
-                .key_id(key)
-                .policy_name("default")
-                .send()
-                .await
-                .map_err(|e| classify("GetKeyPolicy", e))
-        })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(KmsError::is_transient)
-        .await?;
+        let out = self
+            .with_retries("GetKeyPolicy", KmsError::is_transient, || async {
+                self.client
+                    .get_key_policy()
+                    .key_id(key)
+                    .policy_name("default")
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetKeyPolicy", e))
+            })
+            .await?;
         Ok(out.policy().unwrap_or_default().to_owned())
     }
 
     /// Replace the key policy. Callers build it with `policy::add_compartment`
     /// so that nothing already granted is dropped.
     pub async fn put_policy(&self, key: &str, policy: &str) -> Result<(), KmsError> {
-        (|| async {
-            self.client
-                .put_key_policy()
-                .key_id(key)
-                .policy_name("default")
-                .policy(policy)
-                .bypass_policy_lockout_safety_check(false)
-                .send()
-                .await
-                .map_err(|e| classify("PutKeyPolicy", e))
-        })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(|e: &KmsError| e.is_transient() || matches!(e, KmsError::MalformedPolicy { .. }))
-        .notify(|e, d| {
-            tracing::warn!(
-                retry_in_ms = d.as_millis() as u64,
-                "PutKeyPolicy failed, retrying: {e}"
-            )
-        })
+        self.with_retries(
+            "PutKeyPolicy",
+            |e| e.is_transient() || matches!(e, KmsError::MalformedPolicy { .. }),
+            || async {
+                self.client
+                    .put_key_policy()
+                    .key_id(key)
+                    .policy_name("default")
+                    .policy(policy)
+                    .bypass_policy_lockout_safety_check(false)
+                    .send()
+                    .await
+                    .map_err(|e| classify("PutKeyPolicy", e))
+            },
+        )
         .await?;
         Ok(())
     }
 
     pub async fn enable_rotation(&self, key: &str) -> Result<(), KmsError> {
-        (|| async {
+        self.with_retries("EnableKeyRotation", KmsError::is_transient, || async {
             self.client
                 .enable_key_rotation()
                 .key_id(key)
@@ -335,9 +338,6 @@ impl KeyManager {
                 .await
                 .map_err(|e| classify("EnableKeyRotation", e))
         })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(KmsError::is_transient)
         .await?;
         Ok(())
     }
@@ -357,7 +357,7 @@ impl KeyManager {
     /// key guardian calls this, and its IAM role allows it only on keys
     /// carrying this project's tag.
     pub async fn cancel_key_deletion(&self, key: &str) -> Result<(), KmsError> {
-        (|| async {
+        self.with_retries("CancelKeyDeletion", KmsError::is_transient, || async {
             self.client
                 .cancel_key_deletion()
                 .key_id(key)
@@ -365,16 +365,13 @@ impl KeyManager {
                 .await
                 .map_err(|e| classify("CancelKeyDeletion", e))
         })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(KmsError::is_transient)
         .await?;
         Ok(())
     }
 
     /// Re-enable a key after cancelling its deletion (guardian only, as above).
     pub async fn enable_key(&self, key: &str) -> Result<(), KmsError> {
-        (|| async {
+        self.with_retries("EnableKey", KmsError::is_transient, || async {
             self.client
                 .enable_key()
                 .key_id(key)
@@ -382,9 +379,6 @@ impl KeyManager {
                 .await
                 .map_err(|e| classify("EnableKey", e))
         })
-        .retry(self.retry)
-        .sleep(tokio::time::sleep)
-        .when(KmsError::is_transient)
         .await?;
         Ok(())
     }
