@@ -34,6 +34,8 @@ pub struct StackOptions {
     /// Deliver the template's bus rules to their target functions (moto's
     /// EventBridge cannot invoke Lambda: rules go to SQS, a pump invokes).
     pub bus_rules: bool,
+    /// Extra environment for every function (e.g. the crash-point switches).
+    pub function_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -51,6 +53,7 @@ impl Default for StackOptions {
             },
             label: "stack".into(),
             bus_rules: true,
+            function_env: Vec::new(),
         }
     }
 }
@@ -273,6 +276,7 @@ impl LocalStack {
                 ]
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
             );
+            env.extend(options.function_env.iter().cloned());
             specs.push(FunctionSpec {
                 name: f.logical_id,
                 binary,

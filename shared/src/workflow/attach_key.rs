@@ -6,6 +6,7 @@ use super::{
     recorded_key_arn,
 };
 use crate::admin_api::AdminApiError;
+use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::policy::{self, AnalysisTarget, FindingCode};
 use crate::store::Status;
@@ -68,6 +69,7 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
         }
         Err(e) => return Err(e.into()),
     }
+    crash_point("attach-key.after-attach");
     let confirmed = admin.get_workspace(ws).await?;
     if confirmed.external_key_id.as_deref() != Some(id.as_str()) {
         return Err(CmekError::AttachmentMismatch(format!(
@@ -86,6 +88,7 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
         |_| {},
     )
     .await?;
+    crash_point("attach-key.after-record");
     tracing::info!(workspace_id = %ws, external_key_id = %id, "key attached");
     Ok(StepOutput::from(&rec))
 }

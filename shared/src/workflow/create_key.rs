@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use super::{Deps, StepInput, StepOutput, advance, held, recorded_compartment};
+use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::ids::{CompartmentId, KeyArn};
 use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
@@ -274,11 +275,13 @@ async fn create(
             let info = kms
                 .create_key(&policy::to_policy_string(&key_policy), DESCRIPTION, ws)
                 .await?;
+            crash_point("create-key.after-kms-create");
             (rec, info)
         }
     };
     let info = usable_key(deps, kms, &info.arn).await?;
     kms.ensure_alias(&alias, &info.key_id).await?;
+    crash_point("create-key.after-alias");
     kms.enable_rotation(&info.key_id).await?;
     let region = info.parsed_arn().map(|a| a.region().to_string()).ok();
     let rec = advance(
@@ -296,6 +299,7 @@ async fn create(
         },
     )
     .await?;
+    crash_point("create-key.after-record");
     // Belt and braces: the policy we just wrote must analyse clean.
     let (_, rec) = ensure_policy(deps, kms, input, &rec, &info, compartment).await?;
     Ok(rec)

@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Deps, ProvisionRequest};
+use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
 use crate::ids::WorkspaceId;
@@ -81,6 +82,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                     )
                 };
                 answer_from_finish(deps, request, succeeded, Some(&rec), &reason).await?;
+                crash_point("finish.after-answer");
                 // An attached workspace stays ATTACHED even if a later step failed.
                 let to = if rec.status == Status::Attached {
                     Status::Attached
@@ -99,6 +101,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                     }
                 })
                 .await?;
+                crash_point("finish.after-release");
                 out.outcome = if succeeded {
                     "SUCCEEDED".into()
                 } else {
@@ -111,6 +114,22 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 out.compartment_id = rec.compartment_id.map(|c| c.to_string());
             }
             other => {
+                let earlier = match &other {
+                    Some(rec) => finished_before(deps, rec, &execution).await?,
+                    None => None,
+                };
+                if let (Some(outcome), Some(rec)) = (earlier, other.as_ref()) {
+                    // A retry of this Finish after it released the record and
+                    // died: the outcome stands and CloudFormation already has
+                    // its answer; only the result event may still be missing.
+                    out.outcome = if outcome == "succeeded" { "SUCCEEDED" } else { "FAILED" }.into();
+                    out.status = Some(rec.status);
+                    out.key_arn = rec.key_arn.clone();
+                    out.alias = rec.alias.clone();
+                    out.external_key_id = rec.external_key_id.clone();
+                    out.compartment_id = rec.compartment_id.map(|c| c.to_string());
+                    return publish_and_return(deps, &execution, out).await;
+                }
                 // This execution never held the workspace (another one does, or
                 // Begin failed before claiming): note it without touching state.
                 let held_by = other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned));
@@ -133,6 +152,11 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
         answer_from_finish(deps, request, false, None, &reason).await?;
     }
 
+    publish_and_return(deps, &execution, out).await
+}
+
+/// Announce the result on the bus (best effort) and hand it to the state machine.
+async fn publish_and_return(deps: &Deps, execution: &str, out: FinishOutput) -> Result<FinishOutput, CmekError> {
     if let Some(events) = &deps.events {
         let detail_type = if out.outcome == "SUCCEEDED" {
             DETAIL_SUCCEEDED
@@ -152,6 +176,28 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
     }
     tracing::info!(workspace_id = ?out.workspace_id, execution = %execution, outcome = %out.outcome, error = ?out.error, "finished");
     Ok(out)
+}
+
+/// The outcome this execution's Finish already recorded, if it did (only
+/// ever true for a record no execution holds).
+async fn finished_before(
+    deps: &Deps,
+    rec: &store::WorkflowRecord,
+    execution: &str,
+) -> Result<Option<String>, CmekError> {
+    if execution.is_empty() || rec.lease.is_some() {
+        return Ok(None);
+    }
+    let events = deps.store.events(&rec.workspace_id).await?;
+    Ok(events
+        .iter()
+        .rev()
+        .find(|e| {
+            e.step == "Finish"
+                && e.execution.as_deref() == Some(execution)
+                && matches!(e.outcome.as_str(), "succeeded" | "failed")
+        })
+        .map(|e| e.outcome.clone()))
 }
 
 /// Step Functions' Catch output: `{"Error": "...", "Cause": "<json or text>"}`,

@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use super::{Deps, StepInput, StepOutput, advance, held, recorded_external_key_id, recorded_key_arn};
+use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::ids::ExternalKeyId;
 use crate::store::Status;
@@ -61,6 +62,7 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
             )
         }
     };
+    crash_point("register-key.after-create");
     let id: ExternalKeyId = key
         .id
         .parse()
@@ -76,6 +78,7 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
         |r| r.external_key_id = Some(id.to_string()),
     )
     .await?;
+    crash_point("register-key.after-record");
     tracing::info!(workspace_id = %rec.workspace_id, external_key_id = %id, outcome, "key registered");
     Ok(StepOutput::from(&rec))
 }
