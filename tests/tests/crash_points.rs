@@ -78,7 +78,11 @@ async fn dying_after_every_effect_still_ends_with_one_key_alias_registration_and
     assert_eq!(registered[0]["provider_config"]["kms_arn"], keys[0].as_str());
     let ws_now = stack.admin_client().get_workspace(&ws).await.unwrap();
     assert_eq!(ws_now.external_key_id, rec.external_key_id);
-    assert_eq!(calls(&stack, "POST", "/external_keys"), 1, "one successful create call");
+    assert_eq!(
+        calls(&stack, "POST", "/external_keys"),
+        1,
+        "one successful create call"
+    );
 
     // The audit trail records the finish once, as a success.
     let finishes: Vec<String> = events(&stack, &ws)

@@ -273,7 +273,10 @@ fn no_deployed_function_is_armed_with_crash_points() {
     // The hook is compiled out of release builds; the template must not try
     // to switch it on either.
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    assert!(!text.contains("CMEK_CRASH_"), "template.yaml sets a crash-point variable");
+    assert!(
+        !text.contains("CMEK_CRASH_"),
+        "template.yaml sets a crash-point variable"
+    );
     let profile = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(
         !profile.contains("debug-assertions = true"),

@@ -456,39 +456,6 @@ async fn reusing_a_key_for_a_second_workspace_keeps_the_first() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn malformed_input_is_refused_and_changes_nothing() {
-    let stack = stack("bad-input", |_| {}).await;
-    let ws = workspace_id(&workspaces(&stack)[0]);
-    for input in [
-        json!({"workspaceId": "not-a-workspace"}),
-        json!({"workspaceId": ws, "keyArn": "arn:aws:s3:::bucket"}),
-        json!({"workspaceId": ws, "surprise": true}),
-        json!("wrkspc_1"),
-    ] {
-        let r = stack.run(&input, TIMEOUT).await.unwrap();
-        assert_eq!(r.status, "FAILED", "{input}");
-        let out = stack
-            .sfn()
-            .get_execution_history()
-            .execution_arn(&r.arn)
-            .send()
-            .await
-            .unwrap();
-        let invalid = out.events().iter().any(|e| {
-            e.lambda_function_failed_event_details().and_then(|d| d.error()) == Some("InvalidInput")
-        });
-        assert!(invalid, "{input}: Begin must fail with InvalidInput");
-    }
-    assert!(
-        stack.store().load(&ws).await.unwrap().is_none(),
-        "no workflow record"
-    );
-    assert!(events(&stack, &ws).await.is_empty(), "no audit item");
-    assert!(keys_for(&stack, &ws).await.is_empty());
-    assert!(stack.admin.requests().is_empty(), "no Admin API call at all");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it() {
     let stack = stack("over-permissive", |_| {}).await;
     let ws = workspace_id(&workspaces(&stack)[0]);

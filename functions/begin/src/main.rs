@@ -1,4 +1,4 @@
-//! Begin: validate the input, claim the workspace, read it from the Admin API.
+//! Begin: validate the input, read the workspace (and an adopted key), claim it.
 
 use cmek::workflow::{Needs, begin};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -8,6 +8,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     let deps = cmek::runtime::init(Needs {
         admin_api: true,
+        kms: true,
         ..Needs::default()
     })
     .await?;

@@ -72,6 +72,9 @@ pub struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     windows: Mutex<HashMap<String, faults::RateWindow>>,
     attach_warnings: Mutex<Vec<Value>>,
+    /// Attachments of keys no validate call had succeeded for (the real API
+    /// allows them; this product must never make one).
+    unvalidated_attachments: Mutex<Vec<Value>>,
     validator: Validator,
 }
 
@@ -102,6 +105,7 @@ impl SandboxApi {
             requests: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
             attach_warnings: Mutex::new(Vec::new()),
+            unvalidated_attachments: Mutex::new(Vec::new()),
             validator: Validator::new(config.kms_endpoint.clone(), config.serving_regions.clone()),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -499,6 +503,10 @@ async fn update_workspace(
                 None => {
                     ws.external_key_id = Some(ekey.to_owned());
                     check = Some((k.kms_arn.clone(), ws.compartment_id.clone(), ws.id.clone()));
+                    if !k.validated {
+                        lock(&shared.unvalidated_attachments)
+                            .push(json!({"workspace": ws.id, "external_key_id": ekey}));
+                    }
                 }
             }
         }
@@ -653,6 +661,14 @@ async fn validate(shared: &Shared, key: &str, id: &str) -> Result<(StatusCode, V
     } else {
         shared.validator.validate(&arn, &geo).await
     };
+    if verdict.is_ok()
+        && let Some(k) = lock(&shared.world)
+            .orgs
+            .get_mut(key)
+            .and_then(|o| o.keys.get_mut(id))
+    {
+        k.validated = true;
+    }
     let body = match verdict {
         Ok(()) => json!({"type": "external_key_validation", "status": "success", "error": null}),
         Err(reason) => json!({"type": "external_key_validation", "status": "failure", "error": reason}),
@@ -675,7 +691,11 @@ fn state_json(shared: &Shared) -> Value {
             )
         })
         .collect();
-    json!({"orgs": orgs, "attach_warnings": *lock(&shared.attach_warnings)})
+    json!({
+        "orgs": orgs,
+        "attach_warnings": *lock(&shared.attach_warnings),
+        "unvalidated_attachments": *lock(&shared.unvalidated_attachments),
+    })
 }
 
 /// `/_sandbox/…`: inspection and control, for tests and the demo.

@@ -59,6 +59,10 @@ pub struct KeyRec {
     /// Sandbox-only: validation fails until this instant (KMS propagation).
     #[serde(skip)]
     pub propagates_at: Option<std::time::Instant>,
+    /// Sandbox-only: a validate call has succeeded for this key. Tests use it
+    /// to prove no key was attached without a successful validation.
+    #[serde(skip)]
+    pub validated: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -135,6 +139,7 @@ impl Org {
             updated_at: now,
             seq,
             propagates_at: None,
+            validated: false,
         };
         self.keys.insert(k.id.clone(), k.clone());
         k

@@ -83,7 +83,7 @@ impl OptIn {
 
 /// The event's `detail`; anyone's workspace-vending tooling may put the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Discovered {
     pub workspace_id: String,
     #[serde(default)]

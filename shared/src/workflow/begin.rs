@@ -17,25 +17,18 @@ pub struct BeginOutput {
     pub status: Status,
 }
 
-/// Validate the request, claim the workspace, and read it: stop early if it
-/// is attached to our key already, refuse if it is attached to another.
+/// Validate the request, read the workspace (and an adopted key), then claim
+/// it: stop early if it is attached to our key already, refuse if it is
+/// attached to another.
 pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> {
     let input = StepInput::from_value(&event)?;
     let req: &ProvisionRequest = &input.request;
     let ws = &req.workspace_id;
     let admin = deps.admin()?;
 
-    let trigger = req.trigger.as_ref().and_then(|t| serde_json::to_value(t).ok());
-    let rec = store::claim(
-        &*deps.store,
-        ws,
-        &input.execution,
-        trigger,
-        deps.now(),
-        deps.config.lease_ttl,
-    )
-    .await?;
-
+    // Read-only checks first: a workspace id that does not exist (a typo, a
+    // placeholder) or an adopted key that does not exist is refused before
+    // anything is written, not even a workflow record.
     let workspace = admin.get_workspace(ws).await.map_err(|e| match e {
         AdminApiError::NotFound(_) => CmekError::WorkspaceNotFound(ws.to_string()),
         other => other.into(),
@@ -43,6 +36,15 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     if workspace.is_archived() {
         return Err(CmekError::WorkspaceArchived(ws.to_string()));
     }
+    if let Some(arn) = &req.key_arn
+        && deps.kms()?.describe(arn.as_str()).await?.is_none()
+    {
+        return Err(CmekError::KeyNotUsable {
+            key: arn.to_string(),
+            reason: "the key does not exist (or this role cannot see it)".into(),
+        });
+    }
+
     let compartment: CompartmentId = workspace
         .compartment_id
         .as_deref()
@@ -55,6 +57,18 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
         .map_err(|e| {
             CmekError::AdminApiRejected(format!("workspace {ws} has a malformed compartment_id: {e}"))
         })?;
+
+    let trigger = req.trigger.as_ref().and_then(|t| serde_json::to_value(t).ok());
+    let rec = store::claim(
+        &*deps.store,
+        ws,
+        &input.execution,
+        trigger,
+        deps.now(),
+        deps.config.lease_ttl,
+    )
+    .await?;
+
     if let Some(rc) = rec.compartment_id
         && rc != compartment
     {

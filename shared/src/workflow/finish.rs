@@ -122,7 +122,12 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                     // A retry of this Finish after it released the record and
                     // died: the outcome stands and CloudFormation already has
                     // its answer; only the result event may still be missing.
-                    out.outcome = if outcome == "succeeded" { "SUCCEEDED" } else { "FAILED" }.into();
+                    out.outcome = if outcome == "succeeded" {
+                        "SUCCEEDED"
+                    } else {
+                        "FAILED"
+                    }
+                    .into();
                     out.status = Some(rec.status);
                     out.key_arn = rec.key_arn.clone();
                     out.alias = rec.alias.clone();
@@ -135,6 +140,15 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 let held_by = other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned));
                 let reason = failure_reason(error.as_deref(), message.as_deref(), diagnosis.as_ref(), None);
                 answer_from_finish(deps, request, false, None, &reason).await?;
+                // Begin refuses these before claiming: a workspace or key that
+                // does not exist leaves no trace, as bad input does not.
+                let refused_before_claim = matches!(
+                    error.as_deref(),
+                    Some("WorkspaceNotFound" | "WorkspaceArchived" | "KeyNotUsable" | "AdminApiRejected")
+                );
+                if refused_before_claim && other.is_none() {
+                    return publish_and_return(deps, &execution, out).await;
+                }
                 let detail = json!({"error": error, "message": message, "held_by": held_by});
                 store::append_event(
                     &*deps.store,
@@ -156,7 +170,11 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
 }
 
 /// Announce the result on the bus (best effort) and hand it to the state machine.
-async fn publish_and_return(deps: &Deps, execution: &str, out: FinishOutput) -> Result<FinishOutput, CmekError> {
+async fn publish_and_return(
+    deps: &Deps,
+    execution: &str,
+    out: FinishOutput,
+) -> Result<FinishOutput, CmekError> {
     if let Some(events) = &deps.events {
         let detail_type = if out.outcome == "SUCCEEDED" {
             DETAIL_SUCCEEDED

@@ -82,7 +82,7 @@ impl ProvisionRequest {
         })?;
         if let Some(name) = &req.display_name {
             let n = name.chars().count();
-            if n == 0 || n > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+            if n == 0 || n > MAX_DISPLAY_NAME || name.chars().any(|c| c.is_control() || is_invisible(c)) {
                 return Err(CmekError::InvalidInput(format!(
                     "displayName must be 1-{MAX_DISPLAY_NAME} printable characters, got {:?}",
                     shown(name)
@@ -111,6 +111,12 @@ impl ProvisionRequest {
 
 /// Only findings that grant too much can be accepted; a policy that denies
 /// Anthropic cannot be "accepted" into working.
+/// Bidirectional overrides and zero-width characters: legal Unicode, but in a
+/// name shown in Anthropic's console they can make one key look like another.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn accepted_is_meaningful(code: FindingCode) -> bool {
     use FindingCode::*;
     matches!(

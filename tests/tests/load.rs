@@ -1,0 +1,295 @@
+//! Storms and load: many triggers for one workspace at once, and many
+//! workspaces against an Admin API having a bad day.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use cmek::store::Status;
+use cmek_e2e::*;
+use sandbox::stack::LocalStack;
+use serde_json::{Value, json};
+
+/// Every execution of the state machine, once none is running.
+async fn settled_executions(stack: &LocalStack, expected: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = stack
+                .sfn()
+                .list_executions()
+                .state_machine_arn(&stack.state_machine_arn)
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap();
+            all.extend(
+                page.executions()
+                    .iter()
+                    .map(|e| (e.execution_arn().to_owned(), e.status().clone())),
+            );
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        let running = all.iter().filter(|(_, s)| *s == ExecutionStatus::Running).count();
+        if all.len() >= expected && running == 0 {
+            return all
+                .into_iter()
+                .map(|(arn, s)| (arn, s.as_str().to_owned()))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} executions started, {running} still running — {}",
+            all.len(),
+            dump_on_failure(stack)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn cfn_create(catcher: &ResponseCatcher, request_id: &str, ws: &str) -> Value {
+    json!({
+        "RequestType": "Create",
+        "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:CustomResourceFunction",
+        "ResponseURL": catcher.url_for(request_id),
+        "StackId": format!("arn:aws:cloudformation:us-east-2:123456789012:stack/app-{request_id}/1"),
+        "RequestId": request_id,
+        "LogicalResourceId": "WorkspaceKey",
+        "ResourceType": "Custom::AnthropicCmek",
+        "ResourceProperties": {"ServiceToken": "x", "WorkspaceId": ws},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_mixed_triggers_at_once_make_one_key_one_registration_one_attachment() {
+    let stack = Arc::new(stack("storm", |_| {}).await);
+    let catcher = Arc::new(ResponseCatcher::start().await);
+    let ws = workspace_id(&workspaces(&stack)[0]).to_string();
+    let (manual, eventbridge, cloudformation) = (7, 7, 6);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..manual {
+        let (stack, ws) = (stack.clone(), ws.clone());
+        tasks.spawn(async move {
+            stack
+                .start_execution(&json!({"workspaceId": ws}), None)
+                .await
+                .unwrap();
+        });
+    }
+    for i in 0..eventbridge {
+        let (stack, ws) = (stack.clone(), ws.clone());
+        tasks.spawn(async move {
+            let out = aws_sdk_eventbridge::Client::new(&stack.sdk)
+                .put_events()
+                .entries(
+                    aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                        .event_bus_name(&stack.bus_name)
+                        .source("cmek-provisioner")
+                        .detail_type("Workspace Discovered")
+                        .detail(json!({"workspaceId": ws, "displayName": format!("storm-{i}")}).to_string())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.failed_entry_count(), 0);
+        });
+    }
+    for i in 0..cloudformation {
+        let (stack, ws, catcher) = (stack.clone(), ws.clone(), catcher.clone());
+        tasks.spawn(async move {
+            let (err, body) = invoke(
+                &stack,
+                "CustomResourceFunction",
+                &cfn_create(&catcher, &format!("storm-{i}"), &ws),
+            )
+            .await;
+            assert_eq!(err, None, "{body}");
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+
+    let triggers = manual + eventbridge + cloudformation;
+    let executions = settled_executions(&stack, triggers).await;
+    assert_eq!(executions.len(), triggers, "one execution per trigger");
+
+    let ws: cmek::ids::WorkspaceId = ws.parse().unwrap();
+    assert_eq!(keys_for(&stack, &ws).await.len(), 1, "one key");
+    assert_eq!(external_keys(&stack).len(), 1, "one registration");
+    assert_eq!(
+        calls(&stack, "POST", &format!("/workspaces/{ws}")),
+        1,
+        "one attachment"
+    );
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Attached);
+    assert_eq!(rec.lease, None);
+
+    // Every other execution either found the work done (a no-op success) or
+    // was refused with ConcurrentExecution, recorded against its own ARN.
+    let trail = events(&stack, &ws).await;
+    let refused: HashMap<String, String> = trail
+        .iter()
+        .filter(|e| e.step == "Finish" && e.outcome == "not_run")
+        .map(|e| {
+            (
+                e.execution.clone().unwrap_or_default(),
+                e.detail["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut succeeded = 0;
+    for (arn, status) in &executions {
+        match status.as_str() {
+            "SUCCEEDED" => succeeded += 1,
+            "FAILED" => assert_eq!(
+                refused.get(arn).map(String::as_str),
+                Some("ConcurrentExecution"),
+                "{arn} failed for another reason; refusals: {refused:?}"
+            ),
+            other => panic!("{arn} ended {other}"),
+        }
+    }
+    assert!(succeeded >= 1);
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.step == "AttachKey" && e.outcome == "attached")
+            .count(),
+        1
+    );
+
+    // Every CloudFormation request was answered, SUCCESS with the key or
+    // FAILED naming the concurrent execution.
+    for i in 0..cloudformation {
+        let answer = catcher.wait(&format!("storm-{i}"), TIMEOUT).await;
+        match answer["Status"].as_str() {
+            Some("SUCCESS") => assert_eq!(answer["Data"]["KeyArn"], rec.key_arn.as_deref().unwrap()),
+            Some("FAILED") => assert!(
+                answer["Reason"].as_str().unwrap().contains("ConcurrentExecution"),
+                "{answer}"
+            ),
+            _ => panic!("storm-{i}: {answer}"),
+        }
+    }
+    eprintln!(
+        "STORM: {triggers} triggers → {succeeded} succeeded, {} refused with ConcurrentExecution; 1 key, 1 registration, 1 attachment",
+        triggers - succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_workspaces_with_thirty_percent_faults_are_all_attached_after_validation() {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    // Overridable to probe the stack's throughput; the proof is the default.
+    let (workspaces_n, in_flight) = (env("CMEK_LOAD_WORKSPACES", 200), env("CMEK_LOAD_IN_FLIGHT", 40));
+    let fault_scale = if std::env::var("CMEK_LOAD_NO_FAULTS").is_ok() {
+        0.0
+    } else {
+        1.0
+    };
+    let stack = stack("load-faults", |o| {
+        o.sandbox.orgs[0].workspaces = workspaces_n;
+        o.sandbox.faults = sandbox::admin_api::Faults {
+            rate_429: 0.08 * fault_scale,
+            rate_429_no_retry_after: 0.04 * fault_scale,
+            rate_500: 0.06 * fault_scale,
+            rate_500_after_effect: 0.04 * fault_scale,
+            rate_529: 0.08 * fault_scale,
+            retry_after_secs: Some(1.0),
+            latency_ms: 5,
+            latency_jitter_ms: 250,
+            ..Default::default()
+        };
+    })
+    .await;
+    let all = workspaces(&stack);
+    assert_eq!(all.len(), workspaces_n);
+    let started = Instant::now();
+    let mut running: VecDeque<String> = VecDeque::new();
+    let mut results = Vec::new();
+    for w in &all {
+        if running.len() == in_flight {
+            let arn = running.pop_front().unwrap();
+            results.push(stack.wait(&arn, TIMEOUT).await.unwrap());
+        }
+        running.push_back(
+            stack
+                .start_execution(&json!({"workspaceId": w["id"]}), None)
+                .await
+                .unwrap(),
+        );
+    }
+    for arn in running {
+        results.push(stack.wait(&arn, TIMEOUT).await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    let failed: Vec<_> = results.iter().filter(|r| r.status != "SUCCEEDED").collect();
+    assert!(failed.is_empty(), "{failed:?} — {}", dump_on_failure(&stack));
+
+    // Inspect with the faults off: the checks themselves are not under test.
+    stack.admin.set_faults(Default::default());
+    let requests = stack.admin.requests();
+    let faulted = requests.iter().filter(|r| r.fault.is_some()).count();
+    let state = stack.admin.state();
+    assert_eq!(
+        state["unvalidated_attachments"],
+        json!([]),
+        "a key was attached without a successful validation"
+    );
+    let registrations = external_keys(&stack);
+    assert_eq!(
+        registrations.len(),
+        workspaces_n,
+        "one registration per workspace"
+    );
+    let by_id: HashMap<&str, &str> = registrations
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap(),
+                k["provider_config"]["kms_arn"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let store = stack.store();
+    for w in state["orgs"]["demo-org"]["workspaces"].as_array().unwrap() {
+        let ws = workspace_id(w);
+        let rec = cmek::store::WorkflowStore::load(&store, &ws)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.status, Status::Attached, "{ws}");
+        let attached = w["external_key_id"].as_str().expect("attached");
+        assert_eq!(Some(attached), rec.external_key_id.as_deref());
+        assert_eq!(
+            by_id[attached],
+            rec.key_arn.as_deref().unwrap(),
+            "{ws}: attached to its own key"
+        );
+    }
+    // Retries stay bounded: the happy path is 5 calls per workspace; every
+    // injected fault costs one more, plus the lookups after unknown outcomes.
+    let per_workspace = requests.len() as f64 / workspaces_n as f64;
+    assert!(
+        per_workspace < 12.0,
+        "{} Admin API requests for {workspaces_n} workspaces",
+        requests.len()
+    );
+    eprintln!(
+        "LOAD: {workspaces_n} workspaces at 30% faults attached in {:.1}s: {} Admin API requests ({per_workspace:.2}/workspace), {faulted} faults injected and retried",
+        elapsed.as_secs_f64(),
+        requests.len()
+    );
+}
