@@ -609,17 +609,13 @@ pub async fn sweep(deps: &Deps, alerter: &Alerter) -> Result<SweepReport, CmekEr
         };
         alerter.notify(deps, &alert).await?;
     }
-    emit_metric("GuardianFindings", report.findings.len());
+    crate::metrics::emit(
+        &[],
+        &[(
+            "GuardianFindings",
+            crate::metrics::Unit::Count,
+            report.findings.len() as f64,
+        )],
+    );
     Ok(report)
-}
-
-/// A CloudWatch Embedded Metric Format line: CloudWatch turns it into a
-/// metric the template's alarm watches, with no API call from here.
-fn emit_metric(name: &str, value: usize) {
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let line = json!({
-        "_aws": {"Timestamp": ts, "CloudWatchMetrics": [{"Namespace": "CmekProvisioner", "Dimensions": [[]], "Metrics": [{"Name": name, "Unit": "Count"}]}]},
-        name: value,
-    });
-    println!("{line}");
 }

@@ -12,6 +12,7 @@ pub mod geo;
 pub mod guardian;
 pub mod ids;
 pub mod kms;
+pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod store;

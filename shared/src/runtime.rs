@@ -15,3 +15,13 @@ pub async fn init(needs: Needs) -> Result<Deps, lambda_runtime::Error> {
         }
     }
 }
+
+/// Run one invocation and report its metrics (latency, errors by type, Admin
+/// API retries by status) as Embedded Metric Format lines.
+pub async fn measured<T, F>(deps: &Deps, function: &str, work: F) -> Result<T, crate::error::CmekError>
+where
+    F: std::future::Future<Output = Result<T, crate::error::CmekError>>,
+{
+    let retries = deps.admin.as_ref().map(|a| a.retries());
+    crate::metrics::measured(function, retries, work).await
+}

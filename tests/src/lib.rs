@@ -208,3 +208,39 @@ pub async fn attach_directly(stack: &LocalStack, workspace: &Value) -> (Workspac
     .unwrap();
     (ws, key.arn)
 }
+
+/// The Embedded Metric Format documents the functions printed: (dimension
+/// values joined with `/`, metric name, value).
+pub fn emf_metrics(stack: &LocalStack) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    for line in stack.function_logs().lines() {
+        if !line.contains("\"_aws\"") {
+            continue;
+        }
+        let Ok(doc) = serde_json::from_str::<Value>(line.trim()) else {
+            continue;
+        };
+        if doc.get("_aws").is_none() {
+            continue;
+        }
+        let spec = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(spec["Namespace"], "CmekProvisioner", "{line}");
+        let dims: Vec<String> = spec["Dimensions"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                doc[d.as_str().unwrap()]
+                    .as_str()
+                    .expect("dimension value")
+                    .to_owned()
+            })
+            .collect();
+        for m in spec["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            let value = doc[name].as_f64().expect("metric value");
+            out.push((dims.join("/"), name.to_owned(), value));
+        }
+    }
+    out
+}

@@ -95,6 +95,36 @@ async fn happy_path_provisions_a_workspace() {
     assert!(!out.to_string().contains(&stack.admin_key));
     // No attachment the stand-in considers broken for live traffic.
     assert_eq!(stack.admin.state()["attach_warnings"], json!([]));
+
+    // Metrics: every step reported its latency, the outcome and validation counted.
+    let metrics = emf_metrics(&stack);
+    for step in [
+        "Begin",
+        "CreateKey",
+        "RegisterKey",
+        "ValidateKey",
+        "AttachKey",
+        "Finish",
+    ] {
+        assert!(
+            metrics
+                .iter()
+                .any(|(d, n, v)| d == step && n == "Latency" && *v > 0.0),
+            "no Latency for {step}: {metrics:?}"
+        );
+    }
+    let total = |name: &str| -> f64 {
+        metrics
+            .iter()
+            .filter(|(_, n, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    assert_eq!(total("ProvisioningSucceeded"), 1.0);
+    assert_eq!(total("ProvisioningFailed"), 0.0);
+    assert_eq!(total("ValidationAttempts"), 1.0);
+    assert_eq!(total("AttemptsToValidate"), 1.0);
+    assert_eq!(total("Errors"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -370,6 +400,22 @@ async fn intermittent_admin_api_errors_still_provision_exactly_once() {
     assert!(
         stack.admin.requests().iter().any(|r| r.fault.is_some()),
         "faults were injected"
+    );
+    // Each retry was reported by status; as many as the stand-in saw fail
+    // with a retryable status (a 429 without retry-after is not retried
+    // in-process, and a retry after the budget runs out is the state machine's).
+    let metrics = emf_metrics(&stack);
+    let reported: f64 = metrics
+        .iter()
+        .filter(|(_, n, _)| n == "AdminApiRetries")
+        .map(|(_, _, v)| v)
+        .sum();
+    assert!(reported >= 1.0, "no AdminApiRetries reported: {metrics:?}");
+    assert!(
+        metrics
+            .iter()
+            .any(|(d, n, _)| n == "AdminApiRetries" && ["429", "500", "529"].iter().any(|s| d.ends_with(s))),
+        "retries carry their status: {metrics:?}"
     );
 }
 

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        create_key(deps, event.payload).await
+        cmek::runtime::measured(deps, "CreateKey", create_key(deps, event.payload)).await
     }))
     .await
 }

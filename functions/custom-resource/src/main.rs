@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        custom_resource(deps, event.payload).await
+        cmek::runtime::measured(deps, "CustomResource", custom_resource(deps, event.payload)).await
     }))
     .await
 }

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let opt_in = OptIn::from_lookup(|k| std::env::var(k).ok())?;
     let (deps, opt_in) = (&deps, &opt_in);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        poll(deps, opt_in).await
+        cmek::runtime::measured(deps, "DiscoverWorkspaces", poll(deps, opt_in)).await
     }))
     .await
 }

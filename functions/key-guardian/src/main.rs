@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let alerter = Alerter::from_env().await;
     let (deps, alerter) = (&deps, &alerter);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(deps, alerter, config, event.payload).await
+        cmek::runtime::measured(deps, "KeyGuardian", handle(deps, alerter, config, event.payload)).await
     }))
     .await
 }

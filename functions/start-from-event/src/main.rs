@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        start_from_event(deps, event.payload).await
+        cmek::runtime::measured(deps, "StartFromEvent", start_from_event(deps, event.payload)).await
     }))
     .await
 }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        validate_key(deps, event.payload).await
+        cmek::runtime::measured(deps, "ValidateKey", validate_key(deps, event.payload)).await
     }))
     .await
 }

@@ -116,6 +116,7 @@ pub struct AdminApiClient {
     base: Url,
     key: AdminKey,
     options: ClientOptions,
+    retries: crate::metrics::RetryCounter,
 }
 
 /// Whether repeating a request after an unknown outcome could duplicate its effect.
@@ -187,7 +188,13 @@ impl AdminApiClient {
             base,
             key,
             options,
+            retries: Default::default(),
         })
+    }
+
+    /// Retries made since the last drain, by status (for the metrics).
+    pub fn retries(&self) -> &crate::metrics::RetryCounter {
+        &self.retries
     }
 
     pub fn base_url(&self) -> &Url {
@@ -385,6 +392,7 @@ impl AdminApiClient {
                 })
             })
             .notify(|a: &Attempt, after| {
+                self.retries.record(a.error.status());
                 tracing::warn!(
                     method = %req.method,
                     path = %req.path,

@@ -175,6 +175,12 @@ async fn publish_and_return(
     execution: &str,
     out: FinishOutput,
 ) -> Result<FinishOutput, CmekError> {
+    let metric = if out.outcome == "SUCCEEDED" {
+        "ProvisioningSucceeded"
+    } else {
+        "ProvisioningFailed"
+    };
+    crate::metrics::emit(&[], &[(metric, crate::metrics::Unit::Count, 1.0)]);
     if let Some(events) = &deps.events {
         let detail_type = if out.outcome == "SUCCEEDED" {
             DETAIL_SUCCEEDED

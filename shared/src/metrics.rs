@@ -1,0 +1,164 @@
+//! CloudWatch metrics through the Embedded Metric Format: one JSON line on
+//! stdout per measurement, which CloudWatch Logs turns into metrics — no API
+//! call, no added latency, nothing to fail. (The maintained EMF crates build
+//! on the `metrics` facade and a global recorder; five metric names do not
+//! justify that, and a line is easy to test.)
+//!
+//! Every function reports `Invocations`, `Errors` and `Latency` by `Function`
+//! (and `Errors` by `Function` + `ErrorType`); the Admin API client's retries
+//! are reported as `AdminApiRetries` by `Function` + `Status`; Finish reports
+//! `ProvisioningSucceeded` / `ProvisioningFailed`; ValidateKey reports
+//! `ValidationAttempts` and, on success, `AttemptsToValidate`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::CmekError;
+
+pub const NAMESPACE: &str = "CmekProvisioner";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// One EMF document: these dimension values, these metrics.
+pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) -> Value {
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": ts,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [names],
+                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        doc.insert((*k).into(), json!(v));
+    }
+    for (n, _, v) in metrics {
+        doc.insert((*n).into(), json!(v));
+    }
+    Value::Object(doc)
+}
+
+/// Write one EMF line (stdout is what Lambda ships to CloudWatch Logs).
+pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) {
+    println!("{}", document(dimensions, metrics));
+}
+
+/// Admin API retries since the last drain, by HTTP status (`network` when
+/// there was no response). Shared by clones of one client.
+#[derive(Debug, Clone, Default)]
+pub struct RetryCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RetryCounter {
+    pub fn record(&self, status: Option<u16>) {
+        let key = status.map_or_else(|| "network".to_owned(), |s| s.to_string());
+        *self.lock().entry(key).or_default() += 1;
+    }
+
+    pub fn drain(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Run one invocation of `function` and report it: latency, error (by type),
+/// and the Admin API retries it took.
+pub async fn measured<T, F>(function: &str, retries: Option<&RetryCounter>, work: F) -> Result<T, CmekError>
+where
+    F: Future<Output = Result<T, CmekError>>,
+{
+    let started = Instant::now();
+    let result = work.await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let dims = [("Function", function)];
+    match &result {
+        Ok(_) => emit(
+            &dims,
+            &[
+                ("Invocations", Unit::Count, 1.0),
+                ("Errors", Unit::Count, 0.0),
+                ("Latency", Unit::Milliseconds, ms),
+            ],
+        ),
+        Err(e) => {
+            emit(
+                &dims,
+                &[
+                    ("Invocations", Unit::Count, 1.0),
+                    ("Errors", Unit::Count, 1.0),
+                    ("Latency", Unit::Milliseconds, ms),
+                ],
+            );
+            emit(
+                &[("Function", function), ("ErrorType", e.error_type())],
+                &[("Errors", Unit::Count, 1.0)],
+            );
+        }
+    }
+    for (status, n) in retries.map(RetryCounter::drain).unwrap_or_default() {
+        emit(
+            &[("Function", function), ("Status", status.as_str())],
+            &[("AdminApiRetries", Unit::Count, n as f64)],
+        );
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_declares_what_it_carries() {
+        let d = document(&[("Function", "Begin")], &[("Latency", Unit::Milliseconds, 12.5)]);
+        let m = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], NAMESPACE);
+        assert_eq!(m["Dimensions"], json!([["Function"]]));
+        assert_eq!(m["Metrics"], json!([{"Name": "Latency", "Unit": "Milliseconds"}]));
+        assert_eq!(d["Function"], "Begin");
+        assert_eq!(d["Latency"], 12.5);
+        assert!(
+            d["_aws"]["Timestamp"]
+                .as_i64()
+                .is_some_and(|t| t > 1_700_000_000_000)
+        );
+    }
+
+    #[test]
+    fn retries_are_counted_by_status_and_drained() {
+        let c = RetryCounter::default();
+        let clone = c.clone();
+        c.record(Some(429));
+        clone.record(Some(429));
+        c.record(None);
+        let drained = c.drain();
+        assert_eq!(drained.get("429"), Some(&2));
+        assert_eq!(drained.get("network"), Some(&1));
+        assert!(c.drain().is_empty());
+    }
+}
