@@ -283,3 +283,87 @@ fn no_deployed_function_is_armed_with_crash_points() {
         "a release profile with debug assertions would compile the crash hook in"
     );
 }
+
+#[test]
+fn result_events_reach_the_result_topic_and_only_the_rule_may_publish() {
+    let t = template();
+    let rule = &t["Resources"]["ResultRule"]["Properties"];
+    let pattern = &rule["EventPattern"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(strings(&pattern["source"]), vec![cmek::events::SOURCE]);
+    assert_eq!(
+        strings(&pattern["detail-type"]),
+        vec![cmek::events::DETAIL_SUCCEEDED, cmek::events::DETAIL_FAILED],
+        "the rule must match the detail types Finish publishes"
+    );
+    assert_eq!(
+        tag_arg(&rule["EventBusName"]),
+        Some(("!Ref".into(), Value::from("ResultBus")))
+    );
+    assert_eq!(
+        tag_arg(&rule["Targets"][0]["Arn"]),
+        Some(("!Ref".into(), Value::from("ResultTopic")))
+    );
+    let statement = &t["Resources"]["ResultTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(statement["Action"], "sns:Publish");
+    assert_eq!(
+        tag_arg(&statement["Condition"]["ArnEquals"]["aws:SourceArn"]),
+        Some(("!GetAtt".into(), Value::from("ResultRule.Arn")))
+    );
+}
+
+#[test]
+fn the_dashboard_is_valid_json_and_shows_only_metrics_the_code_emits() {
+    let t = template();
+    let (tag, body) = tag_arg(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]).unwrap();
+    assert_eq!(tag, "!Sub");
+    // What CloudFormation substitutes, with stand-ins.
+    let body = body
+        .as_str()
+        .unwrap()
+        .replace("${AWS::Region}", "us-east-2")
+        .replace(
+            "${ProvisionStateMachine}",
+            "arn:aws:states:us-east-2:1:stateMachine:x",
+        );
+    assert!(
+        !body.contains("${"),
+        "an unresolved substitution in the dashboard"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let emitted = [
+        "ProvisioningSucceeded",
+        "ProvisioningFailed",
+        "ValidationAttempts",
+        "AttemptsToValidate",
+        "GuardianFindings",
+        "Latency",
+        "Errors",
+        "AdminApiRetries",
+    ];
+    let widgets = dashboard["widgets"].as_array().unwrap();
+    assert!(widgets.len() >= 6);
+    let text = body.as_str();
+    for name in emitted {
+        assert!(text.contains(name), "the dashboard does not show {name}");
+    }
+    for w in widgets {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            let row = m.as_array().unwrap();
+            if row[0] == "CmekProvisioner" {
+                let name = row[1].as_str().unwrap();
+                assert!(
+                    emitted.contains(&name),
+                    "the dashboard shows {name}, which nothing emits"
+                );
+            }
+        }
+    }
+}
