@@ -15,11 +15,13 @@ use cmek::ids::{AccountId, CompartmentId, KeyArn, WorkspaceId};
 use cmek::store::{DynamoStore, Status, WorkflowStore};
 use serde_json::{Value, json};
 
+mod onboard;
+
 #[derive(Parser)]
 #[command(
     name = "cmekctl",
     version,
-    about = "Operate cmek-provisioner: key policies, diagnosis, provisioning, status"
+    about = "Operate cmek-provisioner: key policies, diagnosis, provisioning, bulk onboarding, status"
 )]
 struct Cli {
     /// Machine-readable output.
@@ -70,6 +72,36 @@ enum Command {
         workspace: Option<String>,
         #[arg(long, env = "CMEK_TABLE_NAME")]
         table: String,
+    },
+    /// Provision many existing workspaces, paced for the Admin API's rate limit.
+    /// Prints the plan unless --yes is given: attaching is irreversible.
+    Onboard {
+        /// A file of workspace ids, one per line (`#` comments allowed).
+        #[arg(
+            long,
+            conflicts_with = "all_unattached",
+            required_unless_present = "all_unattached"
+        )]
+        workspaces_file: Option<std::path::PathBuf>,
+        /// Every unarchived workspace of the organization with no key attached.
+        #[arg(long)]
+        all_unattached: bool,
+        /// Executions in flight at once.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// The organization's Admin API budget in requests per minute: starts are
+        /// paced to 1 per 5·60/RPM seconds (5 calls per workspace).
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Start the executions (without it, only the plan is printed).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, env = "CMEK_STATE_MACHINE_ARN")]
+        state_machine_arn: String,
+        #[arg(long, env = "CMEK_TABLE_NAME")]
+        table: String,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Every workspace record, optionally of one status.
     List {
@@ -173,6 +205,59 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status { workspace, table } => status(json_out, workspace.as_deref(), &table).await,
         Command::List { status, table } => list(json_out, status.as_deref(), &table).await,
+        Command::Onboard {
+            workspaces_file,
+            all_unattached: _, // implied when no file is given (clap enforces one of the two)
+            concurrency,
+            rpm,
+            yes,
+            state_machine_arn,
+            table,
+            admin,
+        } => {
+            let sdk = sdk().await;
+            let workspaces = match workspaces_file {
+                Some(path) => onboard::read_ids(
+                    &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None => admin
+                    .client(&sdk)
+                    .await?
+                    .list_workspaces(false)
+                    .await?
+                    .into_iter()
+                    .filter(|w| w.external_key_id.is_none())
+                    .map(|w| w.id.parse())
+                    .collect::<Result<_, _>>()?,
+            };
+            let plan = onboard::Plan {
+                workspaces,
+                concurrency,
+                rpm,
+                state_machine: state_machine_arn,
+                table,
+            };
+            if !yes {
+                let ids: Vec<String> = plan.workspaces.iter().map(ToString::to_string).collect();
+                if json_out {
+                    println!("{}", json!({"plan": ids, "started": false}));
+                } else {
+                    for id in &ids {
+                        println!("{id}");
+                    }
+                    println!(
+                        "{} workspace(s) would be provisioned ({} at a time{}); attaching is irreversible: re-run with --yes to start",
+                        ids.len(),
+                        plan.concurrency,
+                        plan.rpm
+                            .map(|r| format!(", paced for {r} requests/minute"))
+                            .unwrap_or_default()
+                    );
+                }
+                return Ok(0);
+            }
+            onboard::run(json_out, plan, &sdk).await
+        }
     }
 }
 

@@ -111,3 +111,101 @@ async fn provision_status_list_doctor_and_policy() {
     );
     assert_eq!(code, 2, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
+    let stack = stack("onboard", |o| {
+        o.bus_rules = false;
+        o.sandbox.orgs[0].workspaces = 8;
+    })
+    .await;
+    let all = workspaces(&stack);
+    let (already, _) = attach_directly(&stack, &all[0]).await;
+
+    // Without --yes: the plan only. Every unattached workspace, nothing started.
+    let (code, out) = cmekctl(&stack, &["onboard", "--all-unattached"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("7 workspace(s) would be provisioned") && out.contains("--yes"),
+        "{out}"
+    );
+    assert!(!out.contains(already.as_str()), "{out}");
+    let listed = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&stack.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.executions().is_empty(), "a dry run started an execution");
+
+    // A batch: 6 fresh workspaces, one attached already, one that does not exist.
+    let missing = "wrkspc_01NoSuchWorkspaceInThisOrg0";
+    let mut file = format!("# batch 1\n{already}\n{missing}\n");
+    for w in &all[1..7] {
+        file.push_str(&format!("{}\n", w["id"].as_str().unwrap()));
+    }
+    let path = stack.log_dir.join("onboard.txt");
+    std::fs::write(&path, &file).unwrap();
+    let path = path.display().to_string();
+    let args = [
+        "--json",
+        "onboard",
+        "--workspaces-file",
+        &path,
+        "--concurrency",
+        "3",
+        "--rpm",
+        "600",
+        "--yes",
+    ];
+    let (code, out) = cmekctl(&stack, &args);
+    assert_eq!(code, 1, "one workspace failed: {out}");
+    let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["total"], 8, "{summary}");
+    assert_eq!(summary["attached"], 6, "{summary}");
+    assert_eq!(summary["alreadyAttached"], 1, "{summary}");
+    let failed = summary["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{summary}");
+    assert_eq!(failed[0]["workspace"], missing);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("WorkspaceNotFound"),
+        "{summary}"
+    );
+    // 7 starts paced 0.5 s apart (600 requests/minute at 5 per workspace).
+    assert!(summary["seconds"].as_f64().unwrap() >= 3.0, "{summary}");
+    for w in &all[1..7] {
+        let rec = record(&stack, &workspace_id(w)).await;
+        assert_eq!(rec.status, cmek::store::Status::Attached);
+    }
+    let started = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&stack.state_machine_arn)
+        .send()
+        .await
+        .unwrap()
+        .executions()
+        .len();
+    assert_eq!(started, 7, "nothing started for the workspace already attached");
+
+    // Re-running the batch starts only what is not attached.
+    let (code, out) = cmekctl(&stack, &args);
+    assert_eq!(code, 1, "{out}");
+    let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["alreadyAttached"], 7, "{summary}");
+    assert_eq!(summary["attached"], 0, "{summary}");
+    let started_again = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&stack.state_machine_arn)
+        .send()
+        .await
+        .unwrap()
+        .executions()
+        .len();
+    assert_eq!(started_again, 8, "only the missing workspace was tried again");
+}
