@@ -60,7 +60,7 @@ pub struct InstanceStats {
     pub peak_rss_kib: Option<u64>,
 }
 
-fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -74,6 +74,8 @@ struct FunctionState {
     /// Instances waiting in `GET /next`.
     idle: AtomicU64,
     instances: Mutex<Vec<Arc<Instance>>>,
+    /// Final figures of instances that have exited (for the benchmarks).
+    retired: Mutex<Vec<InstanceStats>>,
 }
 
 struct Instance {
@@ -135,6 +137,7 @@ impl LambdaHost {
                     notify: Notify::new(),
                     idle: AtomicU64::new(0),
                     instances: Mutex::new(Vec::new()),
+                    retired: Mutex::new(Vec::new()),
                     spec,
                 };
                 (state.spec.name.clone(), Arc::new(state))
@@ -188,6 +191,16 @@ impl LambdaHost {
                     peak_rss_kib: peak_rss_kib(i.pid),
                 });
             }
+        }
+        out.sort_by(|a, b| (a.function.as_str(), a.instance).cmp(&(b.function.as_str(), b.instance)));
+        out
+    }
+
+    /// [`Self::stats`] plus every instance that has already exited.
+    pub fn stats_history(&self) -> Vec<InstanceStats> {
+        let mut out = self.stats();
+        for f in self.inner.functions.values() {
+            out.extend(lock(&f.retired).iter().cloned());
         }
         out.sort_by(|a, b| (a.function.as_str(), a.instance).cmp(&(b.function.as_str(), b.instance)));
         out
@@ -359,10 +372,23 @@ async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::
 
     // Reap the process: when it exits, whatever it held fails as in Lambda.
     tokio::spawn(async move {
+        let mut peak = None;
         tokio::select! {
             _ = child.wait() => {}
-            _ = kill_rx => { let _ = child.kill().await; }
+            _ = kill_rx => {
+                // Read the peak before the process (and its /proc entry) goes.
+                peak = peak_rss_kib(instance.pid);
+                let _ = child.kill().await;
+            }
         }
+        lock(&f.retired).push(InstanceStats {
+            function: f.spec.name.clone(),
+            instance: instance.id,
+            pid: instance.pid,
+            init_ms: *lock(&instance.init_ms),
+            invocations: instance.invocations.load(Ordering::SeqCst),
+            peak_rss_kib: peak,
+        });
         server.abort();
         let pending: Vec<oneshot::Sender<Outcome>> =
             lock(&instance.in_flight).drain().map(|(_, tx)| tx).collect();
@@ -374,6 +400,21 @@ async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::
     Ok(())
 }
 
+struct IdleGuard<'a>(&'a AtomicU64);
+
+impl<'a> IdleGuard<'a> {
+    fn new(idle: &'a AtomicU64) -> Self {
+        idle.fetch_add(1, Ordering::SeqCst);
+        Self(idle)
+    }
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 type RuntimeState = (Arc<FunctionState>, Arc<Instance>);
 
 async fn next(State((f, instance)): State<RuntimeState>) -> Response {
@@ -383,7 +424,10 @@ async fn next(State((f, instance)): State<RuntimeState>) -> Response {
             *init = Some(instance.started.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    f.idle.fetch_add(1, Ordering::SeqCst);
+    // Counted idle while waiting, and no longer once this wait ends — also
+    // when the instance is killed mid-wait and this future is dropped, or
+    // the host would count a dead instance as ready and never start another.
+    let waiting = IdleGuard::new(&f.idle);
     let inv = loop {
         let popped = lock(&f.queue).pop_front();
         match popped {
@@ -392,7 +436,7 @@ async fn next(State((f, instance)): State<RuntimeState>) -> Response {
             None => f.notify.notified().await,
         }
     };
-    f.idle.fetch_sub(1, Ordering::SeqCst);
+    drop(waiting);
     // Another waiter may have work too.
     if !lock(&f.queue).is_empty() {
         f.notify.notify_one();

@@ -51,11 +51,31 @@ enum Command {
     },
     /// Print the state machine definition with template defaults substituted.
     RenderAsl,
-    /// Measure the functions and the happy path (see bench/README.md).
+    /// Measure the functions and the workflow (see bench/README.md).
     Bench {
-        /// Happy-path provisions to run, one after another.
+        /// Sections to run: functions (size, init, RSS, vs Python/boto3, happy
+        /// path), overshoot, bulk, discovery.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "functions,overshoot,bulk,discovery"
+        )]
+        only: Vec<String>,
+        /// Happy-path provisions (each with a cold Begin).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Propagation delays D for the overshoot section, in seconds.
+        #[arg(long, value_delimiter = ',', default_value = "0,30,120,300")]
+        delays: Vec<u64>,
+        #[arg(long, default_value_t = 1000)]
+        bulk_workspaces: usize,
+        /// The stand-in's request-per-minute limit for the bulk section.
+        #[arg(long, default_value_t = 300)]
+        bulk_rpm: u32,
+        #[arg(long, default_value_t = 25)]
+        bulk_concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        discovery_workspaces: usize,
     },
 }
 
@@ -76,7 +96,28 @@ async fn main() -> anyhow::Result<()> {
             config,
         } => admin_api(listen, kms_endpoint, config).await,
         Command::RenderAsl => render_asl(),
-        Command::Bench { runs } => bench(runs).await,
+        Command::Bench {
+            only,
+            runs,
+            delays,
+            bulk_workspaces,
+            bulk_rpm,
+            bulk_concurrency,
+            discovery_workspaces,
+        } => {
+            use sandbox::bench;
+            for section in &only {
+                match section.as_str() {
+                    "functions" => bench::functions(runs).await?,
+                    "overshoot" => bench::overshoot(&delays).await?,
+                    "bulk" => bench::bulk(bulk_workspaces, bulk_rpm, bulk_concurrency).await?,
+                    "discovery" => bench::discovery(discovery_workspaces).await?,
+                    other => anyhow::bail!("unknown bench section {other:?}"),
+                }
+                println!();
+            }
+            Ok(())
+        }
     }
 }
 
@@ -413,88 +454,4 @@ async fn report(
     } else {
         anyhow::bail!("provisioning failed")
     }
-}
-
-async fn bench(runs: usize) -> anyhow::Result<()> {
-    let profile = std::env::var("CMEK_FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
-    let mut options = StackOptions {
-        label: "bench".into(),
-        ..StackOptions::default()
-    };
-    options.sandbox.orgs[0].workspaces = runs;
-    let stack = LocalStack::start(options).await?;
-    let workspaces: Vec<String> = stack.admin.state()["orgs"]["demo-org"]["workspaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|w| w["id"].as_str().map(str::to_owned))
-        .collect();
-    let mut walls = Vec::new();
-    let mut calls = Vec::new();
-    for ws in &workspaces {
-        let before = stack.admin.requests().len();
-        let t = Instant::now();
-        let r = stack
-            .run(&json!({"workspaceId": ws}), Duration::from_secs(300))
-            .await?;
-        anyhow::ensure!(r.status == "SUCCEEDED", "bench run failed: {r:?}");
-        walls.push(t.elapsed().as_secs_f64());
-        calls.push(stack.admin.requests().len() - before);
-    }
-    let root = sandbox::stack::repo_root();
-    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join(&profile);
-    println!(
-        "## Functions ({profile} build, {} on this machine)\n",
-        std::env::consts::ARCH
-    );
-    println!("| function | binary size | init (cold start → first poll) | peak RSS |");
-    println!("|---|---:|---:|---:|");
-    let stats = stack.host.stats();
-    for (id, bin) in [
-        ("BeginFunction", "begin"),
-        ("CreateKeyFunction", "create-key"),
-        ("RegisterKeyFunction", "register-key"),
-        ("ValidateKeyFunction", "validate-key"),
-        ("AttachKeyFunction", "attach-key"),
-        ("FinishFunction", "finish"),
-        ("DiagnoseKeyFunction", "diagnose-key"),
-    ] {
-        let size = std::fs::metadata(bin_dir.join(bin)).map(|m| m.len()).unwrap_or(0);
-        let mine: Vec<_> = stats.iter().filter(|s| s.function == id).collect();
-        let init = mine.iter().filter_map(|s| s.init_ms).fold(f64::NAN, f64::min);
-        let rss = mine.iter().filter_map(|s| s.peak_rss_kib).max();
-        println!(
-            "| {bin} | {:.1} MB | {} | {} |",
-            size as f64 / 1_048_576.0,
-            if init.is_nan() {
-                "not invoked".into()
-            } else {
-                format!("{init:.1} ms")
-            },
-            rss.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
-                .unwrap_or_else(|| "-".into())
-        );
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    println!("\n## Happy path ({runs} workspaces, one after another)\n");
-    println!("| measure | value |");
-    println!("|---|---:|");
-    println!(
-        "| Admin API calls per workspace | {} (min {}, max {}) |",
-        mean(&calls.iter().map(|c| *c as f64).collect::<Vec<_>>()),
-        calls.iter().min().unwrap_or(&0),
-        calls.iter().max().unwrap_or(&0)
-    );
-    println!(
-        "| wall time, first run (cold functions) | {:.2} s |",
-        walls.first().copied().unwrap_or_default()
-    );
-    let warm: Vec<f64> = walls.iter().skip(1).copied().collect();
-    if !warm.is_empty() {
-        println!("| wall time, warm runs (mean) | {:.2} s |", mean(&warm));
-    }
-    Ok(())
 }

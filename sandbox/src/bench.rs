@@ -1,0 +1,335 @@
+//! The benchmarks behind `./bench/run` (see bench/README.md). Each section
+//! prints Markdown; numbers are reported, never asserted.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::admin_api::{Faults, OrgSeed};
+use crate::stack::{LocalStack, StackOptions, repo_root};
+
+fn bin_dir() -> PathBuf {
+    let profile = std::env::var("CMEK_FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join(profile)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn workspace_ids(stack: &LocalStack) -> Vec<String> {
+    stack.admin.state()["orgs"]["demo-org"]["workspaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Binary size, init and peak RSS per function, side by side with the same
+/// cold-start work in Python/boto3; then the happy path.
+pub async fn functions(runs: usize) -> anyhow::Result<()> {
+    let runs = runs.max(1);
+    let mut options = StackOptions {
+        label: "bench".into(),
+        ..StackOptions::default()
+    };
+    options.sandbox.orgs[0].workspaces = runs;
+    let stack = LocalStack::start(options).await?;
+    let mut walls = Vec::new();
+    let mut calls = Vec::new();
+    for ws in workspace_ids(&stack) {
+        // Every run gets a cold Begin, so its init is measured `runs` times.
+        stack.host.kill_function("BeginFunction");
+        let before = stack.admin.requests().len();
+        let t = Instant::now();
+        let r = stack
+            .run(&json!({"workspaceId": ws}), Duration::from_secs(300))
+            .await?;
+        ensure!(r.status == "SUCCEEDED", "bench run failed: {r:?}");
+        walls.push(t.elapsed().as_secs_f64());
+        calls.push(stack.admin.requests().len() - before);
+    }
+    let stats = stack.host.stats_history();
+    let dir = bin_dir();
+    println!("## Functions ({} on this machine)\n", std::env::consts::ARCH);
+    println!("| function | binary size | init (cold start → first poll), median | peak RSS |");
+    println!("|---|---:|---:|---:|");
+    let mut rust_inits = Vec::new();
+    let mut rust_rss = Vec::new();
+    for (id, bin) in [
+        ("BeginFunction", "begin"),
+        ("CreateKeyFunction", "create-key"),
+        ("RegisterKeyFunction", "register-key"),
+        ("ValidateKeyFunction", "validate-key"),
+        ("AttachKeyFunction", "attach-key"),
+        ("FinishFunction", "finish"),
+    ] {
+        let size = std::fs::metadata(dir.join(bin)).map(|m| m.len()).unwrap_or(0);
+        let mine: Vec<_> = stats.iter().filter(|s| s.function == id).collect();
+        let inits: Vec<f64> = mine.iter().filter_map(|s| s.init_ms).collect();
+        let rss = mine.iter().filter_map(|s| s.peak_rss_kib).max();
+        if id == "BeginFunction" {
+            rust_inits.clone_from(&inits);
+            rust_rss.extend(mine.iter().filter_map(|s| s.peak_rss_kib));
+        }
+        println!(
+            "| {bin} | {:.1} MB | {:.1} ms (n={}) | {} |",
+            size as f64 / 1_048_576.0,
+            median(inits.clone()),
+            inits.len(),
+            rss.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+
+    let (py_inits, py_rss) = python_baseline(&stack, runs).await?;
+    let (rust_init, py_init) = (median(rust_inits), median(py_inits.clone()));
+    let rust_peak = rust_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+    let py_peak = py_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+    println!("\n## Rust vs Python/boto3: the same cold start\n");
+    println!(
+        "Begin's init (SDK clients for KMS, DynamoDB and Secrets Manager, admin key read from Secrets Manager) against `bench/python_init.py` doing the same with boto3, both against moto on this machine.\n"
+    );
+    println!("| | Rust (Begin) | Python 3 + boto3 | ratio |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| init, median of {} | {rust_init:.1} ms | {py_init:.1} ms | {:.1}× faster |",
+        py_inits.len(),
+        py_init / rust_init
+    );
+    println!(
+        "| peak RSS | {rust_peak:.1} MB | {py_peak:.1} MB | {:.0} % of Python's |",
+        100.0 * rust_peak / py_peak
+    );
+
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!("\n## Happy path ({runs} workspaces, one after another)\n");
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!(
+        "| Admin API calls per workspace | {} (min {}, max {}) |",
+        mean(&calls.iter().map(|c| *c as f64).collect::<Vec<_>>()),
+        calls.iter().min().unwrap_or(&0),
+        calls.iter().max().unwrap_or(&0)
+    );
+    println!(
+        "| wall time, first run (cold functions) | {:.2} s |",
+        walls.first().copied().unwrap_or_default()
+    );
+    let warm: Vec<f64> = walls.iter().skip(1).copied().collect();
+    if !warm.is_empty() {
+        println!(
+            "| wall time, later runs (cold Begin, warm others), mean | {:.2} s |",
+            mean(&warm)
+        );
+    }
+    Ok(())
+}
+
+/// Cold starts of `bench/python_init.py`: (init ms, peak RSS KiB) each.
+async fn python_baseline(stack: &LocalStack, runs: usize) -> anyhow::Result<(Vec<f64>, Vec<u64>)> {
+    let root = repo_root();
+    let python = root.join(".local/venv-moto/bin/python");
+    let mut inits = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs.max(3) {
+        let t = Instant::now();
+        let mut child = tokio::process::Command::new(&python)
+            .arg(root.join("bench/python_init.py"))
+            .env_clear()
+            .envs(stack.client_env())
+            .env("CMEK_ADMIN_KEY_SECRET_ARN", &stack.secret_arn)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the Python baseline")?;
+        let stdout = child.stdout.take().context("python stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = lines.next_line().await?.unwrap_or_default();
+        ensure!(line == "ready", "python baseline said {line:?}");
+        inits.push(t.elapsed().as_secs_f64() * 1000.0);
+        if let Some(pid) = child.id() {
+            rss.extend(crate::lambda_host::peak_rss_kib(Some(pid)));
+        }
+        child.kill().await?;
+    }
+    Ok((inits, rss))
+}
+
+/// Validation overshoot: with KMS propagation taking D seconds, how long after
+/// D is the workspace attached, on the production retry schedule?
+pub async fn overshoot(delays: &[u64]) -> anyhow::Result<()> {
+    let runs = delays.iter().map(|&d| async move {
+        let mut options = StackOptions {
+            label: format!("bench-overshoot-{d}"),
+            ..StackOptions::default()
+        };
+        options.sandbox.faults = Faults {
+            propagation_delay_secs: d as f64,
+            ..Faults::default()
+        };
+        let stack = LocalStack::start(options).await?;
+        let ws = workspace_ids(&stack).into_iter().next().context("no workspace")?;
+        let t = Instant::now();
+        let r = stack
+            .run(&json!({"workspaceId": ws}), Duration::from_secs(d + 900))
+            .await?;
+        let elapsed = t.elapsed().as_secs_f64();
+        ensure!(r.status == "SUCCEEDED", "D={d}: {r:?}");
+        let rec = cmek::store::WorkflowStore::load(&stack.store(), &ws.parse()?)
+            .await?
+            .context("no record")?;
+        anyhow::Ok((d, elapsed, rec.validation_attempts))
+    });
+    let results = futures_join(runs).await;
+    println!("## Validation overshoot (production retry schedule: template defaults)\n");
+    println!(
+        "| propagation delay D | time to attached | overshoot (minus D) | target 0.1·D + 15 s | validate calls |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for r in results {
+        let (d, t, attempts) = r?;
+        let over = t - d as f64;
+        let target = 0.1 * d as f64 + 15.0;
+        println!(
+            "| {d} s | {t:.1} s | {over:.1} s | {target:.0} s {} | {attempts} |",
+            if over <= target { "✓" } else { "✗" }
+        );
+    }
+    Ok(())
+}
+
+/// Bulk onboarding with the stand-in enforcing `rpm` requests a minute:
+/// `cmekctl onboard --all-unattached --rpm R`, the real bulk path.
+pub async fn bulk(workspaces: usize, rpm: u32, concurrency: usize) -> anyhow::Result<()> {
+    let mut options = StackOptions {
+        label: "bench-bulk".into(),
+        bus_rules: false,
+        ..StackOptions::default()
+    };
+    options.sandbox.orgs[0].workspaces = workspaces;
+    options.sandbox.faults = Faults {
+        requests_per_minute: Some(rpm),
+        ..Faults::default()
+    };
+    let stack = LocalStack::start(options).await?;
+    let cmekctl = bin_dir().join("cmekctl");
+    let t = Instant::now();
+    let out = tokio::process::Command::new(&cmekctl)
+        .args(["--json", "onboard", "--all-unattached", "--yes", "--rpm"])
+        .arg(rpm.to_string())
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(stack.client_env())
+        .output()
+        .await
+        .with_context(|| format!("running {}", cmekctl.display()))?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("cmekctl onboard printed no summary: {text}"))?;
+    let requests = stack.admin.requests();
+    let limited = requests.iter().filter(|r| r.status == 429).count();
+    let lower = 5.0 * workspaces as f64 / f64::from(rpm) * 60.0;
+    println!("## Bulk onboarding ({workspaces} workspaces, stand-in limited to {rpm} requests/minute)\n");
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| wall time | {elapsed:.0} s |");
+    println!("| lower bound 5·N/R | {lower:.0} s |");
+    println!("| ratio (target ≤ 1.25) | {:.3} |", elapsed / lower);
+    println!("| attached | {} |", summary["attached"]);
+    println!(
+        "| failed workspaces | {} |",
+        summary["failed"].as_array().map_or(0, Vec::len)
+    );
+    println!(
+        "| Admin API requests | {} ({:.2} per workspace) |",
+        requests.len(),
+        requests.len() as f64 / workspaces as f64
+    );
+    println!("| answered 429 by the limit | {limited} |");
+    Ok(())
+}
+
+/// Discovery over a large organization: Admin API calls and wall time per poll.
+pub async fn discovery(workspaces: usize) -> anyhow::Result<()> {
+    let opted_in = (workspaces / 100).max(1);
+    let mut options = StackOptions {
+        label: "bench-discovery".into(),
+        bus_rules: false,
+        ..StackOptions::default()
+    };
+    options.sandbox.orgs[0].workspaces = workspaces - opted_in;
+    options.parameters.insert("AutoProvision".into(), "true".into());
+    options
+        .parameters
+        .insert("AutoProvisionNamePattern".into(), "new-*".into());
+    let stack = LocalStack::start(options).await?;
+    stack.admin.seed(&OrgSeed {
+        name: "demo-org".into(),
+        admin_key: stack.admin_key.clone(),
+        workspaces: opted_in,
+        name_prefix: Some("new".into()),
+        ..OrgSeed::default()
+    });
+    let event = json!({"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
+                       "account": "123456789012", "time": "2026-11-28T00:00:00Z", "region": "us-east-2",
+                       "resources": [], "detail": {}});
+    println!("## Discovery ({workspaces} workspaces, {opted_in} opted in by name)\n");
+    println!("| poll | Admin API calls | wall time | announced |");
+    println!("|---|---:|---:|---:|");
+    let http = reqwest::Client::new();
+    for poll in ["first (all new)", "second (nothing new)"] {
+        stack.admin.clear_requests();
+        let t = Instant::now();
+        let body: Value = http
+            .post(format!(
+                "{}/2015-03-31/functions/DiscoverWorkspacesFunction/invocations",
+                stack.host.url
+            ))
+            .body(event.to_string())
+            .send()
+            .await?
+            .json()
+            .await?;
+        let elapsed = t.elapsed().as_secs_f64();
+        ensure!(body.get("errorType").is_none(), "discovery failed: {body}");
+        println!(
+            "| {poll} | {} | {elapsed:.2} s | {} |",
+            stack.admin.requests().len(),
+            body["discovered"].as_array().map_or(0, Vec::len)
+        );
+    }
+    Ok(())
+}
+
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
