@@ -244,3 +244,65 @@ pub fn emf_metrics(stack: &LocalStack) -> Vec<(String, String, f64)> {
     }
     out
 }
+
+/// A rule of the test's own on the project bus, delivering to a queue, to see every event put.
+pub async fn capture(stack: &LocalStack, pattern: Value) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name("capture")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let eb = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    eb.put_rule()
+        .name("capture")
+        .event_bus_name(&stack.bus_name)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("q")
+        .arn("arn:aws:sqs:us-east-2:123456789012:capture")
+        .build()
+        .unwrap();
+    eb.put_targets()
+        .rule("capture")
+        .event_bus_name(&stack.bus_name)
+        .targets(target)
+        .send()
+        .await
+        .unwrap();
+    (sqs, url)
+}
+
+/// Every message in the capture queue so far (as EventBridge events).
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}

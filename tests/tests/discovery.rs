@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use cmek::store::Status;
 use cmek_e2e::*;
 use sandbox::admin_api::OrgSeed;
-use sandbox::stack::LocalStack;
 use serde_json::{Value, json};
 
 const DISCOVER: &str = "DiscoverWorkspacesFunction";
@@ -17,67 +16,6 @@ const DISCOVER: &str = "DiscoverWorkspacesFunction";
 fn scheduled_event() -> Value {
     json!({"version": "0", "id": "sched-1", "detail-type": "Scheduled Event", "source": "aws.events",
            "account": "123456789012", "time": "2026-11-28T00:00:00Z", "region": "us-east-2", "resources": [], "detail": {}})
-}
-
-/// A rule of the test's own on the project bus, delivering to a queue, to see every event put.
-async fn capture(stack: &LocalStack) -> (aws_sdk_sqs::Client, String) {
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name("capture")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let eb = aws_sdk_eventbridge::Client::new(&stack.sdk);
-    eb.put_rule()
-        .name("capture")
-        .event_bus_name(&stack.bus_name)
-        .event_pattern(json!({"detail-type": ["Workspace Discovered"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("q")
-        .arn("arn:aws:sqs:us-east-2:123456789012:capture")
-        .build()
-        .unwrap();
-    eb.put_targets()
-        .rule("capture")
-        .event_bus_name(&stack.bus_name)
-        .targets(target)
-        .send()
-        .await
-        .unwrap();
-    (sqs, url)
-}
-
-async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if got.messages().is_empty() {
-            return out;
-        }
-        for m in got.messages() {
-            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,7 +30,7 @@ async fn only_opted_in_unattached_workspaces_are_announced_once() {
             .insert("AutoProvisionNamePattern".into(), "workspace-*0001?".into());
     })
     .await;
-    let (sqs, queue) = capture(&stack).await;
+    let (sqs, queue) = capture(&stack, json!({"detail-type": ["Workspace Discovered"]})).await;
     let (err, report) = invoke(&stack, DISCOVER, &scheduled_event()).await;
     assert_eq!(err, None, "{report}");
     assert_eq!(report["listed"], 2512, "archived workspaces are not listed");
@@ -148,7 +86,7 @@ async fn only_opted_in_unattached_workspaces_are_announced_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn discovery_is_off_by_default() {
     let stack = stack("discovery-off", |o| o.bus_rules = false).await;
-    let (sqs, queue) = capture(&stack).await;
+    let (sqs, queue) = capture(&stack, json!({"detail-type": ["Workspace Discovered"]})).await;
     let (err, report) = invoke(&stack, DISCOVER, &scheduled_event()).await;
     assert_eq!(err, None, "{report}");
     assert_eq!(report["discovered"], json!([]));
