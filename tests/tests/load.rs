@@ -293,3 +293,47 @@ async fn two_hundred_workspaces_with_thirty_percent_faults_are_all_attached_afte
         requests.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_whose_execution_died_is_taken_over_after_expiry_not_before() {
+    let stack = stack("dead-lease", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    // An execution that claimed the workspace and then died: its lease stays.
+    let dead = "arn:aws:states:us-east-2:123456789012:execution:ProvisionWorkspaceKey:died";
+    let ttl = Duration::from_secs(8);
+    let claimed_at = Instant::now();
+    cmek::store::claim(
+        &stack.store(),
+        &ws,
+        dead,
+        None,
+        time::OffsetDateTime::now_utc(),
+        ttl,
+    )
+    .await
+    .unwrap();
+
+    // Before expiry: refused, and the lease is untouched.
+    let early = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert!(
+        claimed_at.elapsed() < ttl,
+        "the first run must end before the lease expires"
+    );
+    assert_eq!(early.status, "FAILED");
+    let refused = events(&stack, &ws)
+        .await
+        .into_iter()
+        .any(|e| e.outcome == "not_run" && e.detail["error"] == "ConcurrentExecution");
+    assert!(refused, "refused with ConcurrentExecution");
+    assert_eq!(record(&stack, &ws).await.lease_owner(), Some(dead));
+    assert!(keys_for(&stack, &ws).await.is_empty(), "nothing was created");
+
+    // After expiry: taken over and finished.
+    tokio::time::sleep(ttl.saturating_sub(claimed_at.elapsed()) + Duration::from_secs(1)).await;
+    let late = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(late.status, "SUCCEEDED", "{late:?} — {}", dump_on_failure(&stack));
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Attached);
+    assert_eq!(rec.lease, None);
+    assert_eq!(keys_for(&stack, &ws).await.len(), 1);
+}
