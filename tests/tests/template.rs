@@ -367,3 +367,29 @@ fn the_dashboard_is_valid_json_and_shows_only_metrics_the_code_emits() {
         }
     }
 }
+
+#[test]
+fn every_wildcard_resource_says_why() {
+    // YAML drops comments, so this reads the text: each `Resource: "*"` must
+    // have a comment above it in its statement (no other Resource between).
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut wildcards = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.contains("Resource: \"*\"") {
+            continue;
+        }
+        wildcards += 1;
+        let explained = lines[i.saturating_sub(16)..i]
+            .iter()
+            .rev()
+            .take_while(|l| !l.contains("Resource:"))
+            .any(|l| l.trim_start().starts_with('#'));
+        assert!(
+            explained,
+            "template.yaml line {}: Resource \"*\" without a comment saying why",
+            i + 1
+        );
+    }
+    assert!(wildcards >= 1, "the check found the wildcards");
+}
