@@ -91,25 +91,42 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
         );
     }
 
-    let (py_inits, py_rss) = python_baseline(&stack, runs).await?;
-    let (rust_init, py_init) = (median(rust_inits), median(py_inits.clone()));
-    let rust_peak = rust_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
-    let py_peak = py_rss.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
     println!("\n## Rust vs Python/boto3: the same cold start\n");
     println!(
-        "Begin's init (SDK clients for KMS, DynamoDB and Secrets Manager, admin key read from Secrets Manager) against `bench/python_init.py` doing the same with boto3, both against moto on this machine.\n"
+        "Init of the Rust function against `bench/python_init.py` doing the same work with boto3, both against moto on this machine; medians, peak RSS the maximum.\n"
     );
-    println!("| | Rust (Begin) | Python 3 + boto3 | ratio |");
-    println!("|---|---:|---:|---:|");
-    println!(
-        "| init, median of {} | {rust_init:.1} ms | {py_init:.1} ms | {:.1}× faster |",
-        py_inits.len(),
-        py_init / rust_init
-    );
-    println!(
-        "| peak RSS | {rust_peak:.1} MB | {py_peak:.1} MB | {:.0} % of Python's |",
-        100.0 * rust_peak / py_peak
-    );
+    println!("| cold-start work | Rust init | Python init | faster | Rust peak RSS | Python peak RSS | Rust/Python memory |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let begin_init = median(rust_inits);
+    let begin_rss = rust_rss.iter().copied().max().unwrap_or(0);
+    let create: Vec<_> = stats.iter().filter(|s| s.function == "CreateKeyFunction").collect();
+    let create_init = median(create.iter().filter_map(|s| s.init_ms).collect());
+    let create_rss = create.iter().filter_map(|s| s.peak_rss_kib).max().unwrap_or(0);
+    for (work, args, rust_init, rust_rss) in [
+        (
+            "SDK clients for KMS and DynamoDB (CreateKey)",
+            &["kms,dynamodb"][..],
+            create_init,
+            create_rss,
+        ),
+        (
+            "clients for KMS, DynamoDB, Secrets Manager + read the admin key (Begin)",
+            &["kms,dynamodb,secretsmanager", "--read-secret"][..],
+            begin_init,
+            begin_rss,
+        ),
+    ] {
+        let (py_inits, py_rss) = python_baseline(&stack, runs, args).await?;
+        let py_init = median(py_inits);
+        let py_peak = py_rss.iter().copied().max().unwrap_or(0);
+        println!(
+            "| {work} | {rust_init:.1} ms | {py_init:.1} ms | {:.1}× | {:.1} MB | {:.1} MB | {:.0} % |",
+            py_init / rust_init,
+            rust_rss as f64 / 1024.0,
+            py_peak as f64 / 1024.0,
+            100.0 * rust_rss as f64 / py_peak as f64
+        );
+    }
 
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!("\n## Happy path ({runs} workspaces, one after another)\n");
@@ -136,7 +153,7 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
 }
 
 /// Cold starts of `bench/python_init.py`: (init ms, peak RSS KiB) each.
-async fn python_baseline(stack: &LocalStack, runs: usize) -> anyhow::Result<(Vec<f64>, Vec<u64>)> {
+async fn python_baseline(stack: &LocalStack, runs: usize, args: &[&str]) -> anyhow::Result<(Vec<f64>, Vec<u64>)> {
     let root = repo_root();
     let python = root.join(".local/venv-moto/bin/python");
     let mut inits = Vec::new();
@@ -145,6 +162,7 @@ async fn python_baseline(stack: &LocalStack, runs: usize) -> anyhow::Result<(Vec
         let t = Instant::now();
         let mut child = tokio::process::Command::new(&python)
             .arg(root.join("bench/python_init.py"))
+            .args(args)
             .env_clear()
             .envs(stack.client_env())
             .env("CMEK_ADMIN_KEY_SECRET_ARN", &stack.secret_arn)
