@@ -95,11 +95,16 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
     println!(
         "Init of the Rust function against `bench/python_init.py` doing the same work with boto3, both against moto on this machine; medians, peak RSS the maximum.\n"
     );
-    println!("| cold-start work | Rust init | Python init | faster | Rust peak RSS | Python peak RSS | Rust/Python memory |");
+    println!(
+        "| cold-start work | Rust init | Python init | faster | Rust peak RSS | Python peak RSS | Rust/Python memory |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let begin_init = median(rust_inits);
     let begin_rss = rust_rss.iter().copied().max().unwrap_or(0);
-    let create: Vec<_> = stats.iter().filter(|s| s.function == "CreateKeyFunction").collect();
+    let create: Vec<_> = stats
+        .iter()
+        .filter(|s| s.function == "CreateKeyFunction")
+        .collect();
     let create_init = median(create.iter().filter_map(|s| s.init_ms).collect());
     let create_rss = create.iter().filter_map(|s| s.peak_rss_kib).max().unwrap_or(0);
     for (work, args, rust_init, rust_rss) in [
@@ -153,7 +158,11 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
 }
 
 /// Cold starts of `bench/python_init.py`: (init ms, peak RSS KiB) each.
-async fn python_baseline(stack: &LocalStack, runs: usize, args: &[&str]) -> anyhow::Result<(Vec<f64>, Vec<u64>)> {
+async fn python_baseline(
+    stack: &LocalStack,
+    runs: usize,
+    args: &[&str],
+) -> anyhow::Result<(Vec<f64>, Vec<u64>)> {
     let root = repo_root();
     let python = root.join(".local/venv-moto/bin/python");
     let mut inits = Vec::new();
