@@ -17,7 +17,7 @@ mod validate_key;
 pub use attach_key::attach_key;
 pub use begin::{BeginOutput, begin};
 pub use create_key::create_key;
-pub use deps::{Clock, Deps, Needs, http_client};
+pub use deps::{Clock, Deps, LazyHttp, Needs, http_client};
 pub use diagnose::{Diagnosis, diagnose, diagnose_key};
 pub use finish::{FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger, TriggerSource};

@@ -24,7 +24,7 @@ pub struct Deps {
     /// Starts executions (triggers only).
     pub sfn: Option<aws_sdk_sfn::Client>,
     /// Answers CloudFormation's pre-signed URLs.
-    pub http: reqwest::Client,
+    pub http: LazyHttp,
     pub clock: Clock,
 }
 
@@ -129,10 +129,24 @@ impl Deps {
 }
 
 /// The client for CloudFormation responses.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .build()
-        .unwrap_or_default()
+pub fn http_client() -> LazyHttp {
+    LazyHttp::default()
+}
+
+/// The HTTP client for CloudFormation's pre-signed URLs, built on first use:
+/// building one loads the system's CA certificates, milliseconds of every
+/// cold start, and only the functions that answer CloudFormation use it.
+#[derive(Debug, Clone, Default)]
+pub struct LazyHttp(Arc<std::sync::OnceLock<reqwest::Client>>);
+
+impl LazyHttp {
+    pub fn get(&self) -> &reqwest::Client {
+        self.0.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default()
+        })
+    }
 }
