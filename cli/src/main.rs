@@ -90,7 +90,7 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         concurrency: usize,
         /// The organization's Admin API budget in requests per minute: starts are
-        /// paced to 1 per 5·60/RPM seconds (5 calls per workspace).
+        /// paced to 90 % of it at 5 calls per workspace.
         #[arg(long)]
         rpm: Option<u32>,
         /// Start the executions (without it, only the plan is printed).

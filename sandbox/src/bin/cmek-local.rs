@@ -72,7 +72,7 @@ enum Command {
         /// The stand-in's request-per-minute limit for the bulk section.
         #[arg(long, default_value_t = 300)]
         bulk_rpm: u32,
-        #[arg(long, default_value_t = 25)]
+        #[arg(long, default_value_t = 60)]
         bulk_concurrency: usize,
         #[arg(long, default_value_t = 10_000)]
         discovery_workspaces: usize,
