@@ -321,22 +321,12 @@ pub async fn discovery(workspaces: usize) -> anyhow::Result<()> {
     println!("## Discovery ({workspaces} workspaces, {opted_in} opted in by name)\n");
     println!("| poll | Admin API calls | wall time | announced |");
     println!("|---|---:|---:|---:|");
-    let http = reqwest::Client::new();
     for poll in ["first (all new)", "second (nothing new)"] {
         stack.admin.clear_requests();
         let t = Instant::now();
-        let body: Value = http
-            .post(format!(
-                "{}/2015-03-31/functions/DiscoverWorkspacesFunction/invocations",
-                stack.host.url
-            ))
-            .body(event.to_string())
-            .send()
-            .await?
-            .json()
-            .await?;
+        let (error, body) = stack.invoke("DiscoverWorkspacesFunction", &event).await?;
         let elapsed = t.elapsed().as_secs_f64();
-        ensure!(body.get("errorType").is_none(), "discovery failed: {body}");
+        ensure!(error.is_none(), "discovery failed: {body}");
         println!(
             "| {poll} | {} | {elapsed:.2} s | {} |",
             stack.admin.requests().len(),

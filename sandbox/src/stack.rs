@@ -396,6 +396,49 @@ impl LocalStack {
         self.wait(&arn, timeout).await
     }
 
+    /// Every execution of the state machine, all pages: (ARN, name, status).
+    pub async fn executions(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sfn()
+                .list_executions()
+                .state_machine_arn(&self.state_machine_arn)
+                .set_next_token(token)
+                .send()
+                .await?;
+            out.extend(page.executions().iter().map(|e| {
+                (
+                    e.execution_arn().to_owned(),
+                    e.name().to_owned(),
+                    e.status().as_str().to_owned(),
+                )
+            }));
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Invoke a function through the local Lambda endpoint, as CloudFormation
+    /// or EventBridge would: (function error type if any, payload).
+    pub async fn invoke(&self, function: &str, event: &Value) -> anyhow::Result<(Option<String>, Value)> {
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                self.host.url
+            ))
+            .body(event.to_string())
+            .send()
+            .await?;
+        let failed = resp.headers().contains_key("X-Amz-Function-Error");
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let error = failed.then(|| body["errorType"].as_str().unwrap_or("?").to_owned());
+        Ok((error, body))
+    }
+
     /// The names of the states an execution entered, in order.
     pub async fn states_entered(&self, execution_arn: &str) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();

@@ -148,24 +148,14 @@ impl ResponseCatcher {
     }
 }
 
-/// Invoke a function through the local Lambda endpoint, as CloudFormation or
-/// EventBridge would. Returns (function error type if any, payload).
+/// Invoke a function through the local Lambda endpoint (see [`LocalStack::invoke`]).
 pub async fn invoke(stack: &LocalStack, function: &str, event: &Value) -> (Option<String>, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/2015-03-31/functions/{function}/invocations",
-            stack.host.url
-        ))
-        .body(event.to_string())
-        .send()
-        .await
-        .unwrap();
-    let error = resp.headers().get("X-Amz-Function-Error").map(|_| ());
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    (
-        error.map(|_| body["errorType"].as_str().unwrap_or("?").to_owned()),
-        body,
-    )
+    stack.invoke(function, event).await.unwrap()
+}
+
+/// Every execution of the state machine: (ARN, name, status).
+pub async fn executions(stack: &LocalStack) -> Vec<(String, String, String)> {
+    stack.executions().await.unwrap()
 }
 
 /// Put a workspace in the state a successful provisioning leaves, directly

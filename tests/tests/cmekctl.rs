@@ -130,14 +130,10 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
         "{out}"
     );
     assert!(!out.contains(already.as_str()), "{out}");
-    let listed = stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&stack.state_machine_arn)
-        .send()
-        .await
-        .unwrap();
-    assert!(listed.executions().is_empty(), "a dry run started an execution");
+    assert!(
+        executions(&stack).await.is_empty(),
+        "a dry run started an execution"
+    );
 
     // A batch: 6 fresh workspaces, one attached already, one that does not exist.
     let missing = "wrkspc_01NoSuchWorkspaceInThisOrg0";
@@ -181,15 +177,7 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
         let rec = record(&stack, &workspace_id(w)).await;
         assert_eq!(rec.status, cmek::store::Status::Attached);
     }
-    let started = stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&stack.state_machine_arn)
-        .send()
-        .await
-        .unwrap()
-        .executions()
-        .len();
+    let started = executions(&stack).await.len();
     assert_eq!(started, 7, "nothing started for the workspace already attached");
 
     // Re-running the batch starts only what is not attached.
@@ -198,14 +186,6 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
     let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
     assert_eq!(summary["alreadyAttached"], 7, "{summary}");
     assert_eq!(summary["attached"], 0, "{summary}");
-    let started_again = stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&stack.state_machine_arn)
-        .send()
-        .await
-        .unwrap()
-        .executions()
-        .len();
+    let started_again = executions(&stack).await.len();
     assert_eq!(started_again, 8, "only the missing workspace was tried again");
 }

@@ -138,14 +138,8 @@ async fn a_new_workspace_is_discovered_and_provisioned_through_the_bus_rule() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let execs = stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&stack.state_machine_arn)
-        .send()
-        .await
-        .unwrap();
-    let names: Vec<&str> = execs.executions().iter().map(|e| e.name()).collect();
+    let execs = executions(&stack).await;
+    let names: Vec<&str> = execs.iter().map(|(_, name, _)| name.as_str()).collect();
     assert_eq!(names.len(), 1);
     assert!(names[0].starts_with("eb-"), "{names:?}");
     let trigger = record(&stack, &ws).await.trigger.unwrap();
@@ -171,14 +165,7 @@ async fn a_redelivered_event_starts_nothing_new_and_bad_events_are_named() {
         second["started"] == first["started"] || second["duplicate"].is_string(),
         "{second}"
     );
-    let execs = stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&stack.state_machine_arn)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(execs.executions().len(), 1);
+    assert_eq!(executions(&stack).await.len(), 1);
     let r = stack
         .wait(first["started"].as_str().unwrap(), TIMEOUT)
         .await

@@ -7,43 +7,19 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sfn::types::ExecutionStatus;
 use cmek::store::Status;
 use cmek_e2e::*;
 use sandbox::stack::LocalStack;
 use serde_json::{Value, json};
 
-/// Every execution of the state machine, once none is running.
+/// Every execution of the state machine, once none is running: (ARN, status).
 async fn settled_executions(stack: &LocalStack, expected: usize) -> Vec<(String, String)> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = stack
-                .sfn()
-                .list_executions()
-                .state_machine_arn(&stack.state_machine_arn)
-                .set_next_token(token)
-                .send()
-                .await
-                .unwrap();
-            all.extend(
-                page.executions()
-                    .iter()
-                    .map(|e| (e.execution_arn().to_owned(), e.status().clone())),
-            );
-            match page.next_token() {
-                Some(t) => token = Some(t.to_owned()),
-                None => break,
-            }
-        }
-        let running = all.iter().filter(|(_, s)| *s == ExecutionStatus::Running).count();
+        let all = executions(stack).await;
+        let running = all.iter().filter(|(_, _, s)| s == "RUNNING").count();
         if all.len() >= expected && running == 0 {
-            return all
-                .into_iter()
-                .map(|(arn, s)| (arn, s.as_str().to_owned()))
-                .collect();
+            return all.into_iter().map(|(arn, _, status)| (arn, status)).collect();
         }
         assert!(
             Instant::now() < deadline,

@@ -93,26 +93,15 @@ async fn the_admin_key_appears_nowhere_after_success_failure_and_faults() {
     let mut seen = String::new();
     seen.push_str(&stack.function_logs());
     let sfn = stack.sfn();
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(&stack.state_machine_arn)
-        .send()
-        .await
-        .unwrap();
-    for e in executions.executions() {
+    for (arn, _, _) in executions(&stack).await {
         let history = sfn
             .get_execution_history()
-            .execution_arn(e.execution_arn())
+            .execution_arn(&arn)
             .send()
             .await
             .unwrap();
         seen.push_str(&format!("{:?}", history.events()));
-        let d = sfn
-            .describe_execution()
-            .execution_arn(e.execution_arn())
-            .send()
-            .await
-            .unwrap();
+        let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
         seen.push_str(&format!("{d:?}"));
     }
     let items = aws_sdk_dynamodb::Client::new(&stack.sdk)
