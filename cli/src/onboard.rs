@@ -81,6 +81,7 @@ pub async fn run(json_out: bool, plan: Plan, sdk: &aws_config::SdkConfig) -> any
     let run_id = format!("{:x}", time::OffsetDateTime::now_utc().unix_timestamp());
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut results = BTreeMap::new();
     let mut next_start = Instant::now();
     for ws in plan.workspaces.iter().cloned() {
         // Already attached by an earlier run: nothing to start.
@@ -88,7 +89,7 @@ pub async fn run(json_out: bool, plan: Plan, sdk: &aws_config::SdkConfig) -> any
             && rec.status == Status::Attached
         {
             report(json_out, t0, &ws, &Outcome::AlreadyAttached);
-            tasks.spawn(async move { (ws, Outcome::AlreadyAttached) });
+            results.insert(ws.to_string(), Outcome::AlreadyAttached);
             continue;
         }
         let permit = gate.clone().acquire_owned().await?;
@@ -104,7 +105,6 @@ pub async fn run(json_out: bool, plan: Plan, sdk: &aws_config::SdkConfig) -> any
             (ws, outcome)
         });
     }
-    let mut results = BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
         let (ws, outcome) = done?;
         results.insert(ws.to_string(), outcome);
