@@ -9,12 +9,16 @@ use crate::error::CmekError;
 /// Load credentials, Region and endpoint from the environment. Honours
 /// `AWS_ENDPOINT_URL`, which is how the local stack points the functions at moto.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client())
+        .load()
+        .await
 }
 
 /// Like [`sdk_config`], with an explicit endpoint (tests, the sandbox, the CLI's `--local`).
 pub async fn sdk_config_with_endpoint(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_owned()))
         .load()

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+pub mod tls;
 pub mod triggers;
 pub mod workflow;

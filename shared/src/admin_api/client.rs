@@ -178,9 +178,7 @@ impl Attempt {
 impl AdminApiClient {
     pub fn new(base_url: &str, key: AdminKey, options: ClientOptions) -> Result<Self, BaseUrlError> {
         let base = parse_base_url(base_url)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
+        let http = crate::tls::http_client_builder()
             .build()
             .map_err(|e| BaseUrlError::NotAUrl(e.to_string()))?;
         Ok(Self {

@@ -134,17 +134,15 @@ pub fn http_client() -> LazyHttp {
 }
 
 /// The HTTP client for CloudFormation's pre-signed URLs, built on first use:
-/// building one loads the system's CA certificates, milliseconds of every
-/// cold start, and only the functions that answer CloudFormation use it.
+/// building one parses the CA roots into a rustls store, and only the
+/// functions that answer CloudFormation use it.
 #[derive(Debug, Clone, Default)]
 pub struct LazyHttp(Arc<std::sync::OnceLock<reqwest::Client>>);
 
 impl LazyHttp {
     pub fn get(&self) -> &reqwest::Client {
         self.0.get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(std::time::Duration::from_secs(5))
+            crate::tls::http_client_builder()
                 .build()
                 .unwrap_or_default()
         })
