@@ -146,7 +146,7 @@ impl LambdaHost {
         let inner = Arc::new(HostInner {
             functions: map,
             moto: Mutex::new(None),
-            http: reqwest::Client::builder().build()?,
+            http: cmek::tls::http_client()?,
             next_instance: AtomicU64::new(1),
             max_instances: 8,
             log_dir,
@@ -275,10 +275,11 @@ async fn invoke(State(host): State<Arc<HostInner>>, Path(function): Path<String>
         deadline,
         reply: tx,
     });
-    if f.idle.load(Ordering::SeqCst) == 0 && lock(&f.instances).len() < host.max_instances {
-        if let Err(e) = spawn_instance(host.clone(), f.clone()).await {
-            return function_error("Runtime.InitError", &format!("could not start {name}: {e}"));
-        }
+    if f.idle.load(Ordering::SeqCst) == 0
+        && lock(&f.instances).len() < host.max_instances
+        && let Err(e) = spawn_instance(host.clone(), f.clone()).await
+    {
+        return function_error("Runtime.InitError", &format!("could not start {name}: {e}"));
     }
     f.notify.notify_one();
     match tokio::time::timeout(f.spec.timeout + Duration::from_secs(1), rx).await {

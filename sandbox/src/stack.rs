@@ -159,7 +159,7 @@ impl LocalStack {
 
         let (moto, moto_url) = start_moto(&root, &python, host_port, &log_dir).await?;
         let sdk = crate_sdk_config(&moto_url).await;
-        let http = reqwest::Client::new();
+        let http = cmek::tls::http_client()?;
         http.post(format!("{moto_url}/moto-api/config"))
             .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
             .send()
@@ -425,7 +425,7 @@ impl LocalStack {
     /// Invoke a function through the local Lambda endpoint, as CloudFormation
     /// or EventBridge would: (function error type if any, payload).
     pub async fn invoke(&self, function: &str, event: &Value) -> anyhow::Result<(Option<String>, Value)> {
-        let resp = reqwest::Client::new()
+        let resp = cmek::tls::http_client()?
             .post(format!(
                 "{}/2015-03-31/functions/{function}/invocations",
                 self.host.url
@@ -529,7 +529,7 @@ async fn start_moto(
         .spawn()
         .context("starting moto")?;
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = cmek::tls::http_client()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
@@ -547,7 +547,7 @@ async fn start_moto(
 
 async fn crate_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let creds = aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "local-stack");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    cmek::aws::config_loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(REGION))
         .credentials_provider(creds)
@@ -654,8 +654,8 @@ async fn bus_rule_pump(
         .context("moto: adding the rule target")?;
     let invoke_url = format!("{lambda_url}/2015-03-31/functions/{function}/invocations");
     let function = function.to_owned();
+    let http = cmek::tls::http_client()?;
     Ok(tokio::spawn(async move {
-        let http = reqwest::Client::new();
         loop {
             let Ok(out) = sqs
                 .receive_message()

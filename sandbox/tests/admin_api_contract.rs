@@ -48,7 +48,7 @@ fn client(api: &SandboxApi) -> AdminApiClient {
 
 async fn kms(region: &str) -> aws_sdk_kms::Client {
     let creds = aws_sdk_kms::config::Credentials::new("testing", "testing", None, None, "test");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let conf = cmek::aws::config_loader()
         .endpoint_url(moto_endpoint())
         .region(aws_config::Region::new(region.to_owned()))
         .credentials_provider(creds)
@@ -81,7 +81,7 @@ fn first_workspace(api: &SandboxApi) -> Value {
 #[tokio::test]
 async fn requires_api_key_and_version_and_answers_documented_errors() {
     let api = sandbox(1, 0, 0).await;
-    let http = reqwest::Client::new();
+    let http = cmek::tls::http_client().unwrap();
     let url = format!("{}/v1/organizations/workspaces", api.url);
     let cases = [
         (vec![], 401, "authentication_error"),
@@ -131,7 +131,7 @@ async fn workspaces_get_and_list_with_both_cursors() {
     let one = c.get_workspace(&all[3].id.parse().unwrap()).await.unwrap();
     assert_eq!(one, all[3]);
     // Raw paging: limit, after_id, before_id, has_more, first_id, last_id.
-    let http = reqwest::Client::new();
+    let http = cmek::tls::http_client().unwrap();
     let get = |q: String| {
         let http = http.clone();
         let url = format!("{}/v1/organizations/workspaces?{q}", api.url);
@@ -200,7 +200,7 @@ async fn external_keys_create_list_get_update_delete() {
     assert_eq!(renamed.display_name, "renamed");
     assert_eq!(c.get_external_key(&id).await.unwrap().display_name, "renamed");
     // Bad bodies are named.
-    let http = reqwest::Client::new();
+    let http = cmek::tls::http_client().unwrap();
     let resp = http
         .post(format!("{}/v1/organizations/external_keys", api.url))
         .header("x-api-key", KEY)

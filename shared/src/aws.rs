@@ -9,16 +9,19 @@ use crate::error::CmekError;
 /// Load credentials, Region and endpoint from the environment. Honours
 /// `AWS_ENDPOINT_URL`, which is how the local stack points the functions at moto.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::sdk_http_client())
-        .load()
-        .await
+    config_loader().load().await
+}
+
+/// `aws_config::defaults` with the HTTPS client of [`crate::tls`]. Every SDK
+/// configuration in this workspace starts here: the SDK crates are built
+/// without a default HTTP client (see the workspace `Cargo.toml`).
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(crate::tls::sdk_http_client())
 }
 
 /// Like [`sdk_config`], with an explicit endpoint (tests, the sandbox, the CLI's `--local`).
 pub async fn sdk_config_with_endpoint(endpoint: &str, region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::sdk_http_client())
+    config_loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_owned()))
         .load()

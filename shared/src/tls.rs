@@ -1,5 +1,6 @@
-//! One set of trusted root certificates per process, shared by the AWS SDK
-//! and by the HTTP client for the Admin API and CloudFormation.
+//! The process's TLS: one crypto provider (ring) and one set of trusted root
+//! certificates, shared by the AWS SDK and by the HTTP client for the Admin
+//! API and CloudFormation.
 //!
 //! Left to themselves, both HTTPS stacks load the system's CA certificates:
 //! on Linux that is the bundle plus every file of the certificate directory,
@@ -7,9 +8,13 @@
 //! client, paid for it twice in every cold start. Here the roots are read
 //! once, duplicates and certificates rustls cannot use as a trust anchor are
 //! dropped (the SDK panics on one), and both stacks get the same list.
+//!
+//! ring rather than aws-lc (the SDK's and reqwest's default): the functions
+//! need TLS 1.2/1.3 client handshakes and nothing else, and aws-lc costs about
+//! 2 MB of each binary against the 6 MB budget.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aws_smithy_http_client::proxy::ProxyConfig;
@@ -53,20 +58,41 @@ pub fn roots() -> &'static [CertificateDer<'static>] {
     &ROOTS
 }
 
-/// A reqwest builder with this crate's user agent, connect timeout and the
-/// shared roots (and only those).
-pub fn http_client_builder() -> reqwest::ClientBuilder {
-    let certs = roots()
-        .iter()
-        .filter_map(|c| reqwest::Certificate::from_der(c).ok());
+/// Why an HTTP client could not be built (no TLS versions the provider
+/// supports, or reqwest's own set-up failing): a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the HTTPS client: {0}")]
+pub struct HttpClientError(String);
+
+/// The rustls configuration of every reqwest client: ring, the shared roots
+/// (and only those), HTTP/2 or HTTP/1.1 by ALPN.
+fn rustls_config() -> Result<rustls::ClientConfig, HttpClientError> {
+    let mut store = rustls::RootCertStore::empty();
+    store.add_parsable_certificates(roots().iter().cloned());
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpClientError(e.to_string()))?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A reqwest client with this crate's user agent, connect timeout and TLS.
+/// reqwest is built without a crypto provider, so a client made any other
+/// way panics when built; every client in the workspace comes from here.
+pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .tls_certs_only(certs)
+        .tls_backend_preconfigured(rustls_config()?)
+        .build()
+        .map_err(|e| HttpClientError(e.to_string()))
 }
 
-/// The AWS SDK's default HTTPS client (rustls with aws-lc, proxy settings from
-/// the environment), trusting the shared roots instead of loading its own.
+/// The AWS SDK's HTTPS client: its default (rustls, proxy settings from the
+/// environment) on ring and the shared roots.
 pub fn sdk_http_client() -> SharedHttpClient {
     Builder::new().build_with_connector_fn(|settings, components| {
         let trust = roots()
@@ -79,7 +105,7 @@ pub fn sdk_http_client() -> SharedHttpClient {
             .build()
             .unwrap_or_default();
         let mut connector = ConnectorBuilder::default()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
             .tls_context(context);
         connector.set_connector_settings(settings.cloned());
         if let Some(components) = components {
@@ -127,16 +153,28 @@ mod tests {
     }
 
     #[test]
-    fn reqwest_accepts_every_shared_root() {
+    fn the_reqwest_client_builds_over_the_shared_roots() {
         assert!(!roots().is_empty(), "no CA certificates were found");
-        http_client_builder().build().expect("reqwest client");
+        let config = rustls_config().unwrap();
+        assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        http_client().expect("reqwest client");
     }
 
-    /// The SDK parses the trust store only when it first connects (and panics
-    /// on a certificate it cannot parse), so connect: to a listener that
-    /// reads the first bytes, which must be a TLS handshake record.
+    /// Both stacks must offer TLS: a listener reads the reqwest client's
+    /// first bytes, which must be a TLS handshake record.
     #[tokio::test]
-    async fn the_sdk_client_connects_with_tls_over_the_shared_roots() {
+    async fn the_reqwest_client_speaks_tls() {
+        let (port, first_byte) = first_byte_listener().await;
+        let result = http_client()
+            .unwrap()
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await;
+        assert_eq!(first_byte.await.unwrap(), 0x16, "a TLS handshake record");
+        assert!(result.is_err(), "the listener closed without answering");
+    }
+
+    async fn first_byte_listener() -> (u16, tokio::task::JoinHandle<u8>) {
         use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -146,9 +184,19 @@ mod tests {
             socket.read_exact(&mut first).await.unwrap();
             first[0]
         });
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(sdk_http_client())
-            .credentials_provider(aws_sdk_sns::config::Credentials::new("a", "b", None, None, "test"))
+        (port, server)
+    }
+
+    /// The SDK parses the trust store only when it first connects (and panics
+    /// on a certificate it cannot parse), so connect: to a listener that
+    /// reads the first bytes, which must be a TLS handshake record.
+    #[tokio::test]
+    async fn the_sdk_client_connects_with_tls_over_the_shared_roots() {
+        let (port, server) = first_byte_listener().await;
+        let config = crate::aws::config_loader()
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(format!("https://127.0.0.1:{port}"))
             .retry_config(aws_config::retry::RetryConfig::disabled())

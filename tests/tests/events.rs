@@ -127,7 +127,8 @@ async fn the_begin_binary_takes_its_sample_event() {
     // does not exist in the stand-in, so the real function answers with the
     // named error.
     let stack = cmek_e2e::stack("events", |_| {}).await;
-    let resp = reqwest::Client::new()
+    let resp = cmek::tls::http_client()
+        .unwrap()
         .post(format!(
             "{}/2015-03-31/functions/begin/invocations",
             stack.host.url

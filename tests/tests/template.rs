@@ -285,6 +285,25 @@ fn no_deployed_function_is_armed_with_crash_points() {
 }
 
 #[test]
+fn the_functions_link_one_tls_stack_and_it_is_ring() {
+    // aws-lc comes back with any SDK crate's `default-https-client` feature
+    // or reqwest's `rustls` feature, and costs about 2 MB of each binary.
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    let packages: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .collect();
+    assert!(packages.contains(&"ring"), "ring is the crypto provider");
+    for unwanted in ["aws-lc-rs", "aws-lc-sys", "openssl", "native-tls"] {
+        assert!(
+            !packages.contains(&unwanted),
+            "{unwanted} is in Cargo.lock: a dependency's features brought a second TLS stack back"
+        );
+    }
+}
+
+#[test]
 fn result_events_reach_the_result_topic_and_only_the_rule_may_publish() {
     let t = template();
     let rule = &t["Resources"]["ResultRule"]["Properties"];

@@ -43,7 +43,7 @@ impl Validator {
             return Ok(c.clone());
         }
         let creds = aws_sdk_kms::config::Credentials::new("testing", "testing", None, None, "sandbox");
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let conf = cmek::aws::config_loader()
             .endpoint_url(endpoint)
             .region(aws_config::Region::new(region.to_owned()))
             .credentials_provider(creds)

@@ -66,6 +66,8 @@ pub enum BaseUrlError {
     InsecureScheme(String),
     #[error("Admin API base URL {0:?} must not carry credentials, a query or a fragment")]
     Unexpected(String),
+    #[error(transparent)]
+    HttpClient(#[from] crate::tls::HttpClientError),
 }
 
 /// Parse and vet a base URL: https anywhere, http only to loopback (the local sandbox).
@@ -178,9 +180,7 @@ impl Attempt {
 impl AdminApiClient {
     pub fn new(base_url: &str, key: AdminKey, options: ClientOptions) -> Result<Self, BaseUrlError> {
         let base = parse_base_url(base_url)?;
-        let http = crate::tls::http_client_builder()
-            .build()
-            .map_err(|e| BaseUrlError::NotAUrl(e.to_string()))?;
+        let http = crate::tls::http_client()?;
         Ok(Self {
             http,
             base,

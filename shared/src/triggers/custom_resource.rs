@@ -119,7 +119,7 @@ pub async fn custom_resource(deps: &Deps, event: Value) -> Result<Value, CmekErr
             )
         }
     };
-    cloudformation::send(deps.http.get(), &envelope.response_url, &response).await?;
+    cloudformation::send(deps.http.get()?, &envelope.response_url, &response).await?;
     Ok(
         json!({"answered": true, "status": response.status, "physicalResourceId": response.physical_resource_id}),
     )
@@ -315,5 +315,5 @@ pub async fn answer_from_finish(
             field("failurePhysicalResourceId").unwrap_or_else(|| format!("{FAILED_PREFIX}{request_id}"));
         Response::to(&envelope, Status::Failed, &physical, reason)
     };
-    cloudformation::send(deps.http.get(), &url, &response).await
+    cloudformation::send(deps.http.get()?, &url, &response).await
 }

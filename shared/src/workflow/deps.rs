@@ -137,14 +137,13 @@ pub fn http_client() -> LazyHttp {
 /// building one parses the CA roots into a rustls store, and only the
 /// functions that answer CloudFormation use it.
 #[derive(Debug, Clone, Default)]
-pub struct LazyHttp(Arc<std::sync::OnceLock<reqwest::Client>>);
+pub struct LazyHttp(Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>);
 
 impl LazyHttp {
-    pub fn get(&self) -> &reqwest::Client {
-        self.0.get_or_init(|| {
-            crate::tls::http_client_builder()
-                .build()
-                .unwrap_or_default()
-        })
+    pub fn get(&self) -> Result<&reqwest::Client, CmekError> {
+        self.0
+            .get_or_init(|| crate::tls::http_client().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| CmekError::Configuration(e.clone()))
     }
 }

@@ -14,7 +14,7 @@ pub async fn moto() -> SdkConfig {
     // moto accepts any credentials; static ones keep the default chain from
     // looking for a real profile.
     let creds = aws_sdk_kms::config::Credentials::new("testing", "testing", None, None, "moto");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    cmek::aws::config_loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-2"))
         .credentials_provider(creds)
