@@ -367,21 +367,7 @@ async fn provision(
     let mut seen = 0;
     let mut retries = 0;
     loop {
-        let mut events = Vec::new();
-        let mut token = None;
-        loop {
-            let page = sfn
-                .get_execution_history()
-                .execution_arn(&arn)
-                .set_next_token(token)
-                .send()
-                .await?;
-            events.extend(page.events().iter().cloned());
-            match page.next_token() {
-                Some(t) => token = Some(t.to_owned()),
-                None => break,
-            }
-        }
+        let events = cmek::aws::execution_history(&sfn, &arn).await?;
         for e in events.iter().skip(seen) {
             let at = t0.elapsed().as_secs_f64();
             if let Some(d) = e.state_entered_event_details()

@@ -441,26 +441,12 @@ impl LocalStack {
 
     /// The names of the states an execution entered, in order.
     pub async fn states_entered(&self, execution_arn: &str) -> anyhow::Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .sfn()
-                .get_execution_history()
-                .execution_arn(execution_arn)
-                .set_next_token(token)
-                .send()
-                .await?;
-            for e in page.events() {
-                if let Some(d) = e.state_entered_event_details() {
-                    out.push(d.name().to_owned());
-                }
-            }
-            match page.next_token() {
-                Some(t) => token = Some(t.to_owned()),
-                None => return Ok(out),
-            }
-        }
+        let events = cmek::aws::execution_history(&self.sfn(), execution_arn).await?;
+        Ok(events
+            .iter()
+            .filter_map(|e| e.state_entered_event_details())
+            .map(|d| d.name().to_owned())
+            .collect())
     }
 
     /// The environment a client (cmekctl, the AWS CLI) needs to use this stack.

@@ -71,6 +71,29 @@ fn parse_admin_key_secret(raw: &str) -> Option<AdminKey> {
     (!key.is_empty()).then_some(key)
 }
 
+/// Every event of an execution's history, oldest first, across all pages
+/// (a provision with retries runs past one page).
+pub async fn execution_history(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>, aws_sdk_sfn::Error> {
+    let mut events = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .set_next_token(token)
+            .send()
+            .await?;
+        events.extend(page.events().iter().cloned());
+        match page.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return Ok(events),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

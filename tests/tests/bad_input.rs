@@ -41,15 +41,9 @@ async fn assert_nothing_changed(stack: &LocalStack, case: &str) {
 
 /// The error Begin failed with, from the execution history.
 async fn begin_error(stack: &LocalStack, arn: &str) -> Option<String> {
-    let history = stack
-        .sfn()
-        .get_execution_history()
-        .execution_arn(arn)
-        .send()
+    cmek::aws::execution_history(&stack.sfn(), arn)
         .await
-        .unwrap();
-    history
-        .events()
+        .unwrap()
         .iter()
         .find_map(|e| e.lambda_function_failed_event_details().and_then(|d| d.error()))
         .map(str::to_owned)

@@ -94,13 +94,8 @@ async fn the_admin_key_appears_nowhere_after_success_failure_and_faults() {
     seen.push_str(&stack.function_logs());
     let sfn = stack.sfn();
     for (arn, _, _) in executions(&stack).await {
-        let history = sfn
-            .get_execution_history()
-            .execution_arn(&arn)
-            .send()
-            .await
-            .unwrap();
-        seen.push_str(&format!("{:?}", history.events()));
+        let history = cmek::aws::execution_history(&sfn, &arn).await.unwrap();
+        seen.push_str(&format!("{history:?}"));
         let d = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
         seen.push_str(&format!("{d:?}"));
     }

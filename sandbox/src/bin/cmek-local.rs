@@ -275,7 +275,7 @@ async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Resu
     let mut seen = 0usize;
     let mut state_started = Instant::now();
     loop {
-        let history = all_events(&sfn, &arn).await?;
+        let history = cmek::aws::execution_history(&sfn, &arn).await?;
         for e in history.iter().skip(seen) {
             let at = t0.elapsed().as_secs_f64();
             if let Some(d) = e.state_entered_event_details() {
@@ -322,27 +322,6 @@ async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Resu
             return report(&stack, &ws, d.status().as_str(), d.output(), total).await;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn all_events(
-    sfn: &aws_sdk_sfn::Client,
-    arn: &str,
-) -> anyhow::Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .set_next_token(token)
-            .send()
-            .await?;
-        out.extend(page.events().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_owned()),
-            None => return Ok(out),
-        }
     }
 }
 
