@@ -80,6 +80,10 @@ fn binary_sizes() {
     println!();
 }
 
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -94,8 +98,37 @@ fn workspace_ids(stack: &LocalStack) -> Vec<String> {
         .collect()
 }
 
-/// Binary size, init and peak RSS per function, side by side with the same
-/// cold-start work in Python/boto3; then the happy path.
+/// The workflow functions, their Lambda host ids, and the cold-start work each
+/// does, as `bench/python_init.py` arguments: the boto3 clients for the SDK
+/// clients it builds, `--read-secret` when it reads the Admin API key.
+const WORKFLOW: [(&str, &str, &[&str]); 6] = [
+    (
+        "BeginFunction",
+        "begin",
+        &["kms,dynamodb,secretsmanager", "--read-secret"],
+    ),
+    ("CreateKeyFunction", "create-key", &["kms,dynamodb"]),
+    (
+        "RegisterKeyFunction",
+        "register-key",
+        &["dynamodb,secretsmanager", "--read-secret"],
+    ),
+    (
+        "ValidateKeyFunction",
+        "validate-key",
+        &["dynamodb,secretsmanager", "--read-secret"],
+    ),
+    (
+        "AttachKeyFunction",
+        "attach-key",
+        &["kms,dynamodb,secretsmanager", "--read-secret"],
+    ),
+    ("FinishFunction", "finish", &["dynamodb,events"]),
+];
+
+/// Binary size; init and peak RSS of every workflow function, cold in every
+/// run, side by side with the same cold-start work in Python/boto3; the
+/// happy path's Admin API calls and wall time.
 pub async fn functions(runs: usize) -> anyhow::Result<()> {
     let runs = runs.max(1);
     let mut options = StackOptions {
@@ -107,8 +140,10 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
     let mut walls = Vec::new();
     let mut calls = Vec::new();
     for ws in workspace_ids(&stack) {
-        // Every run gets a cold Begin, so its init is measured `runs` times.
-        stack.host.kill_function("BeginFunction");
+        // Every function starts cold in every run, so each init is measured `runs` times.
+        for (id, _, _) in WORKFLOW {
+            stack.host.kill_function(id);
+        }
         let before = stack.admin.requests().len();
         let t = Instant::now();
         let r = stack
@@ -120,79 +155,36 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
     }
     let stats = stack.host.stats_history();
     binary_sizes();
-    println!("## Functions ({} on this machine)\n", std::env::consts::ARCH);
-    println!("| function | init (cold start → first poll), median | peak RSS |");
-    println!("|---|---:|---:|");
-    let mut rust_inits = Vec::new();
-    let mut rust_rss = Vec::new();
-    for (id, bin) in [
-        ("BeginFunction", "begin"),
-        ("CreateKeyFunction", "create-key"),
-        ("RegisterKeyFunction", "register-key"),
-        ("ValidateKeyFunction", "validate-key"),
-        ("AttachKeyFunction", "attach-key"),
-        ("FinishFunction", "finish"),
-    ] {
-        let mine: Vec<_> = stats.iter().filter(|s| s.function == id).collect();
-        let inits: Vec<f64> = mine.iter().filter_map(|s| s.init_ms).collect();
-        let rss = mine.iter().filter_map(|s| s.peak_rss_kib).max();
-        if id == "BeginFunction" {
-            rust_inits.clone_from(&inits);
-            rust_rss.extend(mine.iter().filter_map(|s| s.peak_rss_kib));
-        }
-        println!(
-            "| {bin} | {:.1} ms (n={}) | {} |",
-            median(inits.clone()),
-            inits.len(),
-            rss.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
-                .unwrap_or_else(|| "-".into())
-        );
-    }
 
-    println!("\n## Rust vs Python/boto3: the same cold start\n");
     println!(
-        "Init of the Rust function against `bench/python_init.py` doing the same work with boto3, both against moto on this machine; medians, peak RSS the maximum.\n"
+        "## Init and memory vs Python/boto3 ({} on this machine)\n",
+        std::env::consts::ARCH
     );
     println!(
-        "| cold-start work | Rust init | Python init | faster | Rust peak RSS | Python peak RSS | Rust/Python memory |"
+        "Init is process start until the first poll of the Runtime API; each function against `bench/python_init.py` doing the same cold-start work with boto3 (its clients; reading the admin key from Secrets Manager where the function does), both against moto, {runs} cold starts each; medians, peak RSS the maximum.\n"
+    );
+    println!(
+        "| function | Rust init | Python init, same work | faster | Rust peak RSS | Python peak RSS | Rust / Python memory |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let begin_init = median(rust_inits);
-    let begin_rss = rust_rss.iter().copied().max().unwrap_or(0);
-    let create: Vec<_> = stats
-        .iter()
-        .filter(|s| s.function == "CreateKeyFunction")
-        .collect();
-    let create_init = median(create.iter().filter_map(|s| s.init_ms).collect());
-    let create_rss = create.iter().filter_map(|s| s.peak_rss_kib).max().unwrap_or(0);
-    for (work, args, rust_init, rust_rss) in [
-        (
-            "SDK clients for KMS and DynamoDB (CreateKey)",
-            &["kms,dynamodb"][..],
-            create_init,
-            create_rss,
-        ),
-        (
-            "clients for KMS, DynamoDB, Secrets Manager + read the admin key (Begin)",
-            &["kms,dynamodb,secretsmanager", "--read-secret"][..],
-            begin_init,
-            begin_rss,
-        ),
-    ] {
-        let (py_inits, py_rss) = python_baseline(&stack, runs, args).await?;
-        let py_init = median(py_inits);
+    for (id, bin, python_args) in WORKFLOW {
+        let mine: Vec<_> = stats.iter().filter(|s| s.function == id).collect();
+        let inits: Vec<f64> = mine.iter().filter_map(|s| s.init_ms).collect();
+        let rss = mine.iter().filter_map(|s| s.peak_rss_kib).max().unwrap_or(0);
+        let (py_inits, py_rss) = python_baseline(&stack, runs, python_args).await?;
+        let (init, py_init) = (median(inits.clone()), median(py_inits));
         let py_peak = py_rss.iter().copied().max().unwrap_or(0);
         println!(
-            "| {work} | {rust_init:.1} ms | {py_init:.1} ms | {:.1}× | {:.1} MB | {:.1} MB | {:.0} % |",
-            py_init / rust_init,
-            rust_rss as f64 / 1024.0,
+            "| {bin} | {init:.1} ms (n={}) | {py_init:.0} ms | {:.1}× | {:.1} MB | {:.1} MB | {:.0} % |",
+            inits.len(),
+            py_init / init,
+            rss as f64 / 1024.0,
             py_peak as f64 / 1024.0,
-            100.0 * rust_rss as f64 / py_peak as f64
+            100.0 * rss as f64 / py_peak.max(1) as f64
         );
     }
 
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    println!("\n## Happy path ({runs} workspaces, one after another)\n");
+    println!("\n## Happy path ({runs} workspaces, one after another, every function cold)\n");
     println!("| measure | value |");
     println!("|---|---:|");
     println!(
@@ -202,16 +194,11 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
         calls.iter().max().unwrap_or(&0)
     );
     println!(
-        "| wall time, first run (cold functions) | {:.2} s |",
-        walls.first().copied().unwrap_or_default()
+        "| wall time, median (min, max) | {:.2} s ({:.2}, {:.2}) |",
+        median(walls.clone()),
+        walls.iter().copied().fold(f64::INFINITY, f64::min),
+        walls.iter().copied().fold(0.0, f64::max)
     );
-    let warm: Vec<f64> = walls.iter().skip(1).copied().collect();
-    if !warm.is_empty() {
-        println!(
-            "| wall time, later runs (cold Begin, warm others), mean | {:.2} s |",
-            mean(&warm)
-        );
-    }
     Ok(())
 }
 
