@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,8 +71,9 @@ struct FunctionState {
     arn: String,
     queue: Mutex<VecDeque<Invocation>>,
     notify: Notify,
-    /// Instances waiting in `GET /next`.
-    idle: AtomicU64,
+    /// Held while deciding to start an instance: an invoke and a reaper
+    /// deciding at once would each start one.
+    scaling: Mutex<()>,
     instances: Mutex<Vec<Arc<Instance>>>,
     /// Final figures of instances that have exited (for the benchmarks).
     retired: Mutex<Vec<InstanceStats>>,
@@ -86,6 +87,21 @@ struct Instance {
     invocations: AtomicU64,
     pid: Option<u32>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    /// Waiting in `GET /next`: ready for an invocation.
+    waiting: AtomicBool,
+    /// Killed or exited. Set before anything else notices, so no invocation
+    /// is handed to it (its `GET /next` may outlive the process: axum keeps
+    /// serving an accepted connection after its listener task is aborted).
+    dead: AtomicBool,
+}
+
+impl Instance {
+    /// Will take the next queued invocation: waiting for one, or still
+    /// starting (it asks as soon as its init is done).
+    fn available(&self) -> bool {
+        !self.dead.load(Ordering::SeqCst)
+            && (self.waiting.load(Ordering::SeqCst) || lock(&self.init_ms).is_none())
+    }
 }
 
 pub struct LambdaHost {
@@ -108,10 +124,13 @@ struct HostInner {
     next_instance: AtomicU64,
     max_instances: usize,
     log_dir: PathBuf,
+    /// The host was dropped: no more instances start.
+    closed: AtomicBool,
 }
 
 impl Drop for LambdaHost {
     fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
         self.task.abort();
         self.kill_all();
     }
@@ -135,7 +154,7 @@ impl LambdaHost {
                     arn,
                     queue: Mutex::new(VecDeque::new()),
                     notify: Notify::new(),
-                    idle: AtomicU64::new(0),
+                    scaling: Mutex::new(()),
                     instances: Mutex::new(Vec::new()),
                     retired: Mutex::new(Vec::new()),
                     spec,
@@ -150,6 +169,7 @@ impl LambdaHost {
             next_instance: AtomicU64::new(1),
             max_instances: 8,
             log_dir,
+            closed: AtomicBool::new(false),
         });
         let port = listener.local_addr()?.port();
         let app = Router::new()
@@ -211,6 +231,8 @@ impl LambdaHost {
     pub fn kill_function(&self, function: &str) {
         if let Some(f) = self.inner.functions.get(function) {
             for i in lock(&f.instances).iter() {
+                // Dead at once: an invoke right after this starts a new instance.
+                i.dead.store(true, Ordering::SeqCst);
                 if let Some(k) = lock(&i.kill).take() {
                     let _ = k.send(());
                 }
@@ -275,10 +297,7 @@ async fn invoke(State(host): State<Arc<HostInner>>, Path(function): Path<String>
         deadline,
         reply: tx,
     });
-    if f.idle.load(Ordering::SeqCst) == 0
-        && lock(&f.instances).len() < host.max_instances
-        && let Err(e) = spawn_instance(host.clone(), f.clone()).await
-    {
+    if let Err(e) = ensure_instance(&host, &f) {
         return function_error("Runtime.InitError", &format!("could not start {name}: {e}"));
     }
     f.notify.notify_one();
@@ -317,8 +336,33 @@ fn function_error(kind: &str, message: &str) -> Response {
     r
 }
 
-async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// Start an instance when more invocations are queued than instances are
+/// available for them (as Lambda scales out), up to the host's limit.
+fn ensure_instance(host: &Arc<HostInner>, f: &Arc<FunctionState>) -> anyhow::Result<()> {
+    let _deciding = lock(&f.scaling);
+    let queued = lock(&f.queue).len();
+    if host.closed.load(Ordering::SeqCst) || queued == 0 {
+        return Ok(());
+    }
+    let (available, alive) = {
+        let instances = lock(&f.instances);
+        let alive = instances
+            .iter()
+            .filter(|i| !i.dead.load(Ordering::SeqCst))
+            .count();
+        (instances.iter().filter(|i| i.available()).count(), alive)
+    };
+    if queued <= available || alive >= host.max_instances {
+        return Ok(());
+    }
+    spawn_instance(host, f)
+}
+
+/// Synchronous so that the reaper below can start a replacement.
+fn spawn_instance(host: &Arc<HostInner>, f: &Arc<FunctionState>) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     let port = listener.local_addr()?.port();
     let id = host.next_instance.fetch_add(1, Ordering::SeqCst);
     let log_path = host.log_dir.join(format!("{}.log", f.spec.name));
@@ -358,6 +402,8 @@ async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::
         invocations: AtomicU64::new(0),
         pid: child.id(),
         kill: Mutex::new(Some(kill_tx)),
+        waiting: AtomicBool::new(false),
+        dead: AtomicBool::new(false),
     });
     lock(&f.instances).push(instance.clone());
 
@@ -366,12 +412,14 @@ async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::
         .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
         .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
         .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state((f.clone(), instance.clone()));
+        .with_state((host.clone(), f.clone(), instance.clone()));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, runtime).await;
     });
 
-    // Reap the process: when it exits, whatever it held fails as in Lambda.
+    // Reap the process: when it exits, whatever it held fails as in Lambda,
+    // and what is still queued goes to another instance.
+    let (host, f) = (host.clone(), f.clone());
     tokio::spawn(async move {
         let mut peak = None;
         tokio::select! {
@@ -382,6 +430,9 @@ async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::
                 let _ = child.kill().await;
             }
         }
+        instance.dead.store(true, Ordering::SeqCst);
+        // Wake its `GET /next` if that still waits, so it lets go.
+        f.notify.notify_waiters();
         lock(&f.retired).push(InstanceStats {
             function: f.spec.name.clone(),
             instance: instance.id,
@@ -397,44 +448,54 @@ async fn spawn_instance(host: Arc<HostInner>, f: Arc<FunctionState>) -> anyhow::
             let _ = tx.send(Err(json!({"errorType": "Runtime.ExitError", "errorMessage": "RequestId: the function instance exited before completing the request"})));
         }
         lock(&f.instances).retain(|i| i.id != instance.id);
+        if let Err(e) = ensure_instance(&host, &f) {
+            tracing::error!(function = %f.spec.name, "could not replace an exited instance: {e}");
+        }
     });
     Ok(())
 }
 
-struct IdleGuard<'a>(&'a AtomicU64);
+/// Marks an instance ready while it waits in `GET /next`.
+struct WaitingGuard<'a>(&'a AtomicBool);
 
-impl<'a> IdleGuard<'a> {
-    fn new(idle: &'a AtomicU64) -> Self {
-        idle.fetch_add(1, Ordering::SeqCst);
-        Self(idle)
+impl<'a> WaitingGuard<'a> {
+    fn new(waiting: &'a AtomicBool) -> Self {
+        waiting.store(true, Ordering::SeqCst);
+        Self(waiting)
     }
 }
 
-impl Drop for IdleGuard<'_> {
+impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
-type RuntimeState = (Arc<FunctionState>, Arc<Instance>);
+type RuntimeState = (Arc<HostInner>, Arc<FunctionState>, Arc<Instance>);
 
-async fn next(State((f, instance)): State<RuntimeState>) -> Response {
+async fn next(State((host, f, instance)): State<RuntimeState>) -> Response {
+    // Ready while waiting, and no longer once this wait ends — also when
+    // this future is dropped mid-wait. Marked before init ends, so the
+    // instance never looks unavailable in between (and gets a twin).
+    let waiting = WaitingGuard::new(&instance.waiting);
     {
         let mut init = lock(&instance.init_ms);
         if init.is_none() {
             *init = Some(instance.started.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    // Counted idle while waiting, and no longer once this wait ends — also
-    // when the instance is killed mid-wait and this future is dropped, or
-    // the host would count a dead instance as ready and never start another.
-    let waiting = IdleGuard::new(&f.idle);
     let inv = loop {
+        if instance.dead.load(Ordering::SeqCst) {
+            // Pass on a wake-up that may have been meant for a live instance.
+            f.notify.notify_one();
+            return StatusCode::GONE.into_response();
+        }
+        let notified = f.notify.notified();
         let popped = lock(&f.queue).pop_front();
         match popped {
             Some(inv) if inv.reply.is_closed() => continue,
             Some(inv) => break inv,
-            None => f.notify.notified().await,
+            None => notified.await,
         }
     };
     drop(waiting);
@@ -442,8 +503,23 @@ async fn next(State((f, instance)): State<RuntimeState>) -> Response {
     if !lock(&f.queue).is_empty() {
         f.notify.notify_one();
     }
+    {
+        // Under the lock the reaper drains: either it answers this
+        // invocation (killed in flight) or this sees the instance dead
+        // and gives the invocation back, never lost in between.
+        let mut in_flight = lock(&instance.in_flight);
+        if instance.dead.load(Ordering::SeqCst) {
+            drop(in_flight);
+            lock(&f.queue).push_front(inv);
+            if let Err(e) = ensure_instance(&host, &f) {
+                tracing::error!(function = %f.spec.name, "could not start an instance: {e}");
+            }
+            f.notify.notify_one();
+            return StatusCode::GONE.into_response();
+        }
+        in_flight.insert(inv.id.clone(), inv.reply);
+    }
     instance.invocations.fetch_add(1, Ordering::SeqCst);
-    lock(&instance.in_flight).insert(inv.id.clone(), inv.reply);
     let deadline_ms = (std::time::SystemTime::now() + inv.deadline.saturating_duration_since(Instant::now()))
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -468,7 +544,7 @@ async fn next(State((f, instance)): State<RuntimeState>) -> Response {
 }
 
 async fn respond(
-    State((_, instance)): State<RuntimeState>,
+    State((_, _, instance)): State<RuntimeState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
@@ -478,7 +554,11 @@ async fn respond(
     StatusCode::ACCEPTED
 }
 
-async fn fail(State((_, instance)): State<RuntimeState>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+async fn fail(
+    State((_, _, instance)): State<RuntimeState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
     let error: Value = serde_json::from_slice(&body).unwrap_or_else(
         |_| json!({"errorType": "Runtime.Unknown", "errorMessage": String::from_utf8_lossy(&body)}),
     );
@@ -488,7 +568,7 @@ async fn fail(State((_, instance)): State<RuntimeState>, Path(id): Path<String>,
     StatusCode::ACCEPTED
 }
 
-async fn init_error(State((f, _)): State<RuntimeState>, body: Bytes) -> StatusCode {
+async fn init_error(State((_, f, _)): State<RuntimeState>, body: Bytes) -> StatusCode {
     tracing::error!(function = %f.spec.name, "init error: {}", String::from_utf8_lossy(&body));
     // Fail everything queued: this instance will exit and a new one would fail the same way.
     let queued: Vec<Invocation> = lock(&f.queue).drain(..).collect();

@@ -58,12 +58,13 @@ async fn the_admin_key_appears_nowhere_after_success_failure_and_faults() {
     set_secret(&stack, WRONG_KEY).await;
     let failed = stack.run(&json!({"workspaceId": ids[0]}), TIMEOUT).await.unwrap();
     assert_eq!(failed.status, "FAILED");
-    invoke(
+    let (error, out) = invoke(
         &stack,
         "CustomResourceFunction",
         &cfn(&catcher, "wrong-key", &ids[0]),
     )
     .await;
+    assert_eq!(error, None, "{out}");
     let answer = catcher.wait("wrong-key", TIMEOUT).await;
     assert_eq!(answer["Status"], "FAILED", "{answer}");
     assert!(
@@ -73,7 +74,8 @@ async fn the_admin_key_appears_nowhere_after_success_failure_and_faults() {
 
     // 2. The right key: a CloudFormation create that succeeds.
     set_secret(&stack, &stack.admin_key).await;
-    invoke(&stack, "CustomResourceFunction", &cfn(&catcher, "ok", &ids[1])).await;
+    let (error, out) = invoke(&stack, "CustomResourceFunction", &cfn(&catcher, "ok", &ids[1])).await;
+    assert_eq!(error, None, "{out}");
     let answer = catcher.wait("ok", TIMEOUT).await;
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
 

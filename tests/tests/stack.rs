@@ -52,3 +52,46 @@ async fn two_stacks_run_side_by_side() {
     assert_eq!(ra.unwrap().status, "SUCCEEDED");
     assert_eq!(rb.unwrap().status, "SUCCEEDED");
 }
+
+/// Killing a function's instances (as the crash and key-rotation tests do)
+/// must not strand the next invoke on the dying instance: it goes to a new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invoke_right_after_a_kill_is_answered_by_a_new_instance() {
+    let stack = cmek_e2e::stack("kill-invoke", |_| {}).await;
+    let catcher = cmek_e2e::ResponseCatcher::start().await;
+    for round in 0..15 {
+        let id = format!("delete-{round}");
+        // A Delete of a resource that is not ours: answered at once, changes nothing.
+        let event = json!({
+            "RequestType": "Delete",
+            "ResponseURL": catcher.url_for(&id), "RequestId": id,
+            "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/app/1",
+            "LogicalResourceId": "Other", "ResourceType": "Custom::AnthropicCmek",
+            "PhysicalResourceId": "not-ours",
+            "ResourceProperties": {"ServiceToken": "x", "WorkspaceId": "wrkspc_x"},
+        });
+        let invoked = tokio::time::timeout(
+            Duration::from_secs(30),
+            stack.invoke("CustomResourceFunction", &event),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the invoke was never answered"))
+        .unwrap();
+        assert_eq!(invoked.0, None, "round {round}: {}", invoked.1);
+        assert_eq!(
+            catcher.wait(&id, Duration::from_secs(5)).await["Status"],
+            "SUCCESS"
+        );
+        stack.host.kill_function("CustomResourceFunction");
+    }
+    // (instance, invocations) of every instance that ran.
+    let instances: Vec<(u64, u64)> = stack
+        .host
+        .stats_history()
+        .into_iter()
+        .filter(|s| s.function == "CustomResourceFunction")
+        .map(|s| (s.instance, s.invocations))
+        .collect();
+    assert_eq!(instances.len(), 15, "one instance per round: {instances:?}");
+    assert!(instances.iter().all(|(_, n)| *n == 1), "{instances:?}");
+}
