@@ -142,7 +142,17 @@ pub async fn send(http: &reqwest::Client, url: &str, response: &Response) -> Res
     .sleep(tokio::time::sleep)
     .when(|(transient, _)| *transient)
     .await
-    .map_err(|(_, msg)| CmekError::CloudFormationUnreachable(msg))
+    .map_err(|(_, msg)| CmekError::CloudFormationUnreachable(msg))?;
+    // The pre-signed URL is a credential: log whom it answered, not where.
+    tracing::info!(
+        status = ?response.status,
+        stack_id = %response.stack_id,
+        logical_resource_id = %response.logical_resource_id,
+        request_id = %response.request_id,
+        physical_resource_id = %response.physical_resource_id,
+        "answered CloudFormation"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

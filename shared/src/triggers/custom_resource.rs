@@ -292,6 +292,9 @@ pub async fn answer_from_finish(
         field("requestId"),
         field("logicalResourceId"),
     ) else {
+        // Only a hand-made request says it is from CloudFormation without
+        // saying where to answer; there is no one to tell but the log.
+        tracing::warn!(workspace_id = %request.workspace_id, "trigger says cloudformation but lacks responseUrl, stackId, requestId or logicalResourceId: no answer sent");
         return Ok(());
     };
     let envelope = Envelope {
