@@ -1,4 +1,11 @@
 //! Cold-start set-up shared by every function's `main`.
+//!
+//! Every `main` runs on tokio's current-thread runtime. Lambda hands an
+//! instance one event at a time, so worker threads add nothing but their
+//! start-up: measured on the release build, the multi-threaded runtime cost
+//! ~2 ms of wall and ~1.5 ms of CPU per cold start. Concurrency inside an
+//! invocation (the guardian's sweep, discovery's pages) is I/O and interleaves
+//! on the one thread; blocking DNS lookups still go to tokio's blocking pool.
 
 use tracing_subscriber::filter::LevelFilter;
 

@@ -112,21 +112,25 @@ pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
 
 /// The AWS SDK's HTTPS client: its default (rustls, proxy settings from the
 /// environment) on ring and the shared roots.
+///
+/// The SDK calls the connector function in two ways. For requests, with
+/// settings, once per distinct timeout settings (it caches the result). And,
+/// as a probe, without settings every time a client is constructed
+/// (`HyperClient::validate_base_client_config` in aws-smithy-http-client,
+/// which drops the result; it is there to load native roots early). A probe
+/// building a TLS connector parsed every root once per client: the STS client
+/// `aws_config` makes for web identity, then DynamoDB, KMS, Secrets Manager…
+/// — 60 % of a cold start's CPU. The probe gets a plain connector instead;
+/// the roots are parsed when the first request needs them.
 pub fn sdk_http_client() -> SharedHttpClient {
     Builder::new().build_with_connector_fn(|settings, components| {
-        let trust = roots()
-            .iter()
-            .fold(TrustStore::empty().with_native_roots(false), |store, cert| {
-                store.with_pem_certificate(pem(cert))
-            });
-        let context = TlsContext::builder()
-            .with_trust_store(trust)
-            .build()
-            .unwrap_or_default();
+        let Some(settings) = settings else {
+            return ConnectorBuilder::default().build_http();
+        };
         let mut connector = ConnectorBuilder::default()
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-            .tls_context(context);
-        connector.set_connector_settings(settings.cloned());
+            .tls_context(SDK_TLS.clone());
+        connector.set_connector_settings(Some(settings.clone()));
         if let Some(components) = components {
             connector.set_sleep_impl(components.sleep_impl());
         }
@@ -134,6 +138,19 @@ pub fn sdk_http_client() -> SharedHttpClient {
         connector.build()
     })
 }
+
+/// The shared roots as the SDK takes them (PEM only), encoded once.
+static SDK_TLS: LazyLock<TlsContext> = LazyLock::new(|| {
+    let trust = roots()
+        .iter()
+        .fold(TrustStore::empty().with_native_roots(false), |store, cert| {
+            store.with_pem_certificate(pem(cert))
+        });
+    TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default()
+});
 
 fn pem(cert: &CertificateDer<'_>) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());

@@ -4,7 +4,9 @@ use cmek::workflow::{Needs, diagnose};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
+// One thread: Lambda sends an instance one event at a time, and worker
+// threads cost a cold start ~2 ms (see cmek::runtime).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let deps = cmek::runtime::init(Needs {
         kms: true,
