@@ -5,8 +5,7 @@ use cmek::workflow::Needs;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-// One thread: Lambda sends an instance one event at a time, and worker
-// threads cost a cold start ~2 ms (see cmek::runtime).
+// One event at a time per instance: no worker threads (see cmek::runtime).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let deps = cmek::runtime::init(Needs {
