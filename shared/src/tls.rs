@@ -83,16 +83,22 @@ pub fn roots() -> &'static [CertificateDer<'static>] {
 #[error("cannot build the HTTPS client: {0}")]
 pub struct HttpClientError(String);
 
+/// The shared roots as rustls trust anchors, parsed once: every reqwest
+/// client (the Admin API's, CloudFormation's) trusts the same store.
+static ROOT_STORE: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
+    let mut store = rustls::RootCertStore::empty();
+    store.add_parsable_certificates(roots().iter().cloned());
+    Arc::new(store)
+});
+
 /// The rustls configuration of every reqwest client: ring, the shared roots
 /// (and only those), HTTP/2 or HTTP/1.1 by ALPN.
 fn rustls_config() -> Result<rustls::ClientConfig, HttpClientError> {
-    let mut store = rustls::RootCertStore::empty();
-    store.add_parsable_certificates(roots().iter().cloned());
     let mut config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| HttpClientError(e.to_string()))?
-            .with_root_certificates(store)
+            .with_root_certificates(Arc::clone(&ROOT_STORE))
             .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
