@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use cmek::admin_api::{AdminApiClient, AdminKey, ClientOptions};
 use cmek::geo::Geo;
-use cmek::ids::{AccountId, CompartmentId, KeyArn, WorkspaceId};
+use cmek::ids::{AccountId, CompartmentId, KeyArn, OrgUuid, WorkspaceId};
 use cmek::store::{DynamoStore, Status, WorkflowStore};
 use serde_json::{Value, json};
 
@@ -33,13 +33,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the exact key policy for an account and compartment(s) (for Terraform or the console).
+    /// Print the exact key policy Anthropic documents today for an account,
+    /// organization and compartment(s) (for Terraform or the console).
     Policy {
         #[arg(long)]
         account: String,
+        /// The organization's bare UUID (`id` of GET /v1/organizations/me; not the org_-prefixed form).
+        #[arg(long)]
+        org: String,
         /// A workspace's compartment id (repeat for a key shared by several workspaces).
-        #[arg(long = "compartment", required = true)]
+        #[arg(long = "compartment", required_unless_present = "org_only")]
         compartments: Vec<String>,
+        /// Bind the key to the organization only (no compartment list: any workspace of it may use the key).
+        #[arg(long, conflicts_with = "compartments")]
+        org_only: bool,
         #[arg(long, default_value = "us")]
         geo: String,
     },
@@ -165,18 +172,26 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Policy {
             account,
+            org,
             compartments,
+            org_only,
             geo,
         } => {
             let account: AccountId = account.parse()?;
+            let org: OrgUuid = org.parse()?;
             let geo: Geo = geo.parse().map_err(anyhow::Error::msg)?;
             let ids = compartments
                 .iter()
                 .map(|c| c.parse())
                 .collect::<Result<Vec<CompartmentId>, _>>()?;
+            let scope = if org_only {
+                cmek::policy::Scope::Organization
+            } else {
+                cmek::policy::Scope::Workspaces(&ids)
+            };
             println!(
                 "{}",
-                serde_json::to_string_pretty(&cmek::policy::key_policy(&account, geo, &ids))?
+                serde_json::to_string_pretty(&cmek::policy::key_policy(&account, geo, &org, scope))?
             );
             Ok(0)
         }
@@ -298,12 +313,16 @@ async fn doctor(
         }
     }
     let last = validation.get("error").and_then(Value::as_str).map(str::to_owned);
-    let d = cmek::workflow::diagnose_key(&kms, Geo::Us, &arn, compartment, last).await?;
+    let org = admin
+        .organization_uuid()
+        .await
+        .context("reading the organization (GET /v1/organizations/me)")?;
+    let d = cmek::workflow::diagnose_key(&kms, Geo::Us, &arn, compartment, Some(&org), last).await?;
     let healthy = d.cause == "LIKELY_RCP_OR_PROPAGATION" && d.findings.is_empty();
     if json_out {
         println!(
             "{}",
-            json!({"workspace": ws, "compartmentId": compartment, "attachedTo": w.external_key_id, "diagnosis": d, "validation": validation, "healthy": healthy})
+            json!({"workspace": ws, "compartmentId": compartment, "orgUuid": org, "attachedTo": w.external_key_id, "diagnosis": d, "validation": validation, "healthy": healthy})
         );
     } else {
         println!(
@@ -311,6 +330,18 @@ async fn doctor(
             w.external_key_id.as_deref().unwrap_or("nothing")
         );
         println!("key       {arn}");
+        println!("org       {org}");
+        if let Some(contract) = d.contract {
+            println!(
+                "policy    follows the {} contract{}",
+                serde_json::to_value(contract)?.as_str().unwrap_or("?"),
+                if contract == cmek::policy::ContractGeneration::Current {
+                    ""
+                } else {
+                    " (re-run provisioning with manageKeyPolicy to upgrade it, keeping every attached workspace's access)"
+                }
+            );
+        }
         if !validation.is_null() {
             println!("validate  {}", validation);
         }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use cmek::admin_api::{AdminApiClient, AdminApiError, AdminKey, ClientOptions, RetryPolicy};
 use cmek::geo::Geo;
-use cmek::ids::{AccountId, CompartmentId, KeyArn, WorkspaceId};
-use sandbox::admin_api::{Faults, OrgSeed, SandboxApi, SandboxConfig};
+use cmek::ids::{CompartmentId, KeyArn, WorkspaceId};
+use sandbox::admin_api::{
+    Contract, ContractConfig, Faults, OrgSeed, SandboxApi, SandboxConfig, UnattachedValidation,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-ant-admin01-sandbox-test-key";
@@ -17,18 +19,36 @@ fn moto_endpoint() -> String {
     std::env::var("CMEK_TEST_AWS_ENDPOINT").expect("run through ./scripts/test (CMEK_TEST_AWS_ENDPOINT)")
 }
 
+/// The organization every test org answers as (`GET /v1/organizations/me`).
+const ORG: &str = "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13";
+const OTHER_ORG: &str = "0a8d2c4e-6b1f-4e3a-9c5d-7f2b8e1a3c6d";
+const ZEROS: &str = "00000000-0000-0000-0000-000000000000";
+const ROLE: &str = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
+
+fn seed(workspaces: usize, archived: usize, attached: usize) -> OrgSeed {
+    OrgSeed {
+        name: "acme".into(),
+        admin_key: KEY.into(),
+        workspaces,
+        archived,
+        attached,
+        org_uuid: Some(ORG.into()),
+        ..OrgSeed::default()
+    }
+}
+
 async fn sandbox(workspaces: usize, archived: usize, attached: usize) -> SandboxApi {
-    let config = SandboxConfig {
-        orgs: vec![OrgSeed {
-            name: "acme".into(),
-            admin_key: KEY.into(),
-            workspaces,
-            archived,
-            attached,
-            name_prefix: None,
-        }],
-        kms_endpoint: Some(moto_endpoint()),
+    start(SandboxConfig {
+        orgs: vec![seed(workspaces, archived, attached)],
         ..SandboxConfig::default()
+    })
+    .await
+}
+
+async fn start(config: SandboxConfig) -> SandboxApi {
+    let config = SandboxConfig {
+        kms_endpoint: Some(moto_endpoint()),
+        ..config
     };
     SandboxApi::start(config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -68,10 +88,42 @@ async fn key_with_policy(region: &str, policy: &str) -> KeyArn {
     out.key_metadata().unwrap().arn().unwrap().parse().unwrap()
 }
 
-fn documented_policy(compartments: &[&str]) -> String {
-    let account: AccountId = "123456789012".parse().unwrap();
-    let ids: Vec<CompartmentId> = compartments.iter().map(|c| c.parse().unwrap()).collect();
-    cmek::policy::key_policy(&account, Geo::Us, &ids).to_string()
+fn root() -> Value {
+    json!({"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"})
+}
+
+fn describe() -> Value {
+    json!({"Sid": "AllowAnthropicCMEKDescribe", "Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:DescribeKey", "Resource": "*"})
+}
+
+/// The key policy of Anthropic's current documentation ("Configure AWS KMS
+/// for CMEK", September 2026, as in cmek-facts.md), written out here rather
+/// than built by the client under test. `None`: organization binding only.
+fn documented_policy(org: &str, compartments: Option<&[&str]>) -> String {
+    let mut condition = json!({"StringEquals": {"kms:EncryptionContext:anthropic:org_uuid": [org]}});
+    if let Some(c) = compartments {
+        condition["StringEqualsIfExists"] = json!({"kms:EncryptionContext:anthropic:compartment_uuid": c});
+    }
+    json!({"Version": "2012-10-17", "Statement": [
+        root(),
+        {"Sid": "AllowAnthropicCMEKCrypto", "Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*", "Condition": condition},
+        describe()
+    ]})
+    .to_string()
+}
+
+/// The July/August 2026 documentation's policy: compartments under
+/// StringEquals (August added the all-zeros id), no organization condition.
+fn legacy_policy(compartments: &[&str]) -> String {
+    json!({"Version": "2012-10-17", "Statement": [
+        root(),
+        {"Sid": "AllowAnthropicCMEKCrypto", "Effect": "Allow", "Principal": {"AWS": ROLE},
+         "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:compartment_uuid": compartments}}},
+        describe()
+    ]})
+    .to_string()
 }
 
 fn first_workspace(api: &SandboxApi) -> Value {
@@ -193,24 +245,35 @@ async fn external_keys_create_list_get_update_delete() {
     // 25 keys over pages of 20: list follows next_page.
     let all = c.list_external_keys().await.unwrap();
     assert_eq!(all.len(), 25);
+    // Listed newest first, as the API does.
+    assert_eq!(all[0].kms_arn(), Some(arns[24].as_str()));
+    assert_eq!(all[24].kms_arn(), Some(arns[0].as_str()));
     let found = c.find_external_key_by_arn(&arns[22]).await.unwrap().unwrap();
-    assert_eq!(found.display_name, "key 22");
+    assert_eq!(found.display_name.as_deref(), Some("key 22"));
     let id = found.id.parse().unwrap();
     let renamed = c.update_external_key_display_name(&id, "renamed").await.unwrap();
-    assert_eq!(renamed.display_name, "renamed");
-    assert_eq!(c.get_external_key(&id).await.unwrap().display_name, "renamed");
+    assert_eq!(renamed.display_name.as_deref(), Some("renamed"));
+    assert_eq!(
+        c.get_external_key(&id).await.unwrap().display_name.as_deref(),
+        Some("renamed")
+    );
     // Bad bodies are named.
     let http = cmek::tls::http_client().unwrap();
     let resp = http
         .post(format!("{}/v1/organizations/external_keys", api.url))
         .header("x-api-key", KEY)
         .header("anthropic-version", "2023-06-01")
-        .json(&json!({"display_name": "x", "geo": "us", "provider_config": {"type": "aws", "kms_arn": "arn:aws:kms:us-east-2:1:key/x", "role_arn": "arn:aws:iam::666666666666:role/evil"}}))
+        .json(&json!({"display_name": "x", "geo": "us", "provider_config": {"type": "aws", "kms_arn": "arn:aws:kms:us-east-2:1:alias/x"}}))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    // Delete: allowed while unattached, refused while attached.
+    // Delete: allowed while unattached, refused while attached. (These ARNs
+    // name no key in KMS, so attach's own validation is off for this part.)
+    api.set_contract(ContractConfig {
+        contract: Contract::August2026,
+        ..ContractConfig::default()
+    });
     let ws: WorkspaceId = first_workspace(&api)["id"].as_str().unwrap().parse().unwrap();
     c.attach_key(&ws, &id).await.unwrap();
     let del = |id: String| {
@@ -232,8 +295,20 @@ async fn external_keys_create_list_get_update_delete() {
 }
 
 #[tokio::test]
-async fn attach_is_write_once() {
+async fn attach_is_write_once_and_the_refusal_status_is_a_switch() {
+    for status in [400, 409] {
+        attach_is_write_once(status).await;
+    }
+}
+
+async fn attach_is_write_once(write_once_status: u16) {
     let api = sandbox(1, 1, 0).await;
+    // Fake ARNs: attach's own validation is the subject of another test.
+    api.set_contract(ContractConfig {
+        contract: Contract::August2026,
+        write_once_status,
+        ..ContractConfig::default()
+    });
     let c = client(&api);
     let a = c
         .create_external_key(
@@ -260,9 +335,12 @@ async fn attach_is_write_once() {
     assert_eq!(attached.external_key_id.as_deref(), Some(a.id.as_str()));
     // The same id again: a no-op.
     c.attach_key(&ws, &a.id.parse().unwrap()).await.unwrap();
-    // Another id: refused, nothing changed.
+    // Another id: refused with the configured status, nothing changed.
     let err = c.attach_key(&ws, &b.id.parse().unwrap()).await.unwrap_err();
-    assert!(matches!(err, AdminApiError::InvalidRequest(_)), "{err:?}");
+    match write_once_status {
+        409 => assert!(matches!(err, AdminApiError::Conflict(_)), "{err:?}"),
+        _ => assert!(matches!(err, AdminApiError::InvalidRequest(_)), "{err:?}"),
+    }
     assert_eq!(
         c.get_workspace(&ws).await.unwrap().external_key_id.as_deref(),
         Some(a.id.as_str())
@@ -283,24 +361,96 @@ async fn verdict(api: &SandboxApi, arn: &KeyArn) -> (bool, Option<String>) {
     (v.succeeded(), v.error_text())
 }
 
+/// The denied events left since the last call, by probe name.
+fn probes_since(api: &SandboxApi, before: usize) -> Vec<String> {
+    api.cloudtrail()[before..]
+        .iter()
+        .map(|e| e["sandboxProbe"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[tokio::test]
-async fn validate_checks_the_key_for_real() {
+async fn organizations_me_answers_the_bare_uuid() {
+    let api = sandbox(1, 0, 0).await;
+    let c = client(&api);
+    let org = c.get_organization().await.unwrap();
+    assert_eq!(org.id, ORG);
+    assert_eq!(org.kind.as_deref(), Some("organization"));
+    assert_eq!(c.organization_uuid().await.unwrap().to_string(), ORG);
+    // A garbage answer is refused by the client, by name.
+    api.set_faults(Faults {
+        organization_response: Some(json!({"id": format!("org_{ORG}"), "type": "organization"})),
+        ..Faults::default()
+    });
+    let err = client(&api).organization_uuid().await.unwrap_err();
+    assert!(err.to_string().contains("bare UUID"), "{err}");
+}
+
+#[tokio::test]
+async fn validate_plays_the_current_contract() {
     let api = sandbox(1, 0, 0).await;
     let compartment = "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f";
 
-    let good = key_with_policy("us-east-2", &documented_policy(&[compartment])).await;
+    // The documented policy validates, and each validation checks four
+    // requests that must be denied: four access-denied events, findable by
+    // the documented three-field filter.
+    let good = key_with_policy("us-east-2", &documented_policy(ORG, Some(&[compartment, ZEROS]))).await;
+    let before = api.cloudtrail().len();
     assert_eq!(verdict(&api, &good).await, (true, None));
+    let events = &api.cloudtrail()[before..];
+    assert_eq!(events.len(), 4, "{events:?}");
+    for e in events {
+        assert_eq!(e["errorCode"], "AccessDenied");
+        assert_eq!(e["userIdentity"]["accountId"], "915198916910");
+        assert_eq!(e["resources"][0]["ARN"], good.as_str());
+        assert_eq!(
+            e["requestParameters"]["encryptionContext"]["associatedData"], "Y21lay12YWxpZGF0aW9u",
+            "{e}"
+        );
+    }
+    let mut names = probes_since(&api, before);
+    names.sort();
+    assert_eq!(
+        names,
+        ["extra_action", "foreign_compartment", "foreign_org", "no_context"]
+    );
 
-    // The condition lacks the value validation sends (only the compartment).
-    let only_compartment =
-        documented_policy(&[compartment]).replace("\"00000000-0000-0000-0000-000000000000\",", "");
-    let missing = key_with_policy("us-east-2", &only_compartment).await;
-    let (ok, error) = verdict(&api, &missing).await;
+    // Organization binding only: still four denials (a re-encryption instead
+    // of a foreign compartment, which such a key admits).
+    let org_only = key_with_policy("us-east-2", &documented_policy(ORG, None)).await;
+    let before = api.cloudtrail().len();
+    assert_eq!(verdict(&api, &org_only).await, (true, None));
+    assert_eq!(probes_since(&api, before).len(), 4);
+
+    // The August 2026 policy (no organization condition) is refused now.
+    let august = key_with_policy("us-east-2", &legacy_policy(&[ZEROS, compartment])).await;
+    let (ok, error) = verdict(&api, &august).await;
     assert!(!ok);
-    assert!(error.unwrap().contains("AccessDenied"));
+    assert!(error.unwrap().contains("anthropic:org_uuid"));
+    // So is the July 2026 one (it does not even admit the all-zeros id).
+    let july = key_with_policy("us-east-2", &legacy_policy(&[compartment])).await;
+    assert!(!verdict(&api, &july).await.0);
+    // Another organization's key.
+    let theirs = key_with_policy(
+        "us-east-2",
+        &documented_policy(OTHER_ORG, Some(&[compartment, ZEROS])),
+    )
+    .await;
+    assert!(!verdict(&api, &theirs).await.0);
+
+    // The console wizard's account-wide grant: refused now (its extra
+    // actions and the missing organization condition are both probed).
+    let wizard = key_with_policy(
+        "us-east-2",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::915198916910:root"},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*"}]}"#,
+    )
+    .await;
+    let (ok, error) = verdict(&api, &wizard).await;
+    assert!(!ok);
+    assert!(error.unwrap().contains("anthropic:org_uuid"));
 
     // Disabled key (the test disables it; project code never can).
-    let disabled = key_with_policy("us-east-2", &documented_policy(&[compartment])).await;
+    let disabled = key_with_policy("us-east-2", &documented_policy(ORG, Some(&[compartment, ZEROS]))).await;
     // moto wants the key id here, not the ARN.
     kms("us-east-2")
         .await
@@ -314,7 +464,7 @@ async fn validate_checks_the_key_for_real() {
     assert!(error.unwrap().contains("disabled"));
 
     // A key in a Region Anthropic does not serve for the geo.
-    let elsewhere = key_with_policy("eu-west-1", &documented_policy(&[compartment])).await;
+    let elsewhere = key_with_policy("eu-west-1", &documented_policy(ORG, Some(&[compartment, ZEROS]))).await;
     let (ok, error) = verdict(&api, &elsewhere).await;
     assert!(!ok);
     assert!(error.unwrap().contains("Region mismatch"));
@@ -328,14 +478,155 @@ async fn validate_checks_the_key_for_real() {
     let (ok, error) = verdict(&api, &iam_only).await;
     assert!(!ok);
     assert!(error.unwrap().contains("no resource-based policy allows"));
+}
 
-    // The console wizard's account-wide grant: validation succeeds (as documented).
-    let wizard = key_with_policy(
-        "us-east-2",
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::915198916910:root"},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*"}]}"#,
-    )
+#[tokio::test]
+async fn what_an_unattached_key_is_validated_with_is_a_switch() {
+    let compartment = "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f";
+    // The workspace's compartment alone, without the all-zeros id.
+    let without_zeros = documented_policy(ORG, Some(&[compartment]));
+    let with_zeros = documented_policy(ORG, Some(&[compartment, ZEROS]));
+    for (reading, without_zeros_validates) in [
+        (UnattachedValidation::Zeros, false),
+        (UnattachedValidation::OrgOnly, true),
+    ] {
+        let api = start(SandboxConfig {
+            orgs: vec![seed(1, 0, 0)],
+            contract: ContractConfig {
+                unattached_validation: reading,
+                ..ContractConfig::default()
+            },
+            ..SandboxConfig::default()
+        })
+        .await;
+        let a = key_with_policy("us-east-2", &with_zeros).await;
+        assert_eq!(verdict(&api, &a).await, (true, None), "{reading:?}");
+        let b = key_with_policy("us-east-2", &without_zeros).await;
+        assert_eq!(verdict(&api, &b).await.0, without_zeros_validates, "{reading:?}");
+    }
+}
+
+#[tokio::test]
+async fn older_contracts_stay_behind_the_switch() {
+    let compartment = "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f";
+    let api = sandbox(1, 0, 0).await;
+    api.set_contract(ContractConfig {
+        contract: Contract::August2026,
+        ..ContractConfig::default()
+    });
+    let august = key_with_policy("us-east-2", &legacy_policy(&[ZEROS, compartment])).await;
+    let before = api.cloudtrail().len();
+    assert_eq!(verdict(&api, &august).await, (true, None));
+    assert_eq!(
+        api.cloudtrail().len(),
+        before,
+        "no negative checks before September 2026"
+    );
+    let july_policy = key_with_policy("us-east-2", &legacy_policy(&[compartment])).await;
+    assert!(
+        !verdict(&api, &july_policy).await.0,
+        "August validates with the all-zeros id"
+    );
+
+    // July 2026: the workspace's own compartment.
+    api.set_contract(ContractConfig {
+        contract: Contract::July2026,
+        ..ContractConfig::default()
+    });
+    let ws_compartment = first_workspace(&api)["compartment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let july = key_with_policy("us-east-2", &legacy_policy(&[&ws_compartment])).await;
+    assert_eq!(verdict(&api, &july).await, (true, None));
+}
+
+#[tokio::test]
+async fn attach_validates_the_key_again_with_the_workspace_compartment() {
+    let api = sandbox(2, 0, 0).await;
+    let c = client(&api);
+    let workspaces = api.state()["orgs"]["acme"]["workspaces"].clone();
+    let (w0, w1) = (&workspaces[0], &workspaces[1]);
+    let c0 = w0["compartment_id"].as_str().unwrap();
+    // Validates (the all-zeros id is listed) but admits only workspace 0.
+    let arn = key_with_policy("us-east-2", &documented_policy(ORG, Some(&[c0, ZEROS]))).await;
+    let k = c.create_external_key("k", Geo::Us, &arn).await.unwrap();
+    let id = k.id.parse().unwrap();
+    assert!(c.validate_external_key(&id).await.unwrap().succeeded());
+    let ws1: WorkspaceId = w1["id"].as_str().unwrap().parse().unwrap();
+    let before = api.cloudtrail().len();
+    let err = c.attach_key(&ws1, &id).await.unwrap_err();
+    assert!(matches!(err, AdminApiError::InvalidRequest(_)), "{err:?}");
+    assert!(err.to_string().contains("failed validation"), "{err}");
+    assert!(c.get_workspace(&ws1).await.unwrap().external_key_id.is_none());
+    assert_eq!(
+        api.cloudtrail().len(),
+        before,
+        "refused at the round trip, before the negative checks"
+    );
+    // Workspace 0: validated again with its compartment, four more denials, attached.
+    let ws0: WorkspaceId = w0["id"].as_str().unwrap().parse().unwrap();
+    c.attach_key(&ws0, &id).await.unwrap();
+    assert_eq!(probes_since(&api, before).len(), 4);
+    assert_eq!(api.live_traffic(ws0.as_str()).await, Ok(()));
+}
+
+#[tokio::test]
+async fn lists_hold_unnamed_and_other_provider_keys_and_hide_the_default_workspace() {
+    let api = start(SandboxConfig {
+        orgs: vec![OrgSeed {
+            default_workspace: true,
+            unnamed_keys: 2,
+            gcp_keys: 1,
+            azure_keys: 1,
+            ..seed(2_500, 3, 0)
+        }],
+        ..SandboxConfig::default()
+    })
     .await;
-    assert_eq!(verdict(&api, &wizard).await, (true, None));
+    let c = client(&api);
+    let keys = c.list_external_keys().await.unwrap();
+    assert_eq!(keys.len(), 4);
+    assert_eq!(keys.iter().filter(|k| k.display_name.is_none()).count(), 2);
+    let mut providers: Vec<&str> = keys.iter().map(|k| k.provider()).collect();
+    providers.sort();
+    assert_eq!(providers, ["aws", "aws", "azure", "gcp"]);
+    assert_eq!(keys.iter().filter(|k| k.kms_arn().is_some()).count(), 2);
+    // The client pages by 1,000 and always asks for the Default Workspace.
+    let all = c.list_workspaces(false).await.unwrap();
+    assert_eq!(all.len(), 2_501);
+    assert!(all.iter().any(|w| w.name == "Default Workspace"));
+    let lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/organizations/workspaces")
+        .collect();
+    assert_eq!(lists.len(), 3, "2,501 workspaces in pages of 1,000");
+    assert!(lists.iter().all(|r| {
+        r.query
+            .as_deref()
+            .unwrap_or_default()
+            .contains("include_default=true")
+    }));
+    // Without include_default the API hides it.
+    let http = cmek::tls::http_client().unwrap();
+    let page: Value = http
+        .get(format!("{}/v1/organizations/workspaces?limit=1000", api.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["name"] != "Default Workspace")
+    );
 }
 
 #[tokio::test]
@@ -388,7 +679,7 @@ async fn faults_and_propagation_delay() {
     });
     let arn: KeyArn = key_with_policy(
         "us-east-2",
-        &documented_policy(&["4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f"]),
+        &documented_policy(ORG, Some(&["4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f", ZEROS])),
     )
     .await;
     assert!(c.create_external_key("k", Geo::Us, &arn).await.is_err());

@@ -18,6 +18,7 @@ pub const LEASE_SECONDS: &str = "CMEK_LEASE_SECONDS";
 pub const EVENT_BUS_NAME: &str = "CMEK_EVENT_BUS_NAME";
 pub const ACCOUNT_ID: &str = "CMEK_ACCOUNT_ID";
 pub const STATE_MACHINE_ARN: &str = "CMEK_STATE_MACHINE_ARN";
+pub const RESTRICT_TO_WORKSPACES: &str = "CMEK_RESTRICT_TO_WORKSPACES";
 
 pub const DEFAULT_ALIAS_PREFIX: &str = "alias/anthropic-cmek";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1800);
@@ -46,6 +47,10 @@ pub struct Config {
     pub account_id: Option<AccountId>,
     /// The provisioning state machine (for triggers that start executions).
     pub state_machine_arn: Option<String>,
+    /// Whether keys created here list the workspaces that may use them
+    /// (`StringEqualsIfExists` on the compartment) or are bound to the
+    /// organization only. A request's `restrictToWorkspaces` overrides it.
+    pub restrict_to_workspaces: bool,
 }
 
 impl Config {
@@ -118,7 +123,18 @@ impl Config {
         {
             return Err(invalid(STATE_MACHINE_ARN, "must be a state machine ARN".into()));
         }
+        let restrict_to_workspaces = match get(RESTRICT_TO_WORKSPACES).as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(invalid(
+                    RESTRICT_TO_WORKSPACES,
+                    format!("must be true or false, got {:?}", crate::ids::shown(other)),
+                ));
+            }
+        };
         Ok(Self {
+            restrict_to_workspaces,
             state_machine_arn,
             account_id,
             table_name,
@@ -163,6 +179,12 @@ mod tests {
         assert_eq!(c.alias_prefix, "alias/anthropic-cmek");
         assert_eq!(c.lease_ttl, DEFAULT_LEASE);
         assert_eq!(c.key_region, None);
+        assert!(c.restrict_to_workspaces);
+        assert!(
+            !with(&[(TABLE_NAME, "t"), (RESTRICT_TO_WORKSPACES, "false")])
+                .unwrap()
+                .restrict_to_workspaces
+        );
     }
 
     #[test]
@@ -179,6 +201,10 @@ mod tests {
             (&[(TABLE_NAME, "t"), (ALIAS_PREFIX, "alias/aws/x")], ALIAS_PREFIX),
             (&[(TABLE_NAME, "t"), (ALIAS_PREFIX, "anthropic")], ALIAS_PREFIX),
             (&[(TABLE_NAME, "t"), (LEASE_SECONDS, "5")], LEASE_SECONDS),
+            (
+                &[(TABLE_NAME, "t"), (RESTRICT_TO_WORKSPACES, "yes")],
+                RESTRICT_TO_WORKSPACES,
+            ),
             (
                 &[(TABLE_NAME, "t"), (ADMIN_KEY_SECRET_ARN, "my-secret")],
                 ADMIN_KEY_SECRET_ARN,

@@ -61,6 +61,16 @@ pub enum CmekError {
     },
     #[error("refusing to attach: {0}")]
     NotValidated(String),
+    #[error(
+        "Anthropic refused to attach {external_key_id} to workspace {workspace} (attach validates the key again): {reason}"
+    )]
+    AttachRefused {
+        workspace: String,
+        external_key_id: String,
+        reason: String,
+    },
+    #[error("organization UUID unusable: {0}; nothing was created")]
+    InvalidOrganization(String),
     #[error("attachment not confirmed: {0}")]
     AttachmentMismatch(String),
     #[error("could not deliver the CloudFormation response: {0}")]
@@ -89,6 +99,8 @@ pub const ERROR_TYPES: &[&str] = &[
     "KeyConflict",
     "ValidationFailed",
     "NotValidated",
+    "AttachRefused",
+    "InvalidOrganization",
     "AttachmentMismatch",
     "CloudFormationUnreachable",
     "Internal",
@@ -116,6 +128,8 @@ impl CmekError {
             KeyConflict(_) => "KeyConflict",
             ValidationFailed { .. } => "ValidationFailed",
             NotValidated(_) => "NotValidated",
+            AttachRefused { .. } => "AttachRefused",
+            InvalidOrganization(_) => "InvalidOrganization",
             AttachmentMismatch(_) => "AttachmentMismatch",
             CloudFormationUnreachable(_) => "CloudFormationUnreachable",
             Internal(_) => "Internal",
@@ -253,6 +267,12 @@ mod tests {
                 reason: String::new(),
             },
             CmekError::NotValidated(String::new()),
+            CmekError::AttachRefused {
+                workspace: String::new(),
+                external_key_id: String::new(),
+                reason: String::new(),
+            },
+            CmekError::InvalidOrganization(String::new()),
             CmekError::AttachmentMismatch(String::new()),
             CmekError::CloudFormationUnreachable(String::new()),
             CmekError::Internal(String::new()),

@@ -12,11 +12,25 @@ use crate::ids::Region;
 /// Anthropic's AWS account.
 pub const ANTHROPIC_ACCOUNT_ID: &str = "915198916910";
 
-/// The encryption-context key Anthropic always sends.
+/// The encryption-context key naming the workspace's compartment.
 pub const COMPARTMENT_CONTEXT_KEY: &str = "anthropic:compartment_uuid";
 
 /// The condition key that matches [`COMPARTMENT_CONTEXT_KEY`] in a key policy.
 pub const COMPARTMENT_CONDITION_KEY: &str = "kms:EncryptionContext:anthropic:compartment_uuid";
+
+/// The encryption-context key naming the organization (Anthropic's
+/// documentation since September 2026: validation refuses a key policy whose
+/// crypto grant does not require it).
+pub const ORG_CONTEXT_KEY: &str = "anthropic:org_uuid";
+
+/// The condition key that matches [`ORG_CONTEXT_KEY`] in a key policy.
+pub const ORG_CONDITION_KEY: &str = "kms:EncryptionContext:anthropic:org_uuid";
+
+/// The `associatedData` encryption-context value Anthropic's validation calls
+/// carry (base64 of `cmek-validation`). With Anthropic's account id and the
+/// key's ARN it identifies validation traffic in CloudTrail; alone it can be
+/// forged by anyone who may call the key.
+pub const VALIDATION_ASSOCIATED_DATA: &str = "Y21lay12YWxpZGF0aW9u";
 
 /// A data-residency geo Anthropic offers CMEK in. Only `us` exists today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

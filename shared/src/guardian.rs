@@ -24,6 +24,27 @@ use crate::workflow::Deps;
 pub const ALERT_DETAIL_TYPE: &str = "CMEK Key Alert";
 pub const SWEEP_DETAIL_TYPE: &str = "CMEK Key Sweep Completed";
 pub const CANCEL_DELETION_VAR: &str = "CMEK_GUARDIAN_CANCEL_DELETION";
+
+/// The KMS management events the guardian acts on; the template's rule
+/// matches exactly these (a test compares the two). Everything else about a
+/// key — above all Anthropic's own Encrypt/Decrypt calls, including the four
+/// access-denied probes each validation makes — is not the guardian's business.
+pub const WATCHED_EVENTS: &[&str] = &[
+    "ScheduleKeyDeletion",
+    "DisableKey",
+    "EnableKey",
+    "CancelKeyDeletion",
+    "PutKeyPolicy",
+    "DisableKeyRotation",
+    "EnableKeyRotation",
+    "CreateGrant",
+    "RetireGrant",
+    "RevokeGrant",
+];
+
+/// The input the weekly validation sweep's schedule sends (see the template's
+/// `ValidationSweepSchedule`).
+pub const VALIDATION_SWEEP_INPUT: &str = "validation-sweep";
 pub const ALERT_TOPIC_VAR: &str = "CMEK_ALERT_TOPIC_ARN";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -141,13 +162,18 @@ pub async fn handle(
     config: GuardianConfig,
     event: Value,
 ) -> Result<Value, CmekError> {
+    if event.get("sweep").and_then(Value::as_str) == Some(VALIDATION_SWEEP_INPUT) {
+        return sweep(deps, alerter, SweepKind::WithValidation)
+            .await
+            .map(|r| serde_json::to_value(r).unwrap_or_default());
+    }
     match event.get("detail-type").and_then(Value::as_str) {
         Some("AWS API Call via CloudTrail") => watch(deps, alerter, config, &event).await,
-        Some("Scheduled Event") => sweep(deps, alerter)
+        Some("Scheduled Event") => sweep(deps, alerter, SweepKind::KeysAndPolicies)
             .await
             .map(|r| serde_json::to_value(r).unwrap_or_default()),
         other => Err(CmekError::InvalidInput(format!(
-            "expected a CloudTrail KMS event or the sweep schedule, got detail-type {other:?}"
+            "expected a CloudTrail KMS event, the sweep schedule or {{\"sweep\": \"{VALIDATION_SWEEP_INPUT}\"}}, got detail-type {other:?}"
         ))),
     }
 }
@@ -213,6 +239,11 @@ async fn watch(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    // Before anything else, so that no other event (an access-denied
+    // validation probe on Encrypt, say) is recorded or alerted on.
+    if !WATCHED_EVENTS.contains(&name.as_str()) {
+        return Ok(json!({"ignored": true, "why": format!("{} is not watched", crate::ids::shown(&name))}));
+    }
     let Some(key_arn) = event_key(deps, &detail).await? else {
         return Ok(json!({"ignored": true, "why": "the event names no KMS key"}));
     };
@@ -302,7 +333,7 @@ async fn watch(
                 detail: note,
             }
         }
-        _ => return Ok(json!({"ignored": true, "why": format!("{name} is not watched")})),
+        _ => return Ok(json!({"ignored": true, "why": format!("{name} has no handler")})),
     };
     alerter.notify(deps, &alert).await?;
     tracing::warn!(code = %alert.code, severity = ?alert.severity, key_arn = %alert.key_arn, workspaces = ?alert.workspaces, "{}", alert.message);
@@ -405,6 +436,7 @@ async fn on_policy_changed(
         let target = AnalysisTarget {
             geo: deps.config.geo,
             compartment,
+            org: r.org_uuid.as_ref(),
             key_account: arn.as_ref().map(|a| a.account()),
         };
         let findings = match policy::analyse(&text, target) {
@@ -420,10 +452,10 @@ async fn on_policy_changed(
         };
         if findings.iter().any(|f| f.severity == PolicySeverity::Error) {
             broken.push(r.workspace_id.to_string());
-        } else if findings.iter().any(|f| {
-            f.severity == PolicySeverity::OverPermissive
-                && !r.accepted_findings.contains(&format!("{:?}", f.code))
-        }) {
+        } else if findings
+            .iter()
+            .any(|f| f.severity == PolicySeverity::OverPermissive && !accepted(r, f.code))
+        {
             loose.push(r.workspace_id.to_string());
         }
         if !findings.is_empty() {
@@ -492,17 +524,50 @@ pub struct SweepFinding {
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
     pub checked: usize,
+    /// Keys Anthropic was asked to validate (validation sweeps only).
+    #[serde(default)]
+    pub validated: usize,
     pub findings: Vec<SweepFinding>,
 }
 
+/// What a sweep checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepKind {
+    /// Key state, pending deletion, rotation, policy, attachment (daily).
+    KeysAndPolicies,
+    /// All of that, plus Anthropic's validate for each attached key: what an
+    /// AWS Organizations resource control policy (invisible in the key
+    /// policy) breaks shows up within one period, not when users notice.
+    /// Each validation leaves four access-denied events in CloudTrail.
+    WithValidation,
+}
+
+/// Whether the record's operator accepted `code` (stored as `EXTRA_ACTIONS`;
+/// records from before that spelling hold `ExtraActions`).
+fn accepted(r: &WorkflowRecord, code: crate::policy::FindingCode) -> bool {
+    let (name, legacy) = (code.name(), format!("{code:?}"));
+    r.accepted_findings.iter().any(|a| *a == name || *a == legacy)
+}
+
 /// Check every attached workspace: key state, pending deletion, rotation,
-/// policy, and that the workspace still names the recorded external key.
-pub async fn sweep(deps: &Deps, alerter: &Alerter) -> Result<SweepReport, CmekError> {
+/// policy (the organization condition included: without it the next
+/// validation fails), and that the workspace still names the recorded
+/// external key; with [`SweepKind::WithValidation`], ask Anthropic to
+/// validate each key too.
+pub async fn sweep(deps: &Deps, alerter: &Alerter, kind: SweepKind) -> Result<SweepReport, CmekError> {
+    use crate::policy::FindingCode;
     let kms = deps.kms()?;
     let admin = deps.admin()?;
     let attached = deps.store.list(Some(Status::Attached)).await?;
+    // Records from before the organization condition do not carry the UUID.
+    let org = if attached.iter().any(|r| r.org_uuid.is_none()) {
+        Some(crate::workflow::organization_of(deps).await?)
+    } else {
+        None
+    };
     let mut report = SweepReport {
         checked: attached.len(),
+        validated: 0,
         findings: Vec::new(),
     };
     for r in &attached {
@@ -536,17 +601,23 @@ pub async fn sweep(deps: &Deps, alerter: &Alerter) -> Result<SweepReport, CmekEr
                         let target = AnalysisTarget {
                             geo: deps.config.geo,
                             compartment,
+                            org: r.org_uuid.as_ref().or(org.as_ref()),
                             key_account: Some(parsed.account()),
                         };
                         match policy::analyse(&text, target) {
                             Err(e) => add("POLICY_BROKEN", e.to_string()),
                             Ok(findings) => {
                                 for f in findings.iter().filter(|f| f.severity == PolicySeverity::Error) {
-                                    add("POLICY_BROKEN", f.message.clone());
+                                    let code = match f.code {
+                                        FindingCode::NoOrgCondition | FindingCode::OrgConditionMismatch => {
+                                            "POLICY_MISSING_ORG_CONDITION"
+                                        }
+                                        _ => "POLICY_BROKEN",
+                                    };
+                                    add(code, f.message.clone());
                                 }
                                 for f in findings.iter().filter(|f| {
-                                    f.severity == PolicySeverity::OverPermissive
-                                        && !r.accepted_findings.contains(&format!("{:?}", f.code))
+                                    f.severity == PolicySeverity::OverPermissive && !accepted(r, f.code)
                                 }) {
                                     add("POLICY_OVER_PERMISSIVE", f.message.clone());
                                 }
@@ -567,6 +638,22 @@ pub async fn sweep(deps: &Deps, alerter: &Alerter) -> Result<SweepReport, CmekEr
                 ),
             ),
             Err(e) => add("WORKSPACE_UNREADABLE", e.to_string()),
+        }
+        if kind == SweepKind::WithValidation
+            && let Some(id) = r.external_key_id.as_deref().and_then(|id| id.parse().ok())
+        {
+            report.validated += 1;
+            match admin.validate_external_key(&id).await {
+                Ok(v) if v.succeeded() => {}
+                Ok(v) => add(
+                    "VALIDATION_FAILING",
+                    format!(
+                        "Anthropic's validation of {id} fails now ({}): live traffic will fail too. Check the key policy and any AWS Organizations resource control policy.",
+                        v.error_text().unwrap_or_else(|| "no reason given".into())
+                    ),
+                ),
+                Err(e) => add("VALIDATION_UNAVAILABLE", e.to_string()),
+            }
         }
         if !codes.is_empty() {
             let finding = SweepFinding {
@@ -601,7 +688,7 @@ pub async fn sweep(deps: &Deps, alerter: &Alerter) -> Result<SweepReport, CmekEr
             key_arn: String::new(),
             workspaces: report.findings.iter().map(|f| f.workspace_id.clone()).collect(),
             message: format!(
-                "The daily sweep found problems with {} of {} attached workspaces.",
+                "The sweep found problems with {} of {} attached workspaces.",
                 report.findings.len(),
                 report.checked
             ),

@@ -197,6 +197,64 @@ impl<'de> Deserialize<'de> for CompartmentId {
     }
 }
 
+/// An organization's id as `GET /v1/organizations/me` answers it and the key
+/// policy's `kms:EncryptionContext:anthropic:org_uuid` condition needs it:
+/// the bare, lowercase, hyphenated UUID. The Console's `org_`-prefixed form,
+/// an uppercase or braced UUID and the all-zeros UUID are refused: the
+/// condition compares strings exactly, so a near miss would make every
+/// validation fail (or, worse, bind the key to nobody's organization).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgUuid(uuid::Uuid);
+
+impl FromStr for OrgUuid {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError::new("organization UUID", s, reason);
+        if s.starts_with("org_") {
+            return Err(err(
+                "is the Console's org_-prefixed form; the key policy needs the bare UUID from GET /v1/organizations/me",
+            ));
+        }
+        if s.len() != 36 {
+            return Err(err("must be a bare hyphenated UUID (36 characters)"));
+        }
+        let id = uuid::Uuid::try_parse(s).map_err(|_| err("must be a bare hyphenated UUID"))?;
+        if id.hyphenated().to_string() != s {
+            return Err(err(
+                "must be the lowercase form (the policy condition compares strings exactly)",
+            ));
+        }
+        if id.is_nil() {
+            return Err(err("is the all-zeros UUID, which names no organization"));
+        }
+        Ok(Self(id))
+    }
+}
+
+impl fmt::Display for OrgUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+impl fmt::Debug for OrgUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgUuid({})", self.0.hyphenated())
+    }
+}
+
+impl Serialize for OrgUuid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrgUuid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The ARN of a single-Region KMS key in the `aws` partition:
 /// `arn:aws:kms:<region>:<account>:key/<uuid>`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -325,6 +383,24 @@ mod tests {
             "",
         ] {
             assert!(bad.parse::<CompartmentId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn org_uuids() {
+        let id: OrgUuid = "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13".parse().unwrap();
+        assert_eq!(id.to_string(), "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13");
+        for (bad, why) in [
+            ("org_6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13", "org_-prefixed"),
+            ("6F1C7A52-3B9E-4D21-8A0F-5C2E9B7D4A13", "lowercase"),
+            ("6f1c7a523b9e4d218a0f5c2e9b7d4a13", "36 characters"),
+            ("6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a1z", "bare hyphenated UUID"),
+            ("00000000-0000-0000-0000-000000000000", "all-zeros"),
+            ("<html>oops</html>", "36 characters"),
+            ("", "36 characters"),
+        ] {
+            let e = bad.parse::<OrgUuid>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
 

@@ -15,7 +15,7 @@ mod register_key;
 mod validate_key;
 
 pub use attach_key::attach_key;
-pub use begin::{BeginOutput, begin};
+pub use begin::{BeginOutput, begin, organization as organization_of};
 pub use create_key::create_key;
 pub use deps::{Clock, Deps, LazyHttp, Needs, http_client};
 pub use diagnose::{Diagnosis, diagnose, diagnose_key};
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CmekError;
-use crate::ids::{CompartmentId, ExternalKeyId, KeyArn};
+use crate::ids::{CompartmentId, ExternalKeyId, KeyArn, OrgUuid};
 use crate::store::{self, AuditEvent, Status, WorkflowRecord};
 
 /// What the key steps return to the state machine (and the demo prints).
@@ -90,6 +90,11 @@ async fn advance(
 fn recorded_compartment(rec: &WorkflowRecord) -> Result<CompartmentId, CmekError> {
     rec.compartment_id
         .ok_or_else(|| CmekError::StateConflict("no compartment recorded: Begin did not complete".into()))
+}
+
+fn recorded_org(rec: &WorkflowRecord) -> Result<OrgUuid, CmekError> {
+    rec.org_uuid
+        .ok_or_else(|| CmekError::StateConflict("no organization recorded: Begin did not complete".into()))
 }
 
 fn recorded_key_arn(rec: &WorkflowRecord) -> Result<KeyArn, CmekError> {

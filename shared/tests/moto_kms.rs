@@ -36,7 +36,8 @@ async fn create_alias_describe_and_policy_round_trip() {
     let ws = workspace();
     let compartment: CompartmentId = COMPARTMENT.parse().unwrap();
     let account: AccountId = "123456789012".parse().unwrap();
-    let built = policy::key_policy(&account, Geo::Us, &[compartment]);
+    let org: cmek::ids::OrgUuid = "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13".parse().unwrap();
+    let built = policy::key_policy(&account, Geo::Us, &org, policy::Scope::Workspaces(&[compartment]));
     let key = kms
         .create_key(&built.to_string(), "Anthropic CMEK", &ws)
         .await
@@ -72,14 +73,21 @@ async fn create_alias_describe_and_policy_round_trip() {
     let target = AnalysisTarget {
         geo: Geo::Us,
         compartment,
+        org: Some(&org),
         key_account: Some(&account),
     };
     assert!(policy::analyse(&stored, target).unwrap().is_empty());
 
     // Add a second workspace and put the merged policy back.
     let other: CompartmentId = "9d1c7a3b-2e4f-4a5b-8c6d-7e8f9a0b1c2d".parse().unwrap();
-    let policy::MergeOutcome::Updated(merged) = policy::add_compartment(&stored, Geo::Us, other).unwrap()
-    else {
+    let merge = policy::Merge {
+        geo: Geo::Us,
+        org: &org,
+        compartment: other,
+        restrict_to_workspaces: true,
+        protected: &[],
+    };
+    let policy::MergeOutcome::Updated { policy: merged, .. } = policy::merge(&stored, &merge).unwrap() else {
         panic!()
     };
     kms.put_policy(&key.key_id, &merged.to_string()).await.unwrap();

@@ -18,8 +18,21 @@ fn target() -> AnalysisTarget<'static> {
     AnalysisTarget {
         geo: Geo::Us,
         compartment: "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f".parse().unwrap(),
+        org: None,
         key_account: None,
     }
+}
+
+fn merge(policy: &str, protected: &[cmek::ids::CompartmentId]) {
+    let org: cmek::ids::OrgUuid = "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13".parse().unwrap();
+    let m = cmek::policy::Merge {
+        geo: Geo::Us,
+        org: &org,
+        compartment: "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f".parse().unwrap(),
+        restrict_to_workspaces: true,
+        protected,
+    };
+    let _ = cmek::policy::merge(policy, &m);
 }
 
 proptest! {
@@ -37,10 +50,10 @@ proptest! {
     fn policy_analysis_and_merge_never_panic(v in json_value(), statements in prop::collection::vec(json_value(), 0..5)) {
         let text = v.to_string();
         let _ = analyse(&text, target());
-        let _ = cmek::policy::add_compartment(&text, Geo::Us, "4f6b2f5e-8a4b-4d3c-9a1e-0b7f3c2d1e0f".parse().unwrap());
+        merge(&text, &[]);
         let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
         let _ = analyse(&policy, target());
-        let _ = cmek::policy::add_compartment(&policy, Geo::Us, cmek::ids::CompartmentId::VALIDATION);
+        merge(&policy, &[cmek::ids::CompartmentId::VALIDATION]);
     }
 
     #[test]
@@ -49,6 +62,7 @@ proptest! {
         let _ = s.parse::<cmek::ids::KeyArn>();
         let _ = s.parse::<cmek::ids::WorkspaceId>();
         let _ = s.parse::<cmek::ids::CompartmentId>();
+        let _ = s.parse::<cmek::ids::OrgUuid>();
         let _ = cmek::policy::glob_match(&s, &s, true);
     }
 }

@@ -52,6 +52,20 @@ pub fn calls(stack: &LocalStack, method: &str, path_suffix: &str) -> usize {
         .count()
 }
 
+/// The demo organization's UUID, as `GET /v1/organizations/me` answers it.
+pub fn org_uuid(stack: &LocalStack) -> cmek::ids::OrgUuid {
+    stack.admin.state()["orgs"]["demo-org"]["uuid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The access-denied events the stand-in's validations left (CloudTrail's view).
+pub fn denied_probes(stack: &LocalStack) -> Vec<Value> {
+    stack.admin.cloudtrail()
+}
+
 pub fn external_keys(stack: &LocalStack) -> Vec<Value> {
     stack.admin.state()["orgs"]["demo-org"]["external_keys"]
         .as_array()
@@ -167,10 +181,12 @@ pub async fn attach_directly(stack: &LocalStack, workspace: &Value) -> (Workspac
     let compartment: cmek::ids::CompartmentId =
         workspace["compartment_id"].as_str().unwrap().parse().unwrap();
     let kms = cmek::kms::KeyManager::new(stack.kms());
+    let org = org_uuid(stack);
     let policy = cmek::policy::key_policy(
         &sandbox::stack::ACCOUNT.parse().unwrap(),
         cmek::geo::Geo::Us,
-        &[compartment],
+        &org,
+        cmek::policy::Scope::Workspaces(&[compartment]),
     );
     let key = kms
         .create_key(&policy.to_string(), "Anthropic CMEK", &ws)
@@ -191,6 +207,7 @@ pub async fn attach_directly(stack: &LocalStack, workspace: &Value) -> (Workspac
     let ev = AuditEvent::new("Setup", "attached", None, Value::Null);
     cmek::store::release(&store, &rec, "setup", Status::Attached, ev, now, |r| {
         r.compartment_id = Some(compartment);
+        r.org_uuid = Some(org);
         r.key_arn = Some(key.arn.clone());
         r.external_key_id = Some(reg.id.clone());
     })

@@ -82,24 +82,67 @@ async fn provision_status_list_doctor_and_policy() {
         "{out}"
     );
 
+    // The policy printed is exactly the one Anthropic documents today
+    // (cmek-facts.md, "Step 1"): written out here, not built by the code under test.
+    let org = "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13";
     let (code, out) = cmekctl(
         &stack,
         &[
             "policy",
             "--account",
             "123456789012",
+            "--org",
+            org,
             "--compartment",
             &compartment,
         ],
     );
-    assert_eq!(code, 0);
+    assert_eq!(code, 0, "{out}");
     let printed: Value = serde_json::from_str(&out).unwrap();
-    let expected = cmek::policy::key_policy(
-        &"123456789012".parse().unwrap(),
-        cmek::geo::Geo::Us,
-        &[compartment.parse().unwrap()],
+    let role = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
+    let golden = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountRootAdmin", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "AllowAnthropicCMEKCrypto", "Effect": "Allow", "Principal": {"AWS": role},
+             "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+             "Condition": {
+                 "StringEquals": {"kms:EncryptionContext:anthropic:org_uuid": [org]},
+                 "StringEqualsIfExists": {"kms:EncryptionContext:anthropic:compartment_uuid": [compartment.as_str(), "00000000-0000-0000-0000-000000000000"]}
+             }},
+            {"Sid": "AllowAnthropicCMEKDescribe", "Effect": "Allow", "Principal": {"AWS": role},
+             "Action": "kms:DescribeKey", "Resource": "*"}
+        ]
+    });
+    assert_eq!(printed, golden);
+    // Organization binding only: the optional compartment condition is
+    // omitted, never the organization condition.
+    let (code, out) = cmekctl(
+        &stack,
+        &["policy", "--account", "123456789012", "--org", org, "--org-only"],
     );
-    assert_eq!(printed, expected);
+    assert_eq!(code, 0, "{out}");
+    let printed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        printed["Statement"][1]["Condition"],
+        serde_json::json!({"StringEquals": {"kms:EncryptionContext:anthropic:org_uuid": [org]}})
+    );
+    // The Console's org_-prefixed form is refused, by name.
+    let (code, out) = cmekctl(
+        &stack,
+        &[
+            "policy",
+            "--account",
+            "123456789012",
+            "--org",
+            &format!("org_{org}"),
+            "--compartment",
+            &compartment,
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("bare UUID"), "{out}");
 
     // Bad input is named and starts nothing.
     let (code, out) = cmekctl(&stack, &["provision", "not-a-workspace"]);
@@ -107,7 +150,15 @@ async fn provision_status_list_doctor_and_policy() {
     assert!(out.contains("wrkspc_"), "{out}");
     let (code, out) = cmekctl(
         &stack,
-        &["policy", "--account", "12", "--compartment", &compartment],
+        &[
+            "policy",
+            "--account",
+            "12",
+            "--org",
+            org,
+            "--compartment",
+            &compartment,
+        ],
     );
     assert_eq!(code, 2, "{out}");
 }

@@ -197,7 +197,8 @@ async fn unmanaged_and_adopted_keys() {
     let policy = cmek::policy::key_policy(
         &sandbox::stack::ACCOUNT.parse().unwrap(),
         cmek::geo::Geo::Us,
-        &[compartment],
+        &org_uuid(&stack),
+        cmek::policy::Scope::Workspaces(&[compartment]),
     );
     let adopted = stack
         .kms()
@@ -250,7 +251,8 @@ async fn a_policy_change_that_drops_the_compartment_names_the_workspace() {
     let broken = cmek::policy::key_policy(
         &sandbox::stack::ACCOUNT.parse().unwrap(),
         cmek::geo::Geo::Us,
-        &[other],
+        &org_uuid(&stack),
+        cmek::policy::Scope::Workspaces(&[other]),
     );
     stack
         .kms()
@@ -304,7 +306,8 @@ async fn the_sweep_reports_exactly_the_broken_workspaces() {
     let broken = cmek::policy::key_policy(
         &sandbox::stack::ACCOUNT.parse().unwrap(),
         cmek::geo::Geo::Us,
-        &[other],
+        &org_uuid(&stack),
+        cmek::policy::Scope::Workspaces(&[other]),
     );
     kms.put_key_policy()
         .key_id(key_id(&attached[42].1))

@@ -110,7 +110,8 @@ async fn a_key_created_before_a_crash_is_reused_not_duplicated() {
     let policy = cmek::policy::key_policy(
         &"123456789012".parse().unwrap(),
         cmek::geo::Geo::Us,
-        &[compartment],
+        &rec.org_uuid.unwrap(),
+        cmek::policy::Scope::Workspaces(&[compartment]),
     );
     let orphan = kms
         .create_key(&policy.to_string(), "Anthropic CMEK", &w.ws)

@@ -41,13 +41,24 @@ async fn happy_path_provisions_a_workspace() {
         .await
         .unwrap();
     let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
-    let compartment: cmek::ids::CompartmentId = w["compartment_id"].as_str().unwrap().parse().unwrap();
-    let expected = cmek::policy::key_policy(
-        &sandbox::stack::ACCOUNT.parse().unwrap(),
-        cmek::geo::Geo::Us,
-        &[compartment],
-    );
+    // Anthropic's current documentation: organization required, the
+    // workspace (and the all-zeros id unattached keys are validated with)
+    // under StringEqualsIfExists. Written out, not built by the code under test.
+    let compartment = w["compartment_id"].as_str().unwrap();
+    let org = org_uuid(&stack).to_string();
+    let role = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
+    let expected = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", sandbox::stack::ACCOUNT)}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "AllowAnthropicCMEKCrypto", "Effect": "Allow", "Principal": {"AWS": role}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:org_uuid": [org]},
+                       "StringEqualsIfExists": {"kms:EncryptionContext:anthropic:compartment_uuid": [compartment, "00000000-0000-0000-0000-000000000000"]}}},
+        {"Sid": "AllowAnthropicCMEKDescribe", "Effect": "Allow", "Principal": {"AWS": role}, "Action": "kms:DescribeKey", "Resource": "*"}
+    ]});
     assert_eq!(policy, expected);
+    assert_eq!(
+        record(&stack, &ws).await.org_uuid.map(|o| o.to_string()),
+        Some(org)
+    );
 
     // Registered once, attached, and the audit trail tells the story.
     let keys = external_keys(&stack);
@@ -74,7 +85,7 @@ async fn happy_path_provisions_a_workspace() {
             "missing {expected} in {outcomes:?}"
         );
     }
-    assert_eq!(keys_for(&stack, &ws).await, vec![key_arn]);
+    assert_eq!(keys_for(&stack, &ws).await, vec![key_arn.clone()]);
     // The admin key appears in no function log, no DynamoDB item, no output.
     let logs = stack.function_logs();
     assert!(logs.contains("key attached"), "the logs were captured");
@@ -95,6 +106,15 @@ async fn happy_path_provisions_a_workspace() {
     assert!(!out.to_string().contains(&stack.admin_key));
     // No attachment the stand-in considers broken for live traffic.
     assert_eq!(stack.admin.state()["attach_warnings"], json!([]));
+    // Anthropic validated twice (ValidateKey, then attach), each time
+    // checking four requests that must be denied: eight access-denied
+    // events on this key, none of them from anything of ours.
+    let denied = denied_probes(&stack);
+    assert_eq!(denied.len(), 8, "{denied:?}");
+    assert!(
+        denied.iter().all(|e| e["resources"][0]["ARN"] == key_arn.as_str()
+            && e["userIdentity"]["accountId"] == "915198916910")
+    );
 
     // Metrics: every step reported its latency, the outcome and validation counted.
     let metrics = emf_metrics(&stack);
@@ -171,14 +191,10 @@ async fn wrong_compartment_in_an_adopted_key_is_diagnosed_and_never_attached() {
     let ws = workspace_id(&workspaces(&stack)[0]);
     // A key whose policy names another workspace's compartment only, managed
     // elsewhere (manageKeyPolicy false), so the workflow must not fix it.
-    let other: cmek::ids::CompartmentId = "9d1c7a3b-2e4f-4a5b-8c6d-7e8f9a0b1c2d".parse().unwrap();
-    let policy = cmek::policy::key_policy(
-        &sandbox::stack::ACCOUNT.parse().unwrap(),
-        cmek::geo::Geo::Us,
-        &[other],
-    )
-    .to_string()
-    .replace("\"00000000-0000-0000-0000-000000000000\",", "");
+    let policy = documented_policy(
+        &org_uuid(&stack).to_string(),
+        &["9d1c7a3b-2e4f-4a5b-8c6d-7e8f9a0b1c2d"],
+    );
     let key = stack.kms().create_key().policy(&policy).send().await.unwrap();
     let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
     let result = stack
@@ -194,7 +210,7 @@ async fn wrong_compartment_in_an_adopted_key_is_diagnosed_and_never_attached() {
     // Refused at CreateKey by the policy analysis, before registering: the
     // error names the mismatch and the fix.
     let err = rec.last_error.clone().unwrap_or_default();
-    assert!(err.contains("ConditionMissesCompartment"), "{err}");
+    assert!(err.contains("CONDITION_MISSES_COMPARTMENT"), "{err}");
     assert!(
         err.contains(&w_compartment(&stack)),
         "fix names the workspace's compartment: {err}"
@@ -222,6 +238,20 @@ async fn wrong_compartment_in_an_adopted_key_is_diagnosed_and_never_attached() {
     assert_eq!(after.policy().unwrap(), policy);
 }
 
+/// Anthropic's documented policy (current contract) for these compartments
+/// only, written out: what a customer managing the key elsewhere would have.
+fn documented_policy(org: &str, compartments: &[&str]) -> String {
+    let role = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", sandbox::stack::ACCOUNT)}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "AllowAnthropicCMEKCrypto", "Effect": "Allow", "Principal": {"AWS": role}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:org_uuid": [org]},
+                       "StringEqualsIfExists": {"kms:EncryptionContext:anthropic:compartment_uuid": compartments}}},
+        {"Sid": "AllowAnthropicCMEKDescribe", "Effect": "Allow", "Principal": {"AWS": role}, "Action": "kms:DescribeKey", "Resource": "*"}
+    ]})
+    .to_string()
+}
+
 fn w_compartment(stack: &sandbox::stack::LocalStack) -> String {
     workspaces(stack)[0]["compartment_id"]
         .as_str()
@@ -235,14 +265,9 @@ async fn validation_that_never_succeeds_goes_to_diagnose() {
     let ws = workspace_id(&workspaces(&stack)[0]);
     // The policy admits the workspace's compartment but not the all-zeros id
     // validation sends; managed elsewhere, so validation keeps failing.
-    let compartment: cmek::ids::CompartmentId = w_compartment(&stack).parse().unwrap();
-    let policy = cmek::policy::key_policy(
-        &sandbox::stack::ACCOUNT.parse().unwrap(),
-        cmek::geo::Geo::Us,
-        &[compartment],
-    )
-    .to_string()
-    .replace("\"00000000-0000-0000-0000-000000000000\",", "");
+    // (The stand-in's default reading: an unattached key is validated with
+    // the all-zeros id; the other reading is covered in contract.rs.)
+    let policy = documented_policy(&org_uuid(&stack).to_string(), &[&w_compartment(&stack)]);
     let key = stack.kms().create_key().policy(&policy).send().await.unwrap();
     let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
     let input = json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false, "acceptFindings": ["CONDITION_MISSES_VALIDATION_ID"]});
@@ -337,9 +362,12 @@ async fn rerunning_a_provisioned_workspace_creates_nothing() {
     );
     assert_eq!(keys_for(&stack, &ws).await, vec![key]);
     assert_eq!(external_keys(&stack).len(), 1);
+    // The organization is read once per cold start of Begin: a warm
+    // instance asks nothing more.
     let new_calls: Vec<String> = stack.admin.requests()[before..]
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
+        .filter(|c| c != "GET /v1/organizations/me")
         .collect();
     assert_eq!(
         new_calls,
@@ -479,10 +507,12 @@ async fn reusing_a_key_for_a_second_workspace_keeps_the_first() {
         .await
         .unwrap();
     let policy = policy.policy().unwrap().to_owned();
+    let org = org_uuid(&stack);
     for w in [&all[0], &all[1]] {
         let target = cmek::policy::AnalysisTarget {
             geo: cmek::geo::Geo::Us,
             compartment: w["compartment_id"].as_str().unwrap().parse().unwrap(),
+            org: Some(&org),
             key_account: None,
         };
         assert_eq!(
@@ -492,6 +522,21 @@ async fn reusing_a_key_for_a_second_workspace_keeps_the_first() {
             w["id"]
         );
     }
+    // The key already protected the first workspace's data: the existing-data
+    // statement lists it, and its traffic is still allowed.
+    let doc: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    let existing = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "AllowAnthropicCMEKDecryptExistingData")
+        .expect("existing-data statement");
+    assert_eq!(
+        existing["Condition"]["StringEquals"]["kms:EncryptionContext:anthropic:compartment_uuid"],
+        json!([all[0]["compartment_id"]])
+    );
+    assert_eq!(stack.admin.live_traffic(w1.as_str()).await, Ok(()));
+    assert_eq!(stack.admin.live_traffic(w2.as_str()).await, Ok(()));
     let r2 = record(&stack, &w2).await;
     assert!(r2.key_adopted);
     assert_eq!(r2.key_arn.as_deref(), Some(arn.as_str()));
@@ -505,15 +550,22 @@ async fn reusing_a_key_for_a_second_workspace_keeps_the_first() {
 async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it() {
     let stack = stack("over-permissive", |_| {}).await;
     let ws = workspace_id(&workspaces(&stack)[0]);
-    // What the console wizard's "Other AWS accounts" field produces.
-    let wizard = json!({"Version": "2012-10-17", "Statement": [
-        {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
-        {"Sid": "Allow use of the key", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::915198916910:root"},
-         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}]});
+    // The documented policy, plus a second role in Anthropic's account that
+    // Anthropic never published: works (validation does not probe that
+    // role), but grants more than documented.
+    let mut doc: serde_json::Value = serde_json::from_str(&documented_policy(
+        &org_uuid(&stack).to_string(),
+        &[&w_compartment(&stack), "00000000-0000-0000-0000-000000000000"],
+    ))
+    .unwrap();
+    doc["Statement"][1]["Principal"]["AWS"] = json!([
+        "arn:aws:iam::915198916910:role/anthropic-cmek-client-us",
+        "arn:aws:iam::915198916910:role/cmek-helper"
+    ]);
     let key = stack
         .kms()
         .create_key()
-        .policy(wizard.to_string())
+        .policy(doc.to_string())
         .send()
         .await
         .unwrap();
@@ -529,13 +581,13 @@ async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it(
     assert_eq!(refused.status, "FAILED");
     let err = record(&stack, &ws).await.last_error.unwrap_or_default();
     assert!(
-        err.contains("AccountWidePrincipal") && err.contains("acceptFindings"),
+        err.contains("UNPUBLISHED_ANTHROPIC_PRINCIPAL") && err.contains("acceptFindings"),
         "{err}"
     );
     assert_eq!(calls(&stack, "POST", "/external_keys"), 0, "not registered");
 
     let input = json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false,
-                       "acceptFindings": ["ACCOUNT_WIDE_PRINCIPAL", "EXTRA_ACTIONS"]});
+                       "acceptFindings": ["UNPUBLISHED_ANTHROPIC_PRINCIPAL"]});
     let accepted = stack.run(&input, TIMEOUT).await.unwrap();
     assert_eq!(accepted.status, "SUCCEEDED", "{accepted:?}");
     let adopted = events(&stack, &ws)
@@ -549,9 +601,11 @@ async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it(
         .iter()
         .map(|f| f["code"].as_str().unwrap())
         .collect();
-    assert!(
-        codes.contains(&"ACCOUNT_WIDE_PRINCIPAL") && codes.contains(&"EXTRA_ACTIONS"),
-        "{codes:?}"
+    assert_eq!(codes, ["UNPUBLISHED_ANTHROPIC_PRINCIPAL"]);
+    assert_eq!(
+        record(&stack, &ws).await.accepted_findings,
+        ["UNPUBLISHED_ANTHROPIC_PRINCIPAL"],
+        "stored in the same spelling as the request's"
     );
     assert!(
         adopted.execution.is_some(),

@@ -68,6 +68,35 @@ pub fn evaluate(policy: &str, req: &KmsRequest<'_>) -> Decision {
     }
 }
 
+/// Whether a grant that lets `principal_arn` encrypt restricts the
+/// compartment (so that a foreign compartment must be denied).
+pub fn encrypt_grant_lists_compartments(policy: &str, principal_arn: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return false;
+    };
+    let statements: Vec<&Value> = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        _ => return false,
+    };
+    statements.into_iter().any(|s| {
+        let allows = s.get("Effect").and_then(Value::as_str) == Some("Allow");
+        let principal = s
+            .get("Principal")
+            .is_some_and(|p| principal_matches(p, principal_arn));
+        let encrypts = strings(s.get("Action"))
+            .iter()
+            .any(|a| wildcard(a, "kms:Encrypt", true));
+        let lists = s.get("Condition").and_then(Value::as_object).is_some_and(|ops| {
+            ops.values().filter_map(Value::as_object).any(|keys| {
+                keys.keys()
+                    .any(|k| k.eq_ignore_ascii_case("kms:EncryptionContext:anthropic:compartment_uuid"))
+            })
+        });
+        allows && principal && encrypts && lists
+    })
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => vec![s.clone()],

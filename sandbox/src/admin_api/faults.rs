@@ -33,6 +33,9 @@ pub struct Faults {
     pub requests_per_minute: Option<u32>,
     /// Faults apply only to paths starting with one of these, if set.
     pub only_paths: Option<Vec<String>>,
+    /// Answer `GET /v1/organizations/me` with this body instead (a garbage
+    /// id, the Console's `org_` form…), to see what the client does with it.
+    pub organization_response: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! `request-id`, pagination, write-once attach, validate's HTTP 200 verdict —
 //! plus faults on demand and an inspection API under `/_sandbox/`.
 
+mod contract;
 mod evaluator;
 mod faults;
 mod state;
@@ -21,11 +22,15 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use contract::{
+    ANTHROPIC_ROLE_US, ASSOCIATED_DATA_VALUE, Contract, ContractConfig, UnattachedValidation,
+    VALIDATION_COMPARTMENT,
+};
 pub use evaluator::{Decision, KmsRequest, evaluate};
 pub use faults::{Faults, Injected};
 use state::{Org, World, random_suffix};
 pub use state::{OrgSeed, WorkspaceRec};
-pub use validate::{ANTHROPIC_ROLE_US, VALIDATION_COMPARTMENT, Validator};
+pub use validate::{Check, Validator};
 
 /// How to start the stand-in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +41,8 @@ pub struct SandboxConfig {
     /// moto's endpoint, for validate's KMS checks.
     pub kms_endpoint: Option<String>,
     pub serving_regions: Vec<String>,
+    /// Which documentation generation to play, and the ambiguous points.
+    pub contract: ContractConfig,
 }
 
 impl Default for SandboxConfig {
@@ -43,6 +50,7 @@ impl Default for SandboxConfig {
         Self {
             orgs: Vec::new(),
             faults: Faults::default(),
+            contract: ContractConfig::default(),
             kms_endpoint: None,
             serving_regions: ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
                 .map(String::from)
@@ -75,6 +83,10 @@ pub struct Shared {
     /// Attachments of keys no validate call had succeeded for (the real API
     /// allows them; this product must never make one).
     unvalidated_attachments: Mutex<Vec<Value>>,
+    /// The access-denied events validation's negative checks left, as
+    /// CloudTrail would record them (four per validation under the current contract).
+    cloudtrail: Mutex<Vec<Value>>,
+    contract: Mutex<ContractConfig>,
     validator: Validator,
 }
 
@@ -106,6 +118,8 @@ impl SandboxApi {
             windows: Mutex::new(HashMap::new()),
             attach_warnings: Mutex::new(Vec::new()),
             unvalidated_attachments: Mutex::new(Vec::new()),
+            cloudtrail: Mutex::new(Vec::new()),
+            contract: Mutex::new(config.contract),
             validator: Validator::new(config.kms_endpoint.clone(), config.serving_regions.clone()),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -127,6 +141,25 @@ impl SandboxApi {
 
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.shared.faults) = faults;
+    }
+
+    pub fn set_contract(&self, contract: ContractConfig) {
+        *lock(&self.shared.contract) = contract;
+    }
+
+    pub fn contract(&self) -> ContractConfig {
+        *lock(&self.shared.contract)
+    }
+
+    /// The access-denied events validation's negative checks left so far.
+    pub fn cloudtrail(&self) -> Vec<Value> {
+        lock(&self.shared.cloudtrail).clone()
+    }
+
+    /// Whether Anthropic's traffic for an attached workspace would be
+    /// allowed by its key's policy now (see [`Validator::live_traffic_allowed`]).
+    pub async fn live_traffic(&self, workspace: &str) -> Result<(), String> {
+        live_traffic(&self.shared, workspace).await
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -201,6 +234,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    if let Some(ws) = path.strip_prefix("/_sandbox/live-traffic/") {
+        let verdict = live_traffic(&shared, ws).await;
+        return axum::Json(json!({"allowed": verdict.is_ok(), "reason": verdict.err()})).into_response();
+    }
     if let Some(rest) = path.strip_prefix("/_sandbox/") {
         return inspect(&shared, &method, rest, &body);
     }
@@ -370,6 +407,17 @@ async fn route(
 ) -> Result<(StatusCode, Value), ApiError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["v1", "organizations", "me"]) => {
+            if let Some(body) = faults.organization_response.clone() {
+                return Ok((StatusCode::OK, body));
+            }
+            let world = lock(&shared.world);
+            let org = &world.orgs[key];
+            Ok((
+                StatusCode::OK,
+                json!({"type": "organization", "id": org.uuid, "name": org.name}),
+            ))
+        }
         (Method::GET, ["v1", "organizations", "workspaces"]) => list_workspaces(shared, key, query),
         (Method::GET, ["v1", "organizations", "workspaces", id]) => {
             let world = lock(&shared.world);
@@ -420,11 +468,13 @@ fn list_workspaces(
     query: &HashMap<String, String>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let limit = parse_limit(query, 20, 1000)?;
-    let include_archived = match query.get("include_archived").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(invalid("include_archived: must be true or false")),
+    let flag = |name: &str| match query.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(invalid(format!("{name}: must be true or false"))),
     };
+    let include_archived = flag("include_archived")?;
+    let include_default = flag("include_default")?;
     if query.contains_key("after_id") && query.contains_key("before_id") {
         return Err(invalid("after_id and before_id cannot both be set"));
     }
@@ -434,6 +484,7 @@ fn list_workspaces(
         .workspaces_in_order()
         .into_iter()
         .filter(|w| include_archived || w.archived_at.is_none())
+        .filter(|w| include_default || !w.is_default)
         .collect();
     let position = |id: &str| all.iter().position(|w| w.id == id);
     let (start, end) = if let Some(after) = query.get("after_id") {
@@ -477,35 +528,102 @@ async fn update_workspace(
             return Err(invalid(format!("{k}: Extra inputs are not permitted")));
         }
     }
+    let contract = *lock(&shared.contract);
+    // First pass, without changing anything: is this an attach, and may it happen?
+    let attach = {
+        let world = lock(&shared.world);
+        let org = world.orgs.get(key).ok_or_else(|| not_found("organization"))?;
+        let ws = org.workspaces.get(id).ok_or_else(|| not_found("workspace"))?;
+        match obj.get("external_key_id") {
+            None => None,
+            Some(v) => {
+                let ekey = v
+                    .as_str()
+                    .ok_or_else(|| invalid("external_key_id: must be a string"))?;
+                let k = org
+                    .keys
+                    .get(ekey)
+                    .ok_or_else(|| invalid(format!("external_key_id: external key {ekey} not found")))?;
+                if ws.archived_at.is_some() {
+                    return Err(invalid("cannot attach an external key to an archived workspace"));
+                }
+                match &ws.external_key_id {
+                    Some(existing) if existing == ekey => None,
+                    Some(_) => {
+                        let status = StatusCode::from_u16(contract.write_once_status)
+                            .unwrap_or(StatusCode::BAD_REQUEST);
+                        let kind = if status == StatusCode::CONFLICT {
+                            "conflict_error"
+                        } else {
+                            "invalid_request_error"
+                        };
+                        return Err(api_error(
+                            status,
+                            kind,
+                            "external_key_id cannot be changed once set: a workspace's external key is permanent",
+                        ));
+                    }
+                    None => Some((k.clone(), ws.compartment_id.clone(), org.uuid.clone())),
+                }
+            }
+        }
+    };
+    // Anthropic validates the key again when it is attached (current
+    // contract): with this workspace's compartment, negative checks included.
+    if let Some((k, compartment, org_uuid)) = &attach
+        && contract.contract == Contract::Current
+    {
+        let verdict = if k.provider != "aws" {
+            Err(format!(
+                "the stand-in validates AWS keys only, not {} keys",
+                k.provider
+            ))
+        } else if k.propagates_at.is_some_and(|t| Instant::now() < t) {
+            Err("AccessDeniedException: kms:Encrypt was denied for the Anthropic role on this key".to_owned())
+        } else {
+            let check = Check {
+                contract: contract.contract,
+                org_uuid: org_uuid.clone(),
+                compartments: vec![Some(compartment.clone())],
+                any_compartment: false,
+            };
+            let outcome = shared.validator.validate(&k.kms_arn, &k.geo, &check).await;
+            lock(&shared.cloudtrail).extend(outcome.denied);
+            outcome.verdict
+        };
+        if let Err(reason) = verdict {
+            return Err(invalid(format!(
+                "external_key_id: the key failed validation and was not attached: {reason}"
+            )));
+        }
+    }
     let (response, check) = {
         let mut world = lock(&shared.world);
         let org: &mut Org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
-        let keys = org.keys.clone();
+        let org_uuid = org.uuid.clone();
         let ws = org.workspaces.get_mut(id).ok_or_else(|| not_found("workspace"))?;
         let mut check = None;
-        if let Some(v) = obj.get("external_key_id") {
-            let ekey = v
-                .as_str()
-                .ok_or_else(|| invalid("external_key_id: must be a string"))?;
-            let k = keys
-                .get(ekey)
-                .ok_or_else(|| invalid(format!("external_key_id: external key {ekey} not found")))?;
-            if ws.archived_at.is_some() {
-                return Err(invalid("cannot attach an external key to an archived workspace"));
-            }
+        if let Some((k, _, _)) = &attach {
             match &ws.external_key_id {
-                Some(existing) if existing == ekey => {}
-                Some(_) => {
+                // Attached by a concurrent request meanwhile: write-once still holds.
+                Some(existing) if existing != &k.id => {
                     return Err(invalid(
                         "external_key_id cannot be changed once set: a workspace's external key is permanent",
                     ));
                 }
+                Some(_) => {}
                 None => {
-                    ws.external_key_id = Some(ekey.to_owned());
-                    check = Some((k.kms_arn.clone(), ws.compartment_id.clone(), ws.id.clone()));
+                    ws.external_key_id = Some(k.id.clone());
+                    ws.attached_under = Some(contract.contract);
+                    check = Some((
+                        k.kms_arn.clone(),
+                        ws.compartment_id.clone(),
+                        ws.id.clone(),
+                        org_uuid,
+                    ));
                     if !k.validated {
                         lock(&shared.unvalidated_attachments)
-                            .push(json!({"workspace": ws.id, "external_key_id": ekey}));
+                            .push(json!({"workspace": ws.id, "external_key_id": k.id}));
                     }
                 }
             }
@@ -521,14 +639,44 @@ async fn update_workspace(
     // After attaching, Anthropic's live traffic uses the workspace's own
     // compartment. Record whether that traffic would be allowed, so tests can
     // see attachments that validation alone would not catch.
-    if let Some((arn, compartment, workspace)) = check {
-        let verdict = shared.validator.live_traffic_allowed(&arn, &compartment).await;
+    if let Some((arn, compartment, workspace, org_uuid)) = check {
+        let verdict = shared
+            .validator
+            .live_traffic_allowed(&arn, &org_uuid, &compartment, Some(contract.contract))
+            .await;
         if let Err(reason) = verdict {
             lock(&shared.attach_warnings)
                 .push(json!({"workspace": workspace, "kms_arn": arn, "reason": reason}));
         }
     }
     Ok((StatusCode::OK, response))
+}
+
+/// The live-traffic check for one attached workspace, now.
+async fn live_traffic(shared: &Shared, workspace: &str) -> Result<(), String> {
+    let (arn, org_uuid, compartment, attached_under) = {
+        let world = lock(&shared.world);
+        let (org, ws) = world
+            .orgs
+            .values()
+            .find_map(|o| o.workspaces.get(workspace).map(|w| (o, w)))
+            .ok_or_else(|| format!("no workspace {workspace}"))?;
+        let ekey = ws
+            .external_key_id
+            .as_deref()
+            .ok_or_else(|| format!("workspace {workspace} is not attached"))?;
+        let k = org.keys.get(ekey).ok_or_else(|| format!("no key {ekey}"))?;
+        (
+            k.kms_arn.clone(),
+            org.uuid.clone(),
+            ws.compartment_id.clone(),
+            ws.attached_under,
+        )
+    };
+    shared
+        .validator
+        .live_traffic_allowed(&arn, &org_uuid, &compartment, attached_under)
+        .await
 }
 
 fn list_keys(
@@ -546,7 +694,7 @@ fn list_keys(
     };
     let world = lock(&shared.world);
     let org = &world.orgs[key];
-    let all = org.keys_in_order();
+    let all = org.keys_newest_first();
     let end = (start + limit).min(all.len());
     let data: Vec<Value> = all
         .get(start..end)
@@ -565,13 +713,11 @@ fn create_key(
     faults: &Faults,
 ) -> Result<(StatusCode, Value), ApiError> {
     let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
-    let display_name = body
-        .get("display_name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("display_name: Field required"))?;
-    if display_name.is_empty() || display_name.len() > 255 {
-        return Err(invalid("display_name: must be 1-255 characters"));
-    }
+    let display_name = match body.get("display_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.as_str()),
+        Some(_) => return Err(invalid("display_name: must be null or 1-255 characters")),
+    };
     let geo = body
         .get("geo")
         .and_then(Value::as_str)
@@ -582,8 +728,12 @@ fn create_key(
     let pc = body
         .get("provider_config")
         .ok_or_else(|| invalid("provider_config: Field required"))?;
+    // The stand-in registers AWS keys (the only kind this project makes);
+    // GCP and Azure keys exist only as seeds.
     if pc.get("type").and_then(Value::as_str) != Some("aws") {
-        return Err(invalid("provider_config.type: must be 'aws'"));
+        return Err(invalid(
+            "provider_config.type: the stand-in accepts 'aws' keys only",
+        ));
     }
     let kms_arn = pc
         .get("kms_arn")
@@ -593,14 +743,8 @@ fn create_key(
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kms" || !parts[5].starts_with("key/") {
         return Err(invalid("provider_config.kms_arn: must be a KMS key ARN"));
     }
+    // Deprecated and ignored (kept only to show it back, as the API does).
     let role_arn = pc.get("role_arn").and_then(Value::as_str).map(str::to_owned);
-    if let Some(r) = &role_arn
-        && r != ANTHROPIC_ROLE_US
-    {
-        return Err(invalid(
-            "provider_config.role_arn: must be Anthropic's published role for the geo",
-        ));
-    }
     let mut world = lock(&shared.world);
     let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
     // Like the real API, create has no idempotency key: a second call makes a
@@ -632,11 +776,11 @@ fn update_key(
             "geo and provider_config cannot be changed while the key is attached",
         ));
     }
-    if let Some(name) = body.get("display_name") {
-        k.display_name = name
-            .as_str()
-            .ok_or_else(|| invalid("display_name: must be a string"))?
-            .to_owned();
+    match body.get("display_name") {
+        None => {}
+        Some(Value::Null) => k.display_name = None,
+        Some(Value::String(name)) => k.display_name = Some(name.clone()),
+        Some(_) => return Err(invalid("display_name: must be a string or null")),
     }
     if let Some(arn) = body.pointer("/provider_config/kms_arn").and_then(Value::as_str) {
         k.kms_arn = arn.to_owned();
@@ -647,19 +791,60 @@ fn update_key(
 }
 
 async fn validate(shared: &Shared, key: &str, id: &str) -> Result<(StatusCode, Value), ApiError> {
-    let (arn, geo, propagates_at) = {
+    let contract = *lock(&shared.contract);
+    let (k, check) = {
         let world = lock(&shared.world);
-        let k = world.orgs[key]
-            .keys
-            .get(id)
-            .ok_or_else(|| not_found("external key"))?;
-        (k.kms_arn.clone(), k.geo.clone(), k.propagates_at)
+        let org = &world.orgs[key];
+        let k = org.keys.get(id).ok_or_else(|| not_found("external key"))?.clone();
+        // An attached key is validated with the compartment of each workspace
+        // it protects; an unattached one as the contract (and its ambiguity) says.
+        let attached: Vec<Option<String>> = org
+            .workspaces_in_order()
+            .into_iter()
+            .filter(|w| w.external_key_id.as_deref() == Some(id))
+            .map(|w| Some(w.compartment_id.clone()))
+            .collect();
+        let (compartments, any_compartment) = if !attached.is_empty() {
+            (attached, false)
+        } else {
+            match contract.contract {
+                Contract::Current => match contract.unattached_validation {
+                    UnattachedValidation::Zeros => (vec![validate::zeros()], false),
+                    UnattachedValidation::OrgOnly => (vec![None], false),
+                },
+                Contract::August2026 => (vec![validate::zeros()], false),
+                // The July documentation validated with the workspace's
+                // compartment: any workspace of the organization will do.
+                Contract::July2026 => (
+                    org.workspaces_in_order()
+                        .iter()
+                        .filter(|w| w.external_key_id.is_none())
+                        .map(|w| Some(w.compartment_id.clone()))
+                        .collect(),
+                    true,
+                ),
+            }
+        };
+        let check = Check {
+            contract: contract.contract,
+            org_uuid: org.uuid.clone(),
+            compartments,
+            any_compartment,
+        };
+        (k, check)
     };
-    let verdict = if propagates_at.is_some_and(|t| Instant::now() < t) {
+    let verdict = if k.provider != "aws" {
+        Err(format!(
+            "the stand-in validates AWS keys only, not {} keys",
+            k.provider
+        ))
+    } else if k.propagates_at.is_some_and(|t| Instant::now() < t) {
         // What a not-yet-propagated key or policy looks like from Anthropic's side.
         Err("AccessDeniedException: kms:Encrypt was denied for the Anthropic role on this key".to_owned())
     } else {
-        shared.validator.validate(&arn, &geo).await
+        let outcome = shared.validator.validate(&k.kms_arn, &k.geo, &check).await;
+        lock(&shared.cloudtrail).extend(outcome.denied);
+        outcome.verdict
     };
     if verdict.is_ok()
         && let Some(k) = lock(&shared.world)
@@ -685,7 +870,12 @@ fn state_json(shared: &Shared) -> Value {
             (
                 o.name.clone(),
                 json!({
-                    "workspaces": o.workspaces_in_order().iter().map(|w| w.to_json()).collect::<Vec<_>>(),
+                    "uuid": o.uuid,
+                    "workspaces": o.workspaces_in_order().iter().map(|w| {
+                        let mut j = w.to_json();
+                        j["is_default"] = json!(w.is_default);
+                        j
+                    }).collect::<Vec<_>>(),
                     "external_keys": o.keys_in_order().iter().map(|k| o.key_json(k)).collect::<Vec<_>>(),
                 }),
             )
@@ -693,6 +883,7 @@ fn state_json(shared: &Shared) -> Value {
         .collect();
     json!({
         "orgs": orgs,
+        "contract": *lock(&shared.contract),
         "attach_warnings": *lock(&shared.attach_warnings),
         "unvalidated_attachments": *lock(&shared.unvalidated_attachments),
     })
@@ -709,6 +900,19 @@ fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
             ok(json!({}))
         }
         (Method::GET, "state") => ok(state_json(shared)),
+        (Method::GET, "cloudtrail") => ok(Value::Array(lock(&shared.cloudtrail).clone())),
+        (Method::DELETE, "cloudtrail") => {
+            lock(&shared.cloudtrail).clear();
+            ok(json!({}))
+        }
+        (Method::GET, "contract") => ok(serde_json::to_value(*lock(&shared.contract)).unwrap_or_default()),
+        (Method::POST, "contract") => match serde_json::from_slice::<ContractConfig>(body) {
+            Ok(c) => {
+                *lock(&shared.contract) = c;
+                ok(serde_json::to_value(c).unwrap_or_default())
+            }
+            Err(e) => bad(format!("bad contract: {e}")),
+        },
         (Method::GET, "faults") => ok(serde_json::to_value(&*lock(&shared.faults)).unwrap_or_default()),
         (Method::POST, "faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) => {

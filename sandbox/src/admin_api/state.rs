@@ -29,6 +29,14 @@ pub struct WorkspaceRec {
     pub display_color: String,
     /// Creation order: lists are ordered by it, as the real API orders by creation.
     pub seq: u64,
+    /// The organization's Default Workspace: listed only with `include_default=true`.
+    #[serde(default)]
+    pub is_default: bool,
+    /// Sandbox-only: the contract in force when the key was attached. Data
+    /// written before the September 2026 contract carries no `org_uuid` in
+    /// its encryption context, so it needs the existing-data statement.
+    #[serde(default)]
+    pub attached_under: Option<super::Contract>,
 }
 
 impl WorkspaceRec {
@@ -49,9 +57,15 @@ impl WorkspaceRec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRec {
     pub id: String,
-    pub display_name: String,
+    /// Nullable, as in the API.
+    pub display_name: Option<String>,
     pub geo: String,
+    /// `aws`, `gcp` or `azure`.
+    pub provider: String,
+    /// The KMS key ARN of an AWS key; empty for other providers.
     pub kms_arn: String,
+    /// The provider configuration as answered, for GCP and Azure keys.
+    pub provider_fields: Value,
     pub role_arn: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -68,6 +82,8 @@ pub struct KeyRec {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Org {
     pub name: String,
+    /// The organization's id (`GET /v1/organizations/me`): a bare UUID.
+    pub uuid: String,
     pub workspaces: BTreeMap<String, WorkspaceRec>,
     pub keys: BTreeMap<String, KeyRec>,
     pub next_seq: u64,
@@ -75,13 +91,18 @@ pub struct Org {
 
 impl Org {
     pub fn key_json(&self, k: &KeyRec) -> Value {
-        let region = k.kms_arn.split(':').nth(3).unwrap_or_default();
+        let provider_config = if k.provider == "aws" {
+            let region = k.kms_arn.split(':').nth(3).unwrap_or_default();
+            json!({"type": "aws", "kms_arn": k.kms_arn, "role_arn": k.role_arn, "region": region})
+        } else {
+            k.provider_fields.clone()
+        };
         json!({
             "type": "external_key",
             "id": k.id,
             "display_name": k.display_name,
             "geo": k.geo,
-            "provider_config": {"type": "aws", "kms_arn": k.kms_arn, "role_arn": k.role_arn, "region": region},
+            "provider_config": provider_config,
             "attachment": {"type": if self.is_attached(&k.id) { "attached" } else { "unattached" }},
             "created_at": k.created_at,
             "updated_at": k.updated_at,
@@ -106,6 +127,7 @@ impl Org {
         external_key_id: Option<String>,
     ) -> WorkspaceRec {
         let seq = self.seq();
+        let attached_under = external_key_id.is_some().then_some(super::Contract::August2026);
         let w = WorkspaceRec {
             id: format!("wrkspc_{}", random_suffix(24)),
             name: name.to_owned(),
@@ -115,6 +137,8 @@ impl Org {
             external_key_id,
             display_color: "#6C5BB9".into(),
             seq,
+            is_default: false,
+            attached_under,
         };
         self.workspaces.insert(w.id.clone(), w.clone());
         w
@@ -122,18 +146,32 @@ impl Org {
 
     pub fn add_key(
         &mut self,
-        display_name: &str,
+        display_name: Option<&str>,
         geo: &str,
         kms_arn: &str,
+        role_arn: Option<String>,
+    ) -> KeyRec {
+        self.add_provider_key(display_name, geo, "aws", kms_arn, Value::Null, role_arn)
+    }
+
+    pub fn add_provider_key(
+        &mut self,
+        display_name: Option<&str>,
+        geo: &str,
+        provider: &str,
+        kms_arn: &str,
+        provider_fields: Value,
         role_arn: Option<String>,
     ) -> KeyRec {
         let seq = self.seq();
         let now = now_rfc3339();
         let k = KeyRec {
             id: format!("ekey_{}", random_suffix(24)),
-            display_name: display_name.to_owned(),
+            display_name: display_name.map(str::to_owned),
             geo: geo.to_owned(),
+            provider: provider.to_owned(),
             kms_arn: kms_arn.to_owned(),
+            provider_fields,
             role_arn,
             created_at: now.clone(),
             updated_at: now,
@@ -151,9 +189,17 @@ impl Org {
         v
     }
 
+    /// Creation order (the inspection API's view).
     pub fn keys_in_order(&self) -> Vec<&KeyRec> {
         let mut v: Vec<&KeyRec> = self.keys.values().collect();
         v.sort_by_key(|k| k.seq);
+        v
+    }
+
+    /// Newest first, as the API lists external keys.
+    pub fn keys_newest_first(&self) -> Vec<&KeyRec> {
+        let mut v = self.keys_in_order();
+        v.reverse();
         v
     }
 }
@@ -173,6 +219,18 @@ pub struct OrgSeed {
     pub attached: usize,
     /// Name prefix of the created workspaces.
     pub name_prefix: Option<String>,
+    /// The organization's UUID (random when not given). Only the first seed
+    /// of an organization sets it.
+    pub org_uuid: Option<String>,
+    /// Create the organization's Default Workspace (hidden from lists
+    /// unless `include_default=true`).
+    pub default_workspace: bool,
+    /// Registered AWS keys with a null display name (unattached).
+    pub unnamed_keys: usize,
+    /// Registered Google Cloud KMS keys.
+    pub gcp_keys: usize,
+    /// Registered Azure Key Vault keys.
+    pub azure_keys: usize,
 }
 
 /// Where an admin key's requests go: organizations by key.
@@ -185,19 +243,43 @@ impl World {
     pub fn seed(&mut self, seed: &OrgSeed) -> Vec<WorkspaceRec> {
         let org = self.orgs.entry(seed.admin_key.clone()).or_insert_with(|| Org {
             name: seed.name.clone(),
+            uuid: seed
+                .org_uuid
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().hyphenated().to_string()),
             ..Org::default()
         });
         let prefix = seed.name_prefix.clone().unwrap_or_else(|| "workspace".into());
         let mut out = Vec::new();
+        if seed.default_workspace && !org.workspaces.values().any(|w| w.is_default) {
+            let mut w = org.add_workspace("Default Workspace", false, None);
+            w.is_default = true;
+            if let Some(stored) = org.workspaces.get_mut(&w.id) {
+                stored.is_default = true;
+            }
+            out.push(w);
+        }
         for i in 0..seed.workspaces {
             out.push(org.add_workspace(&format!("{prefix}-{i:05}"), false, None));
         }
         for i in 0..seed.archived {
             out.push(org.add_workspace(&format!("{prefix}-archived-{i:05}"), true, None));
         }
+        for _ in 0..seed.unnamed_keys {
+            let arn = format!("arn:aws:kms:us-east-2:111122223333:key/{}", uuid::Uuid::new_v4());
+            org.add_key(None, "us", &arn, None);
+        }
+        for i in 0..seed.gcp_keys {
+            let fields = json!({"type": "gcp", "key_name": format!("projects/p/locations/us-central1/keyRings/r/cryptoKeys/k{i}")});
+            org.add_provider_key(Some(&format!("gcp-{i}")), "us", "gcp", "", fields, None);
+        }
+        for i in 0..seed.azure_keys {
+            let fields = json!({"type": "azure", "key_name": format!("k{i}"), "tenant_id": uuid::Uuid::new_v4().to_string(), "vault_uri": "https://vault.vault.azure.net/"});
+            org.add_provider_key(Some(&format!("azure-{i}")), "us", "azure", "", fields, None);
+        }
         for i in 0..seed.attached {
             let key = org.add_key(
-                &format!("pre-existing-{i}"),
+                Some(&format!("pre-existing-{i}")),
                 "us",
                 &format!("arn:aws:kms:us-east-2:111122223333:key/{}", uuid::Uuid::new_v4()),
                 None,

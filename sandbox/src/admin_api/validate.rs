@@ -1,19 +1,45 @@
-//! What Anthropic does when asked to validate a key: look at the key in KMS,
-//! evaluate its policy for Anthropic's role, and run a real encrypt/decrypt
-//! round trip with the encryption context. moto enforces no key policy and
-//! lets a disabled key encrypt, so the state and policy checks are done here.
+//! What Anthropic does when it validates a key (on `validate`, and again on
+//! attach): look at the key in KMS, evaluate its policy for Anthropic's role,
+//! run a real encrypt/decrypt round trip with the encryption context, and —
+//! under the current contract — check that four requests that must be denied
+//! are denied, each leaving an access-denied event in CloudTrail. moto
+//! enforces no key policy and lets a disabled key encrypt, so the state and
+//! policy checks are done here, with the stand-in's own evaluator.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
+use serde_json::{Value, json};
 
-use super::evaluator::{Decision, KmsRequest, evaluate};
+use super::contract::{
+    ANTHROPIC_ROLE_US, ASSOCIATED_DATA_CONTEXT, ASSOCIATED_DATA_VALUE, COMPARTMENT_CONTEXT, Contract,
+    FOREIGN_COMPARTMENT, FOREIGN_ORG, ORG_CONTEXT, VALIDATION_COMPARTMENT,
+};
+use super::evaluator::{Decision, KmsRequest, encrypt_grant_lists_compartments, evaluate};
 
-pub const ANTHROPIC_ROLE_US: &str = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
-/// What validation sends as `anthropic:compartment_uuid` (Anthropic's mid-2026 documentation).
-pub const VALIDATION_COMPARTMENT: &str = "00000000-0000-0000-0000-000000000000";
+/// What one validation is asked to check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub contract: Contract,
+    /// The organization the key belongs to (sent as `anthropic:org_uuid`
+    /// under the current contract).
+    pub org_uuid: String,
+    /// The compartment ids to round-trip with, one validation each; `None`
+    /// sends no compartment key. Several ids: a key attached to several
+    /// workspaces, or the July 2026 contract trying each workspace.
+    pub compartments: Vec<Option<String>>,
+    /// July 2026: passing for any one of `compartments` is enough.
+    pub any_compartment: bool,
+}
+
+/// The result, and the access-denied CloudTrail events its negative checks left.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: Result<(), String>,
+    pub denied: Vec<Value>,
+}
 
 #[derive(Debug)]
 pub struct Validator {
@@ -56,8 +82,20 @@ impl Validator {
         Ok(client)
     }
 
-    /// `Ok(())` for success, `Err(reason)` for a validation failure.
-    pub async fn validate(&self, kms_arn: &str, geo: &str) -> Result<(), String> {
+    /// Validate `kms_arn` as `check` says.
+    pub async fn validate(&self, kms_arn: &str, geo: &str, check: &Check) -> Outcome {
+        let mut denied = Vec::new();
+        let verdict = self.run(kms_arn, geo, check, &mut denied).await;
+        Outcome { verdict, denied }
+    }
+
+    async fn run(
+        &self,
+        kms_arn: &str,
+        geo: &str,
+        check: &Check,
+        denied: &mut Vec<Value>,
+    ) -> Result<(), String> {
         let parts: Vec<&str> = kms_arn.split(':').collect();
         let (Some(region), Some(_account)) = (parts.get(3), parts.get(4)) else {
             return Err(format!("InvalidArnException: {kms_arn} is not a KMS key ARN"));
@@ -93,27 +131,56 @@ impl Validator {
             return Err("InvalidKeyUsageException: the key must be a symmetric ENCRYPT_DECRYPT key".into());
         }
         let policy = key_policy(&kms, kms_arn).await?;
-        let ctx = [("anthropic:compartment_uuid", VALIDATION_COMPARTMENT)];
+        let mut last_err = None;
+        for compartment in &check.compartments {
+            let ctx = context(check, compartment.as_deref(), true);
+            match self.round_trip(&kms, kms_arn, &policy, &ctx).await {
+                Ok(()) if check.any_compartment => return Ok(()),
+                Ok(()) => {}
+                Err(e) if check.any_compartment => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+            if check.contract == Contract::Current {
+                self.negative_checks(kms_arn, &policy, check, compartment.as_deref(), denied)?;
+            }
+        }
+        match last_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// DescribeKey, then Encrypt and Decrypt with the context: allowed by
+    /// the policy, and really performed against KMS.
+    async fn round_trip(
+        &self,
+        kms: &Client,
+        kms_arn: &str,
+        policy: &str,
+        ctx: &[(String, String)],
+    ) -> Result<(), String> {
+        let pairs: Vec<(&str, &str)> = ctx.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         for (action, context) in [
             ("kms:DescribeKey", &[][..]),
-            ("kms:Encrypt", &ctx[..]),
-            ("kms:Decrypt", &ctx[..]),
+            ("kms:Encrypt", &pairs[..]),
+            ("kms:Decrypt", &pairs[..]),
         ] {
             let req = KmsRequest {
                 principal_arn: ANTHROPIC_ROLE_US,
                 action,
                 encryption_context: context,
             };
-            if let Decision::Denied(why) = evaluate(&policy, &req) {
+            if let Decision::Denied(why) = evaluate(policy, &req) {
                 return Err(why);
             }
         }
+        let map: HashMap<String, String> = ctx.iter().cloned().collect();
         let plaintext = uuid::Uuid::new_v4().as_bytes().to_vec();
         let ct = kms
             .encrypt()
             .key_id(kms_arn)
             .plaintext(Blob::new(plaintext.clone()))
-            .encryption_context(ctx[0].0, ctx[0].1)
+            .set_encryption_context(Some(map.clone()))
             .send()
             .await
             .map_err(|e| format!("Encrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
@@ -124,7 +191,7 @@ impl Validator {
         let pt = kms
             .decrypt()
             .ciphertext_blob(blob)
-            .encryption_context(ctx[0].0, ctx[0].1)
+            .set_encryption_context(Some(map))
             .send()
             .await
             .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
@@ -134,25 +201,162 @@ impl Validator {
         Ok(())
     }
 
-    /// Would live traffic for `compartment` be allowed (Anthropic's traffic
-    /// after attachment)? Used to flag attachments that will break.
-    pub async fn live_traffic_allowed(&self, kms_arn: &str, compartment: &str) -> Result<(), String> {
-        let region = kms_arn.split(':').nth(3).unwrap_or_default().to_owned();
-        let kms = self.client(&region).await?;
-        let policy = key_policy(&kms, kms_arn).await?;
-        let ctx = [("anthropic:compartment_uuid", compartment)];
-        for action in ["kms:Encrypt", "kms:Decrypt"] {
+    /// The four requests that must be denied: another organization's UUID, no
+    /// encryption context at all, another workspace's compartment (where the
+    /// policy lists compartments; else a re-encryption), and an action beyond
+    /// Encrypt/Decrypt. Each denial is recorded as KMS would log it.
+    fn negative_checks(
+        &self,
+        kms_arn: &str,
+        policy: &str,
+        check: &Check,
+        compartment: Option<&str>,
+        denied: &mut Vec<Value>,
+    ) -> Result<(), String> {
+        let lists_compartments = encrypt_grant_lists_compartments(policy, ANTHROPIC_ROLE_US);
+        let own = context(check, compartment, true);
+        let foreign_org: Vec<(String, String)> = own
+            .iter()
+            .map(|(k, v)| {
+                if k == ORG_CONTEXT {
+                    (k.clone(), FOREIGN_ORG.to_owned())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+        let mut foreign_compartment = own.clone();
+        foreign_compartment.retain(|(k, _)| k != COMPARTMENT_CONTEXT);
+        foreign_compartment.push((COMPARTMENT_CONTEXT.to_owned(), FOREIGN_COMPARTMENT.to_owned()));
+        let third = if lists_compartments {
+            ("foreign_compartment", "kms:Encrypt", foreign_compartment)
+        } else {
+            ("re_encrypt", "kms:ReEncryptFrom", own.clone())
+        };
+        let probes = [
+            ("foreign_org", "kms:Encrypt", foreign_org),
+            ("no_context", "kms:Encrypt", Vec::new()),
+            third,
+            ("extra_action", "kms:GenerateDataKey", own.clone()),
+        ];
+        for (name, action, ctx) in probes {
+            let pairs: Vec<(&str, &str)> = ctx.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let req = KmsRequest {
                 principal_arn: ANTHROPIC_ROLE_US,
                 action,
-                encryption_context: &ctx,
+                encryption_context: &pairs,
             };
-            if let Decision::Denied(why) = evaluate(&policy, &req) {
-                return Err(why);
+            match evaluate(policy, &req) {
+                Decision::Allowed => {
+                    return Err(match name {
+                        "foreign_org" => format!(
+                            "the key policy lets {action} through with another organization's {ORG_CONTEXT}: the crypto statement must require StringEquals on kms:EncryptionContext:{ORG_CONTEXT} with your organization's UUID"
+                        ),
+                        "no_context" => format!(
+                            "the key policy lets {action} through without any encryption context: the crypto statement must require your organization's {ORG_CONTEXT}"
+                        ),
+                        "foreign_compartment" => format!(
+                            "the key policy lets {action} through for a workspace it does not list: the compartment condition must name only your workspaces"
+                        ),
+                        _ => format!(
+                            "the key policy grants Anthropic's role {action}, beyond kms:Encrypt and kms:Decrypt (an over-permissive grant, such as the console wizard's)"
+                        ),
+                    });
+                }
+                Decision::Denied(reason) => {
+                    denied.push(cloudtrail_event(kms_arn, action, &ctx, name, &reason))
+                }
             }
         }
         Ok(())
     }
+
+    /// Would Anthropic's traffic for an attached workspace be allowed now?
+    /// Live traffic carries the organization (current contract); data
+    /// written before the September 2026 contract is decrypted with the
+    /// compartment alone.
+    pub async fn live_traffic_allowed(
+        &self,
+        kms_arn: &str,
+        org_uuid: &str,
+        compartment: &str,
+        attached_under: Option<Contract>,
+    ) -> Result<(), String> {
+        let region = kms_arn.split(':').nth(3).unwrap_or_default().to_owned();
+        let kms = self.client(&region).await?;
+        let policy = key_policy(&kms, kms_arn).await?;
+        let live = [(ORG_CONTEXT, org_uuid), (COMPARTMENT_CONTEXT, compartment)];
+        let old = [(COMPARTMENT_CONTEXT, compartment)];
+        type Context<'c> = &'c [(&'c str, &'c str)];
+        let mut requests: Vec<(&str, Context<'_>, &str)> = vec![
+            ("kms:Encrypt", &live, "new data"),
+            ("kms:Decrypt", &live, "new data"),
+        ];
+        if attached_under.is_some_and(|c| c != Contract::Current) {
+            requests.push((
+                "kms:Decrypt",
+                &old,
+                "data written before the organization condition",
+            ));
+        }
+        for (action, context, what) in requests {
+            let req = KmsRequest {
+                principal_arn: ANTHROPIC_ROLE_US,
+                action,
+                encryption_context: context,
+            };
+            if let Decision::Denied(why) = evaluate(&policy, &req) {
+                return Err(format!("{what}: {why}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The encryption context a validation sends for `compartment`.
+fn context(check: &Check, compartment: Option<&str>, validation: bool) -> Vec<(String, String)> {
+    let mut ctx = Vec::new();
+    if check.contract == Contract::Current {
+        ctx.push((ORG_CONTEXT.to_owned(), check.org_uuid.clone()));
+        if validation {
+            ctx.push((
+                ASSOCIATED_DATA_CONTEXT.to_owned(),
+                ASSOCIATED_DATA_VALUE.to_owned(),
+            ));
+        }
+    }
+    if let Some(c) = compartment {
+        ctx.push((COMPARTMENT_CONTEXT.to_owned(), c.to_owned()));
+    }
+    ctx
+}
+
+/// The all-zeros id, for callers that build checks.
+pub fn zeros() -> Option<String> {
+    Some(VALIDATION_COMPARTMENT.to_owned())
+}
+
+/// An access-denied event as CloudTrail records Anthropic's denied call.
+fn cloudtrail_event(
+    kms_arn: &str,
+    action: &str,
+    ctx: &[(String, String)],
+    probe: &str,
+    reason: &str,
+) -> Value {
+    let event_name = action.trim_start_matches("kms:");
+    let context: serde_json::Map<String, Value> = ctx.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    json!({
+        "eventSource": "kms.amazonaws.com",
+        "eventName": event_name,
+        "eventTime": super::state::now_rfc3339(),
+        "errorCode": "AccessDenied",
+        "errorMessage": reason,
+        "userIdentity": {"type": "AssumedRole", "accountId": "915198916910", "arn": format!("{ANTHROPIC_ROLE_US}/cmek-validation")},
+        "requestParameters": {"keyId": kms_arn, "encryptionContext": context},
+        "resources": [{"accountId": kms_arn.split(':').nth(4).unwrap_or_default(), "type": "AWS::KMS::Key", "ARN": kms_arn}],
+        "sandboxProbe": probe,
+    })
 }
 
 async fn key_policy(kms: &Client, kms_arn: &str) -> Result<String, String> {

@@ -11,11 +11,13 @@ use super::error::{AdminApiError, ApiFailure};
 use super::secret::AdminKey;
 use super::types::*;
 use crate::geo::Geo;
-use crate::ids::{ExternalKeyId, KeyArn, WorkspaceId};
+use crate::ids::{ExternalKeyId, KeyArn, OrgUuid, WorkspaceId};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 const API_VERSION: &str = "2023-06-01";
-const PAGE_LIMIT: u32 = 100;
+/// The largest page each list allows: external keys 100, workspaces 1,000.
+const KEY_PAGE_LIMIT: u32 = 100;
+const WORKSPACE_PAGE_LIMIT: u32 = 1000;
 /// A guard against a server that keeps saying `has_more` forever.
 const MAX_PAGES: usize = 10_000;
 
@@ -111,7 +113,8 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// A client for one organization. Cheap to clone.
+/// A client for one organization. Cheap to clone (clones share the
+/// organization UUID once read).
 #[derive(Debug, Clone)]
 pub struct AdminApiClient {
     http: reqwest::Client,
@@ -119,6 +122,7 @@ pub struct AdminApiClient {
     key: AdminKey,
     options: ClientOptions,
     retries: crate::metrics::RetryCounter,
+    org: std::sync::Arc<tokio::sync::OnceCell<OrgUuid>>,
 }
 
 /// Whether repeating a request after an unknown outcome could duplicate its effect.
@@ -137,6 +141,9 @@ struct Request<'a> {
     body: Option<Value>,
     timeout: Duration,
     replay: Replay,
+    /// Whether a 409 may be retried. The SDKs retry it (a lock conflict);
+    /// attaching must not: a 409 there may be the write-once refusal.
+    retry_conflict: bool,
 }
 
 /// One failed attempt, with what the response said about retrying it.
@@ -150,7 +157,10 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn retryable(&self, replay: Replay) -> bool {
+    fn retryable(&self, replay: Replay, retry_conflict: bool) -> bool {
+        if !retry_conflict && self.error.status() == Some(409) {
+            return false;
+        }
         if let Some(forced) = self.should_retry_header {
             return forced && (replay == Replay::Safe || self.rejected_unprocessed());
         }
@@ -160,20 +170,22 @@ impl Attempt {
         match replay {
             Replay::OnlyIfRejected => self.rejected_unprocessed(),
             Replay::Safe => match &self.error {
-                // A 429 without retry-after is usually a spend cap: retrying soon will not clear it.
-                AdminApiError::RateLimited { retry_after, .. } => retry_after.is_some(),
+                // As the SDKs do: a 429 is retried with or without retry-after,
+                // a bounded number of times (a spend cap then surfaces as Throttled).
+                AdminApiError::RateLimited { .. } => true,
                 AdminApiError::Transport(_) | AdminApiError::ClientTimeout(_) => true,
                 e => matches!(e.status(), Some(408 | 409 | 500..=599)),
             },
         }
     }
 
+    /// Answers that say the request was not processed, so even a create
+    /// without an idempotency key may be sent again.
     fn rejected_unprocessed(&self) -> bool {
-        match &self.error {
-            AdminApiError::RateLimited { retry_after, .. } => retry_after.is_some(),
-            AdminApiError::Overloaded(_) => true,
-            _ => false,
-        }
+        matches!(
+            self.error,
+            AdminApiError::RateLimited { .. } | AdminApiError::Overloaded(_)
+        )
     }
 }
 
@@ -187,6 +199,7 @@ impl AdminApiClient {
             key,
             options,
             retries: Default::default(),
+            org: Default::default(),
         })
     }
 
@@ -199,6 +212,31 @@ impl AdminApiClient {
         &self.base
     }
 
+    // ---- organization ----
+
+    /// `GET /v1/organizations/me`, as answered.
+    pub async fn get_organization(&self) -> Result<Organization, AdminApiError> {
+        self.call(self.req(Method::GET, "/v1/organizations/me".into()))
+            .await
+    }
+
+    /// The organization's bare UUID (what the key policy's org condition
+    /// needs), read once per client and cached: an organization's id never
+    /// changes. An answer that is not a bare UUID is an error, never a guess.
+    pub async fn organization_uuid(&self) -> Result<OrgUuid, AdminApiError> {
+        self.org
+            .get_or_try_init(|| async {
+                let org = self.get_organization().await?;
+                org.id.parse::<OrgUuid>().map_err(|e| {
+                    AdminApiError::Decode(format!(
+                        "GET /v1/organizations/me answered an id that is not a bare organization UUID: {e}"
+                    ))
+                })
+            })
+            .await
+            .copied()
+    }
+
     // ---- workspaces ----
 
     pub async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace, AdminApiError> {
@@ -206,14 +244,17 @@ impl AdminApiClient {
             .await
     }
 
+    /// One page of the organization's workspaces, the Default Workspace
+    /// included (the API omits it unless asked).
     pub async fn list_workspaces_page(
         &self,
         after_id: Option<&str>,
         include_archived: bool,
     ) -> Result<WorkspacePage, AdminApiError> {
         let mut req = self.req(Method::GET, "/v1/organizations/workspaces".into());
-        req.query.push(("limit", PAGE_LIMIT.to_string()));
+        req.query.push(("limit", WORKSPACE_PAGE_LIMIT.to_string()));
         req.query.push(("include_archived", include_archived.to_string()));
+        req.query.push(("include_default", "true".into()));
         if let Some(after) = after_id {
             req.query.push(("after_id", after.to_owned()));
         }
@@ -255,6 +296,7 @@ impl AdminApiClient {
     ) -> Result<Workspace, AdminApiError> {
         let mut req = self.req(Method::POST, format!("/v1/organizations/workspaces/{workspace}"));
         req.body = Some(json!({"external_key_id": key.as_str()}));
+        req.retry_conflict = false;
         self.call(req).await
     }
 
@@ -270,14 +312,13 @@ impl AdminApiClient {
     ) -> Result<ExternalKey, AdminApiError> {
         let mut req = self.req(Method::POST, "/v1/organizations/external_keys".into());
         req.replay = Replay::OnlyIfRejected;
+        // No role_arn: deprecated and ignored; the role is Anthropic's, per geo.
         let body = CreateExternalKey {
             display_name,
             geo,
-            provider_config: ProviderConfig {
-                kind: "aws".into(),
-                kms_arn: kms_arn.to_string(),
-                role_arn: Some(geo.anthropic_role_arn().to_owned()),
-                region: None,
+            provider_config: CreateAwsProvider {
+                kind: "aws",
+                kms_arn: kms_arn.as_str(),
             },
         };
         req.body = Some(serde_json::to_value(body).map_err(|e| AdminApiError::Decode(e.to_string()))?);
@@ -289,7 +330,7 @@ impl AdminApiClient {
         page: Option<&str>,
     ) -> Result<ExternalKeyPage, AdminApiError> {
         let mut req = self.req(Method::GET, "/v1/organizations/external_keys".into());
-        req.query.push(("limit", PAGE_LIMIT.to_string()));
+        req.query.push(("limit", KEY_PAGE_LIMIT.to_string()));
         if let Some(p) = page {
             req.query.push(("page", p.to_owned()));
         }
@@ -365,6 +406,7 @@ impl AdminApiClient {
             body: None,
             timeout: self.options.timeout,
             replay: Replay::Safe,
+            retry_conflict: true,
         }
     }
 
@@ -375,11 +417,11 @@ impl AdminApiClient {
             .with_max_delay(policy.max_backoff)
             .with_max_times(policy.max_retries)
             .with_jitter();
-        let replay = req.replay;
+        let (replay, retry_conflict) = (req.replay, req.retry_conflict);
         let result = (|| self.attempt::<T>(&req))
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(|a: &Attempt| a.retryable(replay))
+            .when(|a: &Attempt| a.retryable(replay, retry_conflict))
             // A usable retry-after replaces our backoff, but never extends the
             // number of attempts (None means attempts are exhausted).
             .adjust(|a: &Attempt, next| {
@@ -511,21 +553,24 @@ impl AdminApiClient {
     }
 }
 
-/// `retry-after-ms` (milliseconds, may be fractional) wins over `retry-after`
-/// (seconds); an HTTP-date `retry-after` is not used (our backoff applies).
+/// `retry-after-ms` (milliseconds, may be fractional) wins over `retry-after`,
+/// which is seconds or an HTTP date (RFC 9110 §10.2.3); a date in the past
+/// means "now".
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-    };
-    if let Some(ms) = get("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let seconds = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    if let Some(ms) = get("retry-after-ms").and_then(seconds) {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    get("retry-after")
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
+    let value = get("retry-after")?;
+    if let Some(s) = seconds(value) {
+        return Some(Duration::from_secs_f64(s));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 fn without_url(e: &reqwest::Error) -> String {

@@ -257,9 +257,18 @@ async fn retry_after_over_60_seconds_falls_back_to_backoff() {
 }
 
 #[tokio::test]
-async fn rate_limit_without_retry_after_is_not_retried() {
+async fn rate_limit_without_retry_after_is_retried_a_bounded_number_of_times() {
+    // As the SDKs do: retried with the client's own backoff...
     let (server, n) = sequenced(
-        vec![ResponseTemplate::new(429).set_body_json(error_body("rate_limit_error", "spend cap"))],
+        vec![ResponseTemplate::new(429).set_body_json(error_body("rate_limit_error", "busy"))],
+        workspace_json(),
+    )
+    .await;
+    client(&server).get_workspace(&ws()).await.unwrap();
+    assert_eq!(calls(&n), 2);
+    // ...and given up on after max_retries: a spend cap surfaces as an error.
+    let (server, n) = sequenced(
+        vec![ResponseTemplate::new(429).set_body_json(error_body("rate_limit_error", "spend cap")); 10],
         workspace_json(),
     )
     .await;
@@ -271,7 +280,124 @@ async fn rate_limit_without_retry_after_is_not_retried() {
             ..
         }
     ));
+    assert_eq!(calls(&n), 4, "1 attempt + max_retries (3)");
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    // One second ahead (HTTP dates have whole seconds: up to two seconds).
+    let at = std::time::SystemTime::now() + Duration::from_secs(2);
+    let (server, n) = sequenced(
+        vec![
+            ResponseTemplate::new(429)
+                .set_body_json(error_body("rate_limit_error", "later"))
+                .insert_header("retry-after", httpdate::fmt_http_date(at).as_str()),
+        ],
+        workspace_json(),
+    )
+    .await;
+    let started = Instant::now();
+    client(&server).get_workspace(&ws()).await.unwrap();
+    assert_eq!(calls(&n), 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited only {:?}",
+        started.elapsed()
+    );
+    // A date in the past means now; a garbage value falls back to the backoff.
+    for value in ["Wed, 21 Oct 2015 07:28:00 GMT", "soon"] {
+        let (server, n) = sequenced(
+            vec![
+                ResponseTemplate::new(429)
+                    .set_body_json(error_body("rate_limit_error", "later"))
+                    .insert_header("retry-after", value),
+            ],
+            workspace_json(),
+        )
+        .await;
+        let started = Instant::now();
+        client(&server).get_workspace(&ws()).await.unwrap();
+        assert_eq!(calls(&n), 2, "{value}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{value}");
+    }
+}
+
+#[tokio::test]
+async fn a_409_on_attach_is_not_retried() {
+    // The write-once refusal may be answered 409; the caller looks and decides.
+    let (server, n) = sequenced(
+        vec![
+            ResponseTemplate::new(409)
+                .set_body_json(error_body("conflict_error", "external_key_id is write-once"));
+            3
+        ],
+        workspace_json(),
+    )
+    .await;
+    let err = client(&server)
+        .attach_key(&ws(), &"ekey_01XYZ".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminApiError::Conflict(_)), "{err:?}");
     assert_eq!(calls(&n), 1);
+}
+
+#[tokio::test]
+async fn the_organization_uuid_is_read_once_and_must_be_bare() {
+    let (server, n) = sequenced(
+        vec![],
+        json!({"type": "organization", "id": "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13", "name": "Acme", "extra": {"new": true}}),
+    )
+    .await;
+    let c = client(&server);
+    let clone = c.clone();
+    assert_eq!(
+        c.organization_uuid().await.unwrap().to_string(),
+        "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13"
+    );
+    clone.organization_uuid().await.unwrap();
+    assert_eq!(calls(&n), 1, "cached for the client and its clones");
+    for bad in [
+        json!({"id": "org_6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13"}),
+        json!({"id": "6F1C7A52-3B9E-4D21-8A0F-5C2E9B7D4A13"}),
+        json!({"id": "not a uuid"}),
+        json!({"name": "no id"}),
+    ] {
+        let (server, _) = sequenced(vec![], bad.clone()).await;
+        let err = client(&server).organization_uuid().await.unwrap_err();
+        assert!(matches!(err, AdminApiError::Decode(_)), "{bad}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn lists_decode_nullable_names_other_providers_and_unknown_fields() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/organizations/external_keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"id": "ekey_1", "display_name": null, "provider_config": {"type": "aws", "kms_arn": ARN, "role_arn": null}, "brand_new_field": 1},
+            {"id": "ekey_2", "display_name": "g", "provider_config": {"type": "gcp", "key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k"}},
+            {"id": "ekey_3", "display_name": "a", "provider_config": {"type": "azure", "key_name": "k", "tenant_id": "t", "vault_uri": "https://v.vault.azure.net/"}},
+            {"id": "ekey_4", "provider_config": {"type": "hsm-of-the-future", "slot": 3}},
+            {"id": "ekey_5", "provider_config": {"kms_arn": 7}}
+        ], "next_page": null})))
+        .mount(&server)
+        .await;
+    let keys = client(&server).list_external_keys().await.unwrap();
+    let providers: Vec<&str> = keys.iter().map(|k| k.provider()).collect();
+    assert_eq!(providers, ["aws", "gcp", "azure", "other", "other"]);
+    assert_eq!(keys[0].display_name, None);
+    assert_eq!(keys[0].kms_arn(), Some(ARN));
+    assert!(keys[1..].iter().all(|k| k.kms_arn().is_none()));
+    assert_eq!(
+        client(&server)
+            .find_external_key_by_arn(&ARN.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "ekey_1"
+    );
 }
 
 #[tokio::test]
@@ -365,8 +491,11 @@ async fn create_sends_documented_body() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/organizations/external_keys"))
-        .and(body_json(json!({"display_name": "prod key", "geo": "us", "provider_config": {
-            "type": "aws", "kms_arn": ARN, "role_arn": "arn:aws:iam::915198916910:role/anthropic-cmek-client-us"}})))
+        // role_arn is deprecated and ignored by the API: not sent.
+        .and(body_json(
+            json!({"display_name": "prod key", "geo": "us", "provider_config": {
+            "type": "aws", "kms_arn": ARN}}),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(ekey_json()))
         .expect(1)
         .mount(&server)
@@ -401,6 +530,8 @@ async fn lists_every_page_of_workspaces() {
     Mock::given(method("GET"))
         .and(path("/v1/organizations/workspaces"))
         .and(query_param("include_archived", "true"))
+        .and(query_param("include_default", "true"))
+        .and(query_param("limit", "1000"))
         .respond_with(ResponseTemplate::new(200).set_body_json(page(&["wrkspc_1", "wrkspc_2"], true)))
         .expect(1)
         .mount(&server)

@@ -8,7 +8,7 @@ use crate::geo::Geo;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub name: String,
     #[serde(default)]
     pub created_at: Option<String>,
@@ -18,6 +18,10 @@ pub struct Workspace {
     pub compartment_id: Option<String>,
     #[serde(default)]
     pub external_key_id: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Workspace {
@@ -36,17 +40,36 @@ pub struct WorkspacePage {
     pub last_id: Option<String>,
 }
 
+/// Where a registered key lives. An organization's list can hold keys of all
+/// three providers (and, one day, others): every kind decodes, and only AWS
+/// keys can be this project's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub kms_arn: String,
-    /// Deprecated and ignored by later API versions; still sent, as the
-    /// older documentation requires it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ProviderConfig {
+    Aws {
+        #[serde(default)]
+        kms_arn: Option<String>,
+        /// Deprecated and ignored by the API; read, never sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_arn: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+    },
+    Gcp {
+        #[serde(default)]
+        key_name: Option<String>,
+    },
+    Azure {
+        #[serde(default)]
+        key_name: Option<String>,
+        #[serde(default)]
+        tenant_id: Option<String>,
+        #[serde(default)]
+        vault_uri: Option<String>,
+    },
+    /// A provider this client does not know yet.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +81,12 @@ pub struct Attachment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalKey {
     pub id: String,
+    /// Nullable in the API.
     #[serde(default)]
-    pub display_name: String,
+    pub display_name: Option<String>,
     #[serde(default)]
     pub geo: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_provider")]
     pub provider_config: Option<ProviderConfig>,
     #[serde(default)]
     pub attachment: Option<Attachment>,
@@ -72,12 +96,39 @@ pub struct ExternalKey {
     pub updated_at: Option<String>,
 }
 
+/// A provider configuration this client cannot read (a missing `type`, a
+/// field of an unexpected shape) is kept as [`ProviderConfig::Other`]: one odd
+/// key must not make the whole list unreadable, and it is not ours either way.
+fn lenient_provider<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ProviderConfig>, D::Error> {
+    let raw = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(raw.map(|v| serde_json::from_value(v).unwrap_or(ProviderConfig::Other)))
+}
+
 impl ExternalKey {
+    /// The KMS key ARN of an AWS registration; `None` for other providers.
     pub fn kms_arn(&self) -> Option<&str> {
-        self.provider_config.as_ref().map(|p| p.kms_arn.as_str())
+        match &self.provider_config {
+            Some(ProviderConfig::Aws { kms_arn, .. }) => kms_arn.as_deref(),
+            _ => None,
+        }
     }
+
+    /// `aws`, `gcp`, `azure`, or `other`.
+    pub fn provider(&self) -> &'static str {
+        match &self.provider_config {
+            Some(ProviderConfig::Aws { .. }) => "aws",
+            Some(ProviderConfig::Gcp { .. }) => "gcp",
+            Some(ProviderConfig::Azure { .. }) => "azure",
+            Some(ProviderConfig::Other) | None => "other",
+        }
+    }
+
     pub fn is_attached(&self) -> bool {
         self.attachment.as_ref().is_some_and(|a| a.kind == "attached")
+    }
+
+    pub fn display_name_or_empty(&self) -> &str {
+        self.display_name.as_deref().unwrap_or("")
     }
 }
 
@@ -88,11 +139,29 @@ pub struct ExternalKeyPage {
     pub next_page: Option<String>,
 }
 
+/// The body of `POST /v1/organizations/external_keys` for a KMS key.
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateExternalKey<'a> {
     pub display_name: &'a str,
     pub geo: Geo,
-    pub provider_config: ProviderConfig,
+    pub provider_config: CreateAwsProvider<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateAwsProvider<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub kms_arn: &'a str,
+}
+
+/// `GET /v1/organizations/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
 }
 
 /// Validate answers HTTP 200 whatever the verdict: a failure is data.

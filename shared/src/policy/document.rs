@@ -12,6 +12,9 @@ pub enum PolicyError {
     NotJson(String),
     #[error("policy is malformed: {0}")]
     Malformed(String),
+    /// A merge would have taken access away from a workspace the key protects.
+    #[error("refusing to rewrite the key policy: {0}")]
+    WouldDropAccess(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ids::{CompartmentId, WorkspaceId};
+use crate::ids::{CompartmentId, OrgUuid, WorkspaceId};
 
 /// Where a workspace is in the workflow. Progress only moves forward, except
 /// that a new execution resumes a failed one from what was recorded.
@@ -86,6 +86,16 @@ pub struct WorkflowRecord {
     pub lease: Option<Lease>,
     #[serde(default)]
     pub compartment_id: Option<CompartmentId>,
+    /// The organization the key is bound to (`GET /v1/organizations/me`),
+    /// recorded by Begin; absent on records written before the September
+    /// 2026 contract.
+    #[serde(default)]
+    pub org_uuid: Option<OrgUuid>,
+    /// For an adopted key: the compartments of every workspace it is already
+    /// attached to (Admin API and workflow table, read by Begin). Their data
+    /// must stay readable when CreateKey rewrites the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_protects: Vec<CompartmentId>,
     #[serde(default)]
     pub key_arn: Option<String>,
     #[serde(default)]
@@ -131,6 +141,8 @@ impl WorkflowRecord {
             version: 0,
             lease: None,
             compartment_id: None,
+            org_uuid: None,
+            key_protects: Vec::new(),
             key_arn: None,
             key_region: None,
             alias: None,

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use super::create_key::check_findings;
 use super::{
     Deps, StepInput, StepOutput, advance, held, recorded_compartment, recorded_external_key_id,
-    recorded_key_arn,
+    recorded_key_arn, recorded_org,
 };
 use crate::admin_api::AdminApiError;
 use crate::crash_point::crash_point;
@@ -31,14 +31,17 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     let id = recorded_external_key_id(&rec)?;
     let arn = recorded_key_arn(&rec)?;
     let compartment = recorded_compartment(&rec)?;
+    let org = recorded_org(&rec)?;
 
-    // Live traffic uses the workspace's own compartment, which validation
-    // (under the current documentation) does not exercise: check it here.
+    // Live traffic uses the workspace's own compartment, which validation of
+    // an unattached key may not exercise (it may send the all-zeros id):
+    // check it here, before the irreversible call.
     let kms = deps.kms()?;
     let policy_text = kms.get_policy(arn.as_str()).await?;
     let target = AnalysisTarget {
         geo: deps.config.geo,
         compartment,
+        org: Some(&org),
         key_account: Some(arn.account()),
     };
     let findings = policy::analyse(&policy_text, target).map_err(|e| CmekError::KeyPolicyRejected {
@@ -50,11 +53,12 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
 
     // The API keeps external_key_id write-once: attaching our id again is a
     // no-op and another id is refused, so no read is needed before writing.
-    // A refusal is looked into, and the result is always read back.
+    // A refusal (400, or 409 where the API answers that) is never retried
+    // blindly: the workspace is read to see what it is attached to now.
     let admin = deps.admin()?;
     match admin.attach_key(ws, &id).await {
         Ok(_) => {}
-        Err(AdminApiError::InvalidRequest(failure)) => {
+        Err(e @ (AdminApiError::InvalidRequest(_) | AdminApiError::Conflict(_))) => {
             let current = admin.get_workspace(ws).await?;
             match current.external_key_id.as_deref() {
                 Some(existing) if existing == id.as_str() => {}
@@ -64,7 +68,34 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
                         external_key_id: other.to_owned(),
                     });
                 }
-                None => return Err(AdminApiError::InvalidRequest(failure).into()),
+                // Still unattached after a 409: a conflict with a concurrent
+                // change, not a verdict on the key. The state machine retries
+                // (attaching the same id again is safe).
+                None if matches!(e, AdminApiError::Conflict(_)) => return Err(e.into()),
+                // Still unattached after a 400: Anthropic refused the key itself
+                // (attach validates it again). Recorded so Diagnose can name the cause.
+                None => {
+                    let reason = e
+                        .failure()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| e.to_string());
+                    advance(
+                        deps,
+                        &rec,
+                        &input.execution,
+                        rec.status,
+                        "AttachKey",
+                        "attach_refused",
+                        json!({"external_key_id": id, "error": reason}),
+                        |r| r.last_error = Some(reason.clone()),
+                    )
+                    .await?;
+                    return Err(CmekError::AttachRefused {
+                        workspace: ws.to_string(),
+                        external_key_id: id.to_string(),
+                        reason,
+                    });
+                }
             }
         }
         Err(e) => return Err(e.into()),

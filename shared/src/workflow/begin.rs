@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use super::{Deps, ProvisionRequest, StepInput, advance};
 use crate::admin_api::AdminApiError;
 use crate::error::CmekError;
-use crate::ids::CompartmentId;
+use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::store::{self, Status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,13 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             reason: "the key does not exist (or this role cannot see it)".into(),
         });
     }
+    // The organization the key policy binds to. Read once per cold start;
+    // an answer that is not a bare UUID stops here, before anything exists.
+    let org = organization(deps).await?;
+    let key_protects = match &req.key_arn {
+        Some(arn) => protected_compartments(deps, arn).await?,
+        None => Vec::new(),
+    };
 
     let compartment: CompartmentId = workspace
         .compartment_id
@@ -74,6 +81,13 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     {
         return Err(CmekError::StateConflict(format!(
             "workspace {ws} now reports compartment {compartment}, but {rc} was recorded; refusing to continue"
+        )));
+    }
+    if let Some(ro) = rec.org_uuid
+        && ro != org
+    {
+        return Err(CmekError::StateConflict(format!(
+            "the admin key now belongs to organization {org}, but {ro} was recorded for workspace {ws}; refusing to continue"
         )));
     }
 
@@ -125,9 +139,11 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
         } else {
             "workspace_checked"
         },
-        json!({"compartment_id": compartment, "external_key_id": attached_id}),
+        json!({"compartment_id": compartment, "org_uuid": org, "external_key_id": attached_id, "key_protects": key_protects}),
         |r| {
             r.compartment_id = Some(compartment);
+            r.org_uuid = Some(org);
+            r.key_protects = key_protects.clone();
             if already_attached {
                 r.external_key_id = attached_id;
             }
@@ -141,4 +157,54 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
         already_attached,
         status: rec.status,
     })
+}
+
+/// The organization's UUID, or `InvalidOrganization` when the Admin API
+/// answers something that is not one.
+pub async fn organization(deps: &Deps) -> Result<OrgUuid, CmekError> {
+    deps.admin()?.organization_uuid().await.map_err(|e| match e {
+        AdminApiError::Decode(message) => CmekError::InvalidOrganization(message),
+        other => other.into(),
+    })
+}
+
+/// The compartments of every workspace an existing key is attached to: per
+/// the Admin API (every registration of the ARN, every workspace naming one,
+/// archived and Default Workspace included) and per the workflow table. When
+/// CreateKey rewrites the key's policy, these workspaces must keep reading
+/// the data they wrote.
+async fn protected_compartments(deps: &Deps, arn: &KeyArn) -> Result<Vec<CompartmentId>, CmekError> {
+    let admin = deps.admin()?;
+    let registrations: Vec<String> = admin
+        .list_external_keys()
+        .await?
+        .into_iter()
+        .filter(|k| k.kms_arn() == Some(arn.as_str()))
+        .map(|k| k.id)
+        .collect();
+    let mut out: Vec<CompartmentId> = Vec::new();
+    let mut add = |c: CompartmentId| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    if !registrations.is_empty() {
+        for w in admin.list_workspaces(true).await? {
+            if w.external_key_id
+                .as_ref()
+                .is_some_and(|id| registrations.contains(id))
+                && let Some(c) = w.compartment_id.as_deref().and_then(|c| c.parse().ok())
+            {
+                add(c);
+            }
+        }
+    }
+    for r in deps.store.list(Some(Status::Attached)).await? {
+        if r.key_arn.as_deref() == Some(arn.as_str())
+            && let Some(c) = r.compartment_id
+        {
+            add(c);
+        }
+    }
+    Ok(out)
 }

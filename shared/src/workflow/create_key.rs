@@ -1,11 +1,11 @@
 use serde_json::{Value, json};
 
-use super::{Deps, StepInput, StepOutput, advance, held, recorded_compartment};
+use super::{Deps, StepInput, StepOutput, advance, held, recorded_compartment, recorded_org};
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
-use crate::ids::{CompartmentId, KeyArn};
+use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
-use crate::policy::{self, AnalysisTarget, Finding, MergeOutcome, Severity};
+use crate::policy::{self, AnalysisTarget, Finding, Merge, MergeOutcome, Scope, Severity};
 use crate::store::{Status, WorkflowRecord};
 
 const DESCRIPTION: &str = "Anthropic CMEK";
@@ -66,7 +66,17 @@ async fn usable_key(deps: &Deps, kms: &KeyManager, arn: &str) -> Result<KeyInfo,
     Ok(info)
 }
 
-/// Check (and, where allowed, fix) the key policy for this compartment.
+/// Whether this execution's key lists the workspaces that may use it.
+fn restrict_to_workspaces(deps: &Deps, input: &StepInput) -> bool {
+    input
+        .request
+        .restrict_to_workspaces
+        .unwrap_or(deps.config.restrict_to_workspaces)
+}
+
+/// Check (and, where allowed, bring to the current contract) the key policy
+/// for this compartment. The merge never removes anything and refuses a
+/// rewrite that would cut off a workspace the key already protects.
 async fn ensure_policy(
     deps: &Deps,
     kms: &KeyManager,
@@ -76,51 +86,62 @@ async fn ensure_policy(
     compartment: CompartmentId,
 ) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
     let geo = deps.config.geo;
-    let mut current = kms.get_policy(&info.arn).await?;
+    let org: OrgUuid = recorded_org(rec)?;
+    let current = kms.get_policy(&info.arn).await?;
+    let rejected = |summary: String| CmekError::KeyPolicyRejected {
+        key: info.arn.clone(),
+        summary,
+    };
     // Keys created here are always ours to manage; adopted keys only if asked.
     let manage = !rec.key_adopted || input.request.manage_key_policy;
-    let mut rec = rec.clone();
-    if manage {
-        let merged = policy::add_compartment(&current, geo, compartment).map_err(|e| {
-            CmekError::KeyPolicyRejected {
-                key: info.arn.clone(),
-                summary: format!("the current policy cannot be read: {e}"),
-            }
-        })?;
-        if let MergeOutcome::Updated(next) = merged {
-            let text = policy::to_policy_string(&next);
-            kms.put_policy(&info.arn, &text)
-                .await
-                .map_err(|e| CmekError::KeyPolicyRejected {
-                    key: info.arn.clone(),
-                    summary: format!("could not add compartment {compartment} to the key policy: {e}"),
-                })?;
-            let detail = json!({"compartment_id": compartment, "key_arn": info.arn});
-            rec = advance(
-                deps,
-                &rec,
-                &input.execution,
-                rec.status,
-                "CreateKey",
-                "policy_updated",
-                detail,
-                |_| {},
-            )
-            .await?;
-            current = text;
+    let update = if manage {
+        let merge = Merge {
+            geo,
+            org: &org,
+            compartment,
+            restrict_to_workspaces: restrict_to_workspaces(deps, input),
+            protected: &rec.key_protects,
+        };
+        match policy::merge(&current, &merge).map_err(|e| rejected(e.to_string()))? {
+            MergeOutcome::Updated {
+                policy: next,
+                changes,
+            } => Some((policy::to_policy_string(&next), changes)),
+            MergeOutcome::Unchanged => None,
         }
-    }
+    } else {
+        None
+    };
+    // Judge the policy as it would be written, before writing it: a key that
+    // will be refused is left exactly as it was.
     let account = info.parsed_arn().ok().map(|a| a.account().clone());
     let target = AnalysisTarget {
         geo,
         compartment,
+        org: Some(&org),
         key_account: account.as_ref(),
     };
-    let findings = policy::analyse(&current, target).map_err(|e| CmekError::KeyPolicyRejected {
-        key: info.arn.clone(),
-        summary: e.to_string(),
-    })?;
+    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(&current);
+    let findings = policy::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
     check_findings(&info.arn, &findings, &input.request.accept_findings)?;
+    let mut rec = rec.clone();
+    if let Some((text, changes)) = update {
+        kms.put_policy(&info.arn, &text)
+            .await
+            .map_err(|e| rejected(format!("could not write the merged key policy: {e}")))?;
+        let detail = json!({"compartment_id": compartment, "key_arn": info.arn, "changes": changes, "protects": rec.key_protects});
+        rec = advance(
+            deps,
+            &rec,
+            &input.execution,
+            rec.status,
+            "CreateKey",
+            "policy_updated",
+            detail,
+            |_| {},
+        )
+        .await?;
+    }
     Ok((findings, rec))
 }
 
@@ -143,18 +164,15 @@ pub(super) fn check_findings(
     let summary = blocking
         .iter()
         .map(|f| {
-            let hint = if f.severity == Severity::OverPermissive {
+            let hint = if f.code.acceptable() {
                 format!(
                     " (to proceed anyway, pass acceptFindings [\"{}\"])",
-                    serde_json::to_value(f.code)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
+                    f.code.name()
                 )
             } else {
                 String::new()
             };
-            format!("{:?}: {} Fix: {}{hint}", f.code, f.message, f.fix)
+            format!("{}: {} Fix: {}{hint}", f.code.name(), f.message, f.fix)
         })
         .collect::<Vec<_>>()
         .join(" | ");
@@ -192,7 +210,7 @@ async fn adopt(
             r.key_arn = Some(info.arn.clone());
             r.key_region = Some(arn.region().to_string());
             r.key_adopted = true;
-            r.accepted_findings = accepted.iter().map(|f| format!("{:?}", f.code)).collect();
+            r.accepted_findings = accepted.iter().map(|f| f.code.name()).collect();
         },
     )
     .await
@@ -256,7 +274,14 @@ async fn create(
                 .config
                 .require_account_id()
                 .map_err(|e| CmekError::Configuration(e.to_string()))?;
-            let key_policy = policy::key_policy(account, deps.config.geo, &[compartment]);
+            let org = recorded_org(&rec)?;
+            let only = [compartment];
+            let scope = if restrict_to_workspaces(deps, input) {
+                Scope::Workspaces(&only)
+            } else {
+                Scope::Organization
+            };
+            let key_policy = policy::key_policy(account, deps.config.geo, &org, scope);
             // Record the intent first: if this function dies after KMS made
             // the key, the next attempt knows to look for it.
             let rec = advance(

@@ -6,20 +6,27 @@ use serde_json::{Value, json};
 use super::{Deps, StepInput, advance, held, recorded_compartment, recorded_key_arn};
 use crate::error::CmekError;
 use crate::geo::Geo;
-use crate::ids::{CompartmentId, KeyArn};
+use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::kms::KeyManager;
-use crate::policy::{self, AnalysisTarget, Finding, FindingCode, Severity};
+use crate::policy::{
+    self, AnalysisTarget, ContractGeneration, Finding, FindingCode, PolicyDocument, Severity,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {
-    /// One of the documented causes: `ENCRYPTION_CONTEXT_MISMATCH`,
-    /// `IAM_INSTEAD_OF_KEY_POLICY`, `REGION_MISMATCH`, `KEY_NOT_ENABLED`,
-    /// `DENY_STATEMENT`, `OVER_PERMISSIVE_POLICY`, `LIKELY_RCP_OR_PROPAGATION`.
+    /// One of the documented causes: `MISSING_ORG_CONDITION`,
+    /// `ENCRYPTION_CONTEXT_MISMATCH`, `IAM_INSTEAD_OF_KEY_POLICY`,
+    /// `REGION_MISMATCH`, `KEY_NOT_ENABLED`, `DENY_STATEMENT`,
+    /// `OVER_PERMISSIVE_POLICY`, `LIKELY_RCP_OR_PROPAGATION`.
     pub cause: String,
     pub summary: String,
     pub fix: String,
     pub findings: Vec<Finding>,
+    /// Which generation of Anthropic's documented policy the key follows
+    /// (`2026-07`, `2026-08`, `current`), when its policy could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractGeneration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_validation_error: Option<String>,
 }
@@ -35,6 +42,7 @@ pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError>
         deps.config.geo,
         &arn,
         compartment,
+        rec.org_uuid.as_ref(),
         rec.last_error.clone(),
     )
     .await?;
@@ -59,6 +67,7 @@ pub async fn diagnose_key(
     geo: Geo,
     arn: &KeyArn,
     compartment: CompartmentId,
+    org: Option<&OrgUuid>,
     last_validation_error: Option<String>,
 ) -> Result<Diagnosis, CmekError> {
     let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| Diagnosis {
@@ -66,6 +75,7 @@ pub async fn diagnose_key(
         summary,
         fix,
         findings,
+        contract: None,
         last_validation_error: last_validation_error.clone(),
     };
     if !geo.accepts_region(arn.region()) {
@@ -102,30 +112,39 @@ pub async fn diagnose_key(
     let target = AnalysisTarget {
         geo,
         compartment,
+        org,
         key_account: Some(arn.account()),
     };
-    let findings = match policy::analyse(&policy_text, target) {
-        Ok(f) => f,
+    let (findings, contract) = match PolicyDocument::parse(&policy_text) {
+        Ok(doc) => (
+            policy::analyse_document(&doc, target),
+            policy::generation(&doc, geo),
+        ),
         Err(e) => {
             return Ok(make(
                 "IAM_INSTEAD_OF_KEY_POLICY",
                 format!("the key policy cannot be read as an IAM policy: {e}"),
-                "Replace it with the documented three-statement policy (cmekctl policy prints it).".into(),
+                "Replace it with the documented policy (cmekctl policy prints it).".into(),
                 vec![],
             ));
         }
     };
     let has = |codes: &[FindingCode]| findings.iter().find(|f| codes.contains(&f.code)).cloned();
     use FindingCode::*;
+    // The documented causes, most specific first.
     let (cause, first) = if let Some(f) = has(&[NoCryptoGrant, NoDescribeGrant, DescribeUnderCondition]) {
         ("IAM_INSTEAD_OF_KEY_POLICY", f)
-    } else if let Some(f) = has(&[
-        ConditionMissesCompartment,
-        PlaceholderInCondition,
-        ConditionMissesValidationId,
-    ]) {
+    } else if let Some(f) = has(&[NoOrgCondition, OrgConditionMismatch]) {
+        ("MISSING_ORG_CONDITION", f)
+    } else if let Some(f) = has(&[ConditionMissesCompartment, PlaceholderInCondition]) {
         ("ENCRYPTION_CONTEXT_MISMATCH", f)
-    } else if let Some(f) = has(&[DenyBlocksAnthropic, DenyMayBlockAnthropic]) {
+    } else if let Some(f) = has(&[AccountWidePrincipal, ExtraActions]) {
+        ("OVER_PERMISSIVE_POLICY", f)
+    } else if let Some(f) = has(&[DenyBlocksAnthropic]) {
+        ("DENY_STATEMENT", f)
+    } else if let Some(f) = has(&[ConditionMissesValidationId]) {
+        ("ENCRYPTION_CONTEXT_MISMATCH", f)
+    } else if let Some(f) = has(&[DenyMayBlockAnthropic]) {
         ("DENY_STATEMENT", f)
     } else if let Some(f) = findings
         .iter()
@@ -134,12 +153,18 @@ pub async fn diagnose_key(
     {
         ("OVER_PERMISSIVE_POLICY", f)
     } else {
-        return Ok(make(
-            "LIKELY_RCP_OR_PROPAGATION",
-            "the key is enabled, in a served Region, and its policy grants Anthropic's role as documented; the denial comes from outside the key policy".into(),
-            "Check AWS Organizations resource control policies (RCPs) for a Deny on KMS when aws:PrincipalOrgID is not yours, and add an exception for this key or Anthropic's role; if the key or policy changed minutes ago, re-run to let KMS propagate.".into(),
-            findings,
-        ));
+        return Ok(Diagnosis {
+            contract: Some(contract),
+            ..make(
+                "LIKELY_RCP_OR_PROPAGATION",
+                "the key is enabled, in a served Region, and its policy grants Anthropic's role as documented; the denial comes from outside the key policy".into(),
+                "Check AWS Organizations resource control policies (RCPs) for a Deny on KMS when aws:PrincipalOrgID is not yours, and add an exception for this key or Anthropic's role; if the key or policy changed minutes ago, re-run to let KMS propagate.".into(),
+                findings,
+            )
+        });
     };
-    Ok(make(cause, first.message.clone(), first.fix.clone(), findings))
+    Ok(Diagnosis {
+        contract: Some(contract),
+        ..make(cause, first.message.clone(), first.fix.clone(), findings)
+    })
 }

@@ -23,6 +23,12 @@ pub struct ProvisionRequest {
     /// CloudFormation): the workflow then only checks it.
     #[serde(default = "yes")]
     pub manage_key_policy: bool,
+    /// Whether a key created here lists the workspaces that may use it
+    /// (`StringEqualsIfExists` on the compartment, the default) or is bound to
+    /// the organization only (`false`). Overrides the stack's
+    /// `RestrictToWorkspaces`. The organization condition is always written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrict_to_workspaces: Option<bool>,
     /// Over-permissive findings the operator accepts for an adopted key,
     /// e.g. `["ACCOUNT_WIDE_PRINCIPAL", "EXTRA_ACTIONS"]`. Recorded in the audit trail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -94,9 +100,12 @@ impl ProvisionRequest {
                 "acceptFindings applies only to an adopted key (keyArn); keys created here have the documented policy".into(),
             ));
         }
-        if let Some(f) = req.accept_findings.iter().find(|f| !accepted_is_meaningful(**f)) {
+        // Only findings that leave a working key can be accepted: a policy
+        // Anthropic's validation refuses cannot be accepted into working.
+        if let Some(f) = req.accept_findings.iter().find(|f| !f.acceptable()) {
             return Err(CmekError::InvalidInput(format!(
-                "acceptFindings: {f:?} cannot be accepted (only over-permissive findings can; errors must be fixed)"
+                "acceptFindings: {} cannot be accepted (Anthropic's validation refuses such a key; fix the policy instead)",
+                f.name()
             )));
         }
         Ok(req)
@@ -109,29 +118,10 @@ impl ProvisionRequest {
     }
 }
 
-/// Only findings that grant too much can be accepted; a policy that denies
-/// Anthropic cannot be "accepted" into working.
 /// Bidirectional overrides and zero-width characters: legal Unicode, but in a
 /// name shown in Anthropic's console they can make one key look like another.
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
-
-fn accepted_is_meaningful(code: FindingCode) -> bool {
-    use FindingCode::*;
-    matches!(
-        code,
-        AccountWidePrincipal
-            | EveryonePrincipal
-            | UnpublishedAnthropicPrincipal
-            | ExtraActions
-            | NotPrincipalGrant
-            | CryptoGrantWithoutCondition
-            | UnrecognisedCondition
-            | NoRootAdmin
-            | ConditionMissesValidationId
-            | DenyMayBlockAnthropic
-    )
 }
 
 /// serde's messages can quote the offending value; keep them short and printable.
@@ -176,10 +166,11 @@ mod tests {
         let full = json!({
             "workspaceId": "wrkspc_01ABC", "displayName": "prod", "manageKeyPolicy": false,
             "keyArn": "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "acceptFindings": ["ACCOUNT_WIDE_PRINCIPAL"],
+            "acceptFindings": ["EVERYONE_PRINCIPAL"], "restrictToWorkspaces": false,
             "trigger": {"source": "cloudformation", "requestId": "r-1"}
         });
         let r = ProvisionRequest::from_value(&full).unwrap();
+        assert_eq!(r.restrict_to_workspaces, Some(false));
         assert_eq!(r.trigger.unwrap().detail["requestId"], "r-1");
     }
 
@@ -225,10 +216,29 @@ mod tests {
             assert!(err.to_string().contains(needle), "{input}: {err}");
         }
         let arn = "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-        let err = ProvisionRequest::from_value(
-            &json!({"workspaceId": "wrkspc_1", "keyArn": arn, "acceptFindings": ["NO_CRYPTO_GRANT"]}),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("cannot be accepted"), "{err}");
+        // Findings validation refuses cannot be accepted: not a missing
+        // grant, and (since September 2026) not the wizard's account-wide
+        // grant, extra actions or a missing organization condition either.
+        for code in [
+            "NO_CRYPTO_GRANT",
+            "ACCOUNT_WIDE_PRINCIPAL",
+            "EXTRA_ACTIONS",
+            "NO_ORG_CONDITION",
+        ] {
+            let err = ProvisionRequest::from_value(
+                &json!({"workspaceId": "wrkspc_1", "keyArn": arn, "acceptFindings": [code]}),
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("cannot be accepted") && err.to_string().contains(code),
+                "{err}"
+            );
+        }
+        assert!(
+            ProvisionRequest::from_value(
+                &json!({"workspaceId": "wrkspc_1", "keyArn": arn, "acceptFindings": ["UNPUBLISHED_ANTHROPIC_PRINCIPAL"]})
+            )
+            .is_ok()
+        );
     }
 }
