@@ -64,8 +64,9 @@ async fn only_opted_in_unattached_workspaces_are_announced_once() {
         .iter()
         .filter(|r| r.path == "/v1/organizations/workspaces")
         .count();
-    assert_eq!(pages, 26, "2512 workspaces in pages of 100");
+    assert_eq!(pages, 3, "2512 workspaces in pages of 1,000");
     let events = drain(&sqs, &queue).await;
+    assert_eq!(events.len(), expected.len(), "each announced exactly once");
     let announced: BTreeSet<String> = events
         .iter()
         .map(|e| by_id[e["detail"]["workspaceId"].as_str().unwrap()].clone())
@@ -81,6 +82,32 @@ async fn only_opted_in_unattached_workspaces_are_announced_once() {
     assert_eq!(again["discovered"], json!([]));
     assert_eq!(again["known"], 10);
     assert!(drain(&sqs, &queue).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_workspace_is_discovered_when_opted_in() {
+    // The API lists the Default Workspace only with include_default=true;
+    // discovery asks for it, so it can be opted in like any other.
+    let stack = stack("discovery-default", |o| {
+        o.bus_rules = false;
+        o.sandbox.orgs[0].default_workspace = true;
+        o.sandbox.orgs[0].unnamed_keys = 1;
+        o.sandbox.orgs[0].gcp_keys = 1;
+        o.sandbox.orgs[0].azure_keys = 1;
+        o.parameters.insert("AutoProvision".into(), "true".into());
+        o.parameters
+            .insert("AutoProvisionNamePattern".into(), "Default Workspace".into());
+    })
+    .await;
+    let default = workspaces(&stack)
+        .into_iter()
+        .find(|w| w["is_default"] == true)
+        .unwrap();
+    let (err, report) = invoke(&stack, DISCOVER, &scheduled_event()).await;
+    assert_eq!(err, None, "{report}");
+    assert_eq!(report["listed"], 4, "three workspaces and the Default Workspace");
+    assert_eq!(report["discovered"], json!([default["id"]]));
+    assert_eq!(report["notOptedIn"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

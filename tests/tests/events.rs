@@ -72,6 +72,7 @@ fn every_file_in_events_is_covered() {
         "cloudtrail-schedule-key-deletion.json",
         "cloudtrail-disable-key.json",
         "cloudtrail-put-key-policy.json",
+        "cloudtrail-validation-probe.json",
         "scheduled-event.json",
     ];
     for entry in std::fs::read_dir(events_dir()).unwrap() {
@@ -104,6 +105,7 @@ fn cloudtrail_and_schedule_events_have_the_shapes_the_functions_read() {
         "cloudtrail-schedule-key-deletion.json",
         "cloudtrail-disable-key.json",
         "cloudtrail-put-key-policy.json",
+        "cloudtrail-validation-probe.json",
     ] {
         let v = load(name);
         assert_eq!(v["detail-type"], "AWS API Call via CloudTrail", "{name}");
@@ -117,6 +119,14 @@ fn cloudtrail_and_schedule_events_have_the_shapes_the_functions_read() {
         );
         assert!(v["detail"]["eventName"].is_string());
     }
+    // The validation probe matches the documented three-field filter.
+    let probe = &load("cloudtrail-validation-probe.json")["detail"];
+    assert_eq!(
+        probe["requestParameters"]["encryptionContext"]["associatedData"],
+        "Y21lay12YWxpZGF0aW9u"
+    );
+    assert_eq!(probe["userIdentity"]["accountId"], "915198916910");
+    assert_eq!(probe["errorCode"], "AccessDenied");
     assert_eq!(load("scheduled-event.json")["detail-type"], "Scheduled Event");
 }
 

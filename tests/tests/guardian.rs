@@ -322,6 +322,22 @@ async fn the_sweep_reports_exactly_the_broken_workspaces() {
         .send()
         .await
         .unwrap();
+    // A key still on the August 2026 policy (no organization condition):
+    // works today, but Anthropic's next validation of it fails.
+    let w13 = all.iter().find(|w| w["id"] == attached[13].0.as_str()).unwrap();
+    let august = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "AllowAnthropicCMEKCrypto", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::915198916910:role/anthropic-cmek-client-us"},
+         "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:compartment_uuid": ["00000000-0000-0000-0000-000000000000", w13["compartment_id"]]}}},
+        {"Sid": "AllowAnthropicCMEKDescribe", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::915198916910:role/anthropic-cmek-client-us"}, "Action": "kms:DescribeKey", "Resource": "*"}]});
+    kms.put_key_policy()
+        .key_id(key_id(&attached[13].1))
+        .policy_name("default")
+        .policy(august.to_string())
+        .send()
+        .await
+        .unwrap();
 
     let sweep = serde_json::from_str::<Value>(
         &std::fs::read_to_string(sandbox::stack::repo_root().join("events/scheduled-event.json")).unwrap(),
@@ -330,6 +346,7 @@ async fn the_sweep_reports_exactly_the_broken_workspaces() {
     let (err, report) = invoke(&stack, FN, &sweep).await;
     assert_eq!(err, None, "{report}");
     assert_eq!(report["checked"], 100);
+    assert_eq!(report["validated"], 0, "the daily sweep asks Anthropic nothing");
     let found: BTreeSet<(String, String)> = report["findings"]
         .as_array()
         .unwrap()
@@ -345,6 +362,10 @@ async fn the_sweep_reports_exactly_the_broken_workspaces() {
         (disabled.to_string(), "KEY_NOT_ENABLED".to_owned()),
         (attached[42].0.to_string(), "POLICY_BROKEN".to_owned()),
         (attached[99].0.to_string(), "KEY_PENDING_DELETION".to_owned()),
+        (
+            attached[13].0.to_string(),
+            "POLICY_MISSING_ORG_CONDITION".to_owned(),
+        ),
     ]
     .into();
     assert_eq!(found, expected);
@@ -383,4 +404,156 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
         }
     }
     out
+}
+
+/// The guardian rule's pattern, as the template deploys it.
+fn guardian_rule_pattern() -> Value {
+    let t: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(sandbox::stack::repo_root().join("template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let pattern =
+        &t["Resources"]["KeyGuardianFunction"]["Properties"]["Events"]["KmsChanges"]["Properties"]["Pattern"];
+    serde_json::to_value(pattern).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_probes_are_not_the_guardians_business() {
+    let stack = stack("guardian-probes", |o| o.bus_rules = false).await;
+    // A real provisioning: Anthropic's validations leave their access-denied events.
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let r = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(r.status, "SUCCEEDED", "{r:?}");
+    let probes = denied_probes(&stack);
+    assert_eq!(probes.len(), 8);
+    let trail_before = events(&stack, &ws).await.len();
+    let (sqs, queue) = capture(&stack, json!({"detail-type": ["CMEK Key Alert"]})).await;
+    // The template's rule, on the default bus where CloudTrail's events
+    // arrive, delivering to a queue: moto applies the pattern for real
+    // (its TestEventPattern answers nothing at all, so it cannot be the oracle).
+    let eb = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    let rule_sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let rule_queue = rule_sqs
+        .create_queue()
+        .queue_name("guardian-rule")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    eb.put_rule()
+        .name("guardian-rule")
+        .event_pattern(guardian_rule_pattern().to_string())
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("guardian-rule")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn("arn:aws:sqs:us-east-2:123456789012:guardian-rule")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = |event: &Value| {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source(event["source"].as_str().unwrap())
+            .detail_type(event["detail-type"].as_str().unwrap())
+            .detail(event["detail"].to_string())
+            .build();
+        let eb = eb.clone();
+        async move {
+            let out = eb.put_events().entries(entry).send().await.unwrap();
+            assert_eq!(out.failed_entry_count(), 0);
+        }
+    };
+    for probe in &probes {
+        // As CloudTrail hands it to EventBridge.
+        let event = json!({"version": "0", "id": "probe", "detail-type": "AWS API Call via CloudTrail", "source": "aws.kms",
+                           "account": "123456789012", "time": "2026-11-28T10:00:00Z", "region": "us-east-2",
+                           "resources": [], "detail": probe});
+        put(&event).await;
+        // Had it reached the guardian anyway, the guardian ignores it.
+        let (err, out) = invoke(&stack, FN, &event).await;
+        assert_eq!(err, None, "{out}");
+        assert_eq!(out["ignored"], true, "{out}");
+    }
+    // Positive control: the rule does deliver a change it watches.
+    let change = cloudtrail(
+        "cloudtrail-put-key-policy.json",
+        &record(&stack, &ws).await.key_arn.unwrap(),
+    );
+    put(&change).await;
+    let delivered: Vec<String> = drain(&rule_sqs, &rule_queue)
+        .await
+        .iter()
+        .map(|e| e["detail"]["eventName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        delivered,
+        ["PutKeyPolicy"],
+        "only the watched change passes the rule"
+    );
+    assert_eq!(events(&stack, &ws).await.len(), trail_before, "nothing recorded");
+    assert!(drain(&sqs, &queue).await.is_empty(), "no alert");
+    // And the template's rule lists exactly the events the guardian handles.
+    let names: Vec<String> =
+        serde_json::from_value(guardian_rule_pattern()["detail"]["eventName"].clone()).unwrap();
+    assert_eq!(names, cmek::guardian::WATCHED_EVENTS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_validation_sweep_finds_what_only_anthropic_can_see() {
+    let stack = stack("guardian-validation-sweep", |o| o.bus_rules = false).await;
+    let all = workspaces(&stack);
+    let mut attached = Vec::new();
+    for w in &all {
+        attached.push(attach_directly(&stack, w).await);
+    }
+    // An organization guard on one key (as an AWS Organizations resource
+    // control policy would add): the key policy still names Anthropic's role,
+    // so the daily sweep can only call it a risk; Anthropic is denied.
+    let (broken_ws, broken_arn) = &attached[1];
+    let kms = cmek::kms::KeyManager::new(stack.kms());
+    let mut policy: Value = serde_json::from_str(&kms.get_policy(broken_arn).await.unwrap()).unwrap();
+    policy["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "DenyOutsideOrg", "Effect": "Deny", "Principal": "*", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+        "Condition": {"StringNotEquals": {"aws:PrincipalOrgID": "o-abc123"}}}));
+    kms.put_policy(broken_arn, &policy.to_string()).await.unwrap();
+
+    let daily = cloudtrail_free_sweep(&stack, false).await;
+    assert_eq!(daily["findings"], json!([]), "{daily}");
+    let weekly = cloudtrail_free_sweep(&stack, true).await;
+    assert_eq!(weekly["validated"], all.len(), "{weekly}");
+    let findings = weekly["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{weekly}");
+    assert_eq!(findings[0]["workspaceId"], broken_ws.as_str());
+    assert_eq!(findings[0]["codes"], json!(["VALIDATION_FAILING"]));
+    assert!(
+        findings[0]["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("explicitly denied")
+    );
+}
+
+/// One sweep, daily (the schedule's event) or with validation (its input).
+async fn cloudtrail_free_sweep(stack: &LocalStack, validate: bool) -> Value {
+    let event = if validate {
+        json!({"sweep": cmek::guardian::VALIDATION_SWEEP_INPUT})
+    } else {
+        serde_json::from_str(
+            &std::fs::read_to_string(sandbox::stack::repo_root().join("events/scheduled-event.json"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (err, report) = invoke(stack, FN, &event).await;
+    assert_eq!(err, None, "{report}");
+    report
 }

@@ -252,3 +252,146 @@ async fn a_create_whose_state_machine_is_unreachable_is_answered_failed_at_once(
         "{resp}"
     );
 }
+
+/// Begin..Validate for `execution`, leaving the record VALIDATED by it.
+async fn validated(w: &World, execution: &str) {
+    workflow::begin(&w.deps, step(&w.ws, execution)).await.unwrap();
+    workflow::create_key(&w.deps, step(&w.ws, execution))
+        .await
+        .unwrap();
+    workflow::register_key(&w.deps, step(&w.ws, execution))
+        .await
+        .unwrap();
+    workflow::validate_key(&w.deps, step(&w.ws, execution))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_organization_endpoint_that_fails_leaves_nothing_behind() {
+    let w = world().await;
+    // Every read of the organization fails (retried in-process, then given up).
+    w.api.set_faults(sandbox::admin_api::Faults {
+        rate_500: 1.0,
+        only_paths: Some(vec!["/v1/organizations/me".into()]),
+        ..Default::default()
+    });
+    let err = workflow::begin(&w.deps, step(&w.ws, "exec-1")).await.unwrap_err();
+    assert_eq!(err.error_type(), "AdminApiUnavailable", "{err}");
+    assert!(err.to_string().contains("500"), "{err}");
+    assert!(w.deps.store.load(&w.ws).await.unwrap().is_none(), "no record");
+    assert!(w.deps.store.list(None).await.unwrap().is_empty());
+    // Garbage instead of an id: named, and still nothing written.
+    w.api.set_faults(sandbox::admin_api::Faults {
+        organization_response: Some(json!({"id": "org_01HXYZ", "type": "organization"})),
+        ..Default::default()
+    });
+    let err = workflow::begin(&w.deps, step(&w.ws, "exec-1")).await.unwrap_err();
+    assert_eq!(err.error_type(), "InvalidOrganization", "{err}");
+    assert!(err.to_string().contains("org_-prefixed"), "{err}");
+    assert!(w.deps.store.load(&w.ws).await.unwrap().is_none(), "no record");
+}
+
+#[tokio::test]
+async fn attach_refused_by_anthropic_is_named_recorded_and_nothing_is_attached() {
+    let w = world().await;
+    validated(&w, "exec-1").await;
+    // After validation, someone adds an organization guard that denies every
+    // principal outside their AWS organization (as a resource control policy
+    // would). Our analysis can only say it *may* block Anthropic (a warning);
+    // Anthropic's check at attach time finds it does.
+    let rec = w.deps.store.load(&w.ws).await.unwrap().unwrap();
+    let arn = rec.key_arn.clone().unwrap();
+    let kms = w.deps.kms().unwrap();
+    let mut policy: Value = serde_json::from_str(&kms.get_policy(&arn).await.unwrap()).unwrap();
+    policy["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "DenyOutsideOrg", "Effect": "Deny", "Principal": "*", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+        "Condition": {"StringNotEquals": {"aws:PrincipalOrgID": "o-abc123"},
+                      "ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::123456789012:*"}}}));
+    kms.put_policy(&arn, &policy.to_string()).await.unwrap();
+    let err = workflow::attach_key(&w.deps, step(&w.ws, "exec-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "AttachRefused", "{err}");
+    assert!(err.to_string().contains("explicitly denied"), "{err}");
+    let rec = w.deps.store.load(&w.ws).await.unwrap().unwrap();
+    assert_eq!(
+        rec.status,
+        Status::Validated,
+        "not attached, not failed yet (Diagnose and Finish decide)"
+    );
+    assert!(rec.last_error.unwrap_or_default().contains("explicitly denied"));
+    assert!(
+        w.deps
+            .admin()
+            .unwrap()
+            .get_workspace(&w.ws)
+            .await
+            .unwrap()
+            .external_key_id
+            .is_none(),
+        "nothing attached"
+    );
+    // Diagnose names it (the Deny statement), from what attach recorded.
+    let d = workflow::diagnose(&w.deps, step(&w.ws, "exec-1")).await.unwrap();
+    assert_eq!(d.cause, "DENY_STATEMENT", "{d:?}");
+    assert!(
+        d.last_validation_error
+            .unwrap_or_default()
+            .contains("explicitly denied")
+    );
+}
+
+#[tokio::test]
+async fn a_write_once_refusal_is_looked_into_not_retried_whatever_its_status() {
+    for status in [400, 409] {
+        let w = world().await;
+        w.api.set_contract(sandbox::admin_api::ContractConfig {
+            write_once_status: status,
+            ..Default::default()
+        });
+        validated(&w, "exec-1").await;
+        // Someone else attaches another key to the workspace between our
+        // validation and our attach.
+        let admin = w.deps.admin().unwrap();
+        let rec = w.deps.store.load(&w.ws).await.unwrap().unwrap();
+        let theirs = admin
+            .create_external_key(
+                "theirs",
+                cmek::geo::Geo::Us,
+                &rec.key_arn.clone().unwrap().parse().unwrap(),
+            )
+            .await
+            .unwrap();
+        admin
+            .attach_key(&w.ws, &theirs.id.parse().unwrap())
+            .await
+            .unwrap();
+        let before = w.api.requests().len();
+        let err = workflow::attach_key(&w.deps, step(&w.ws, "exec-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "WorkspaceAlreadyAttached", "{status}: {err}");
+        assert!(err.to_string().contains(&theirs.id), "{err}");
+        let attaches: Vec<u16> = w.api.requests()[before..]
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with(w.ws.as_str()))
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(
+            attaches,
+            vec![status],
+            "one attempt, answered {status}, not retried"
+        );
+        assert_eq!(
+            admin
+                .get_workspace(&w.ws)
+                .await
+                .unwrap()
+                .external_key_id
+                .as_deref(),
+            Some(theirs.id.as_str()),
+            "their attachment stands"
+        );
+    }
+}

@@ -412,3 +412,33 @@ fn every_wildcard_resource_says_why() {
     }
     assert!(wildcards >= 1, "the check found the wildcards");
 }
+
+#[test]
+fn the_validation_sweep_schedule_sends_what_the_guardian_reads() {
+    let t = template();
+    let sweep =
+        &t["Resources"]["KeyGuardianFunction"]["Properties"]["Events"]["ValidationSweep"]["Properties"];
+    let input: serde_json::Value = serde_json::from_str(sweep["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(input["sweep"], cmek::guardian::VALIDATION_SWEEP_INPUT);
+    // "off" disables the schedule rather than leaving a rule that never fires.
+    assert!(
+        tag_arg(&sweep["State"]).is_some_and(|(tag, _)| tag == "!If"),
+        "{:?}",
+        sweep["State"]
+    );
+}
+
+#[test]
+fn the_workspace_restriction_reaches_every_function() {
+    let t = template();
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    let (tag, arg) = tag_arg(&vars[cmek::config::RESTRICT_TO_WORKSPACES]).unwrap();
+    assert_eq!(
+        (tag.as_str(), arg.as_str()),
+        ("!Ref", Some("RestrictToWorkspaces"))
+    );
+    assert_eq!(
+        t["Parameters"]["RestrictToWorkspaces"]["Default"].as_str(),
+        Some("true")
+    );
+}

@@ -233,9 +233,15 @@ impl Validator {
         } else {
             ("re_encrypt", "kms:ReEncryptFrom", own.clone())
         };
+        // "No context" means none of Anthropic's keys; associatedData stays,
+        // so that every probe matches the documented CloudTrail filter.
+        let no_context = vec![(
+            ASSOCIATED_DATA_CONTEXT.to_owned(),
+            ASSOCIATED_DATA_VALUE.to_owned(),
+        )];
         let probes = [
             ("foreign_org", "kms:Encrypt", foreign_org),
-            ("no_context", "kms:Encrypt", Vec::new()),
+            ("no_context", "kms:Encrypt", no_context),
             third,
             ("extra_action", "kms:GenerateDataKey", own.clone()),
         ];

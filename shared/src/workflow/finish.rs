@@ -144,7 +144,13 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 // does not exist leaves no trace, as bad input does not.
                 let refused_before_claim = matches!(
                     error.as_deref(),
-                    Some("WorkspaceNotFound" | "WorkspaceArchived" | "KeyNotUsable" | "AdminApiRejected")
+                    Some(
+                        "WorkspaceNotFound"
+                            | "WorkspaceArchived"
+                            | "KeyNotUsable"
+                            | "AdminApiRejected"
+                            | "InvalidOrganization"
+                    )
                 );
                 if refused_before_claim && other.is_none() {
                     return publish_and_return(deps, &execution, out).await;
