@@ -397,3 +397,59 @@ async fn an_organization_endpoint_answering_garbage_creates_nothing_anywhere() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attach_anthropic_refuses_goes_to_diagnose_and_attaches_nothing() {
+    let stack = stack("contract-attach-refused", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    // Anthropic's own check at attach time refuses the key (scripted: the
+    // stand-in's real check passes for a key this workflow made).
+    stack.admin.set_faults(Faults {
+        scripted: vec![sandbox::admin_api::Scripted {
+            method: "POST".into(),
+            path_suffix: format!("/workspaces/{ws}"),
+            status: 400,
+            times: 1,
+            after_effect: false,
+            message: Some(
+                "external_key_id: the key failed validation and was not attached: AccessDeniedException (scripted)".into(),
+            ),
+        }],
+        ..Faults::default()
+    });
+    let result = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(result.status, "FAILED", "{result:?}");
+    let states = stack.states_entered(&result.arn).await.unwrap();
+    let tail: Vec<&str> = states
+        .iter()
+        .map(String::as_str)
+        .skip_while(|s| *s != "AttachKey")
+        .collect();
+    assert_eq!(&tail[..3], ["AttachKey", "Diagnose", "Finish"], "{states:?}");
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Failed);
+    assert!(
+        rec.last_error
+            .unwrap_or_default()
+            .contains("failed validation and was not attached")
+    );
+    assert!(rec.diagnosis.is_some(), "Diagnose recorded its finding");
+    assert!(
+        stack
+            .admin_client()
+            .get_workspace(&ws)
+            .await
+            .unwrap()
+            .external_key_id
+            .is_none(),
+        "nothing attached"
+    );
+    // Exactly one attach was sent: a refusal is not retried.
+    let attaches = stack
+        .admin
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(ws.as_str()))
+        .count();
+    assert_eq!(attaches, 1);
+}

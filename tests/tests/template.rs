@@ -442,3 +442,47 @@ fn the_workspace_restriction_reaches_every_function() {
         Some("true")
     );
 }
+
+fn readme() -> String {
+    std::fs::read_to_string(root().join("README.md")).unwrap()
+}
+
+#[test]
+fn the_readme_lists_exactly_the_environment_variables_the_template_sets() {
+    let t = template();
+    let mut set = BTreeSet::new();
+    let mut add = |vars: &Value| {
+        for k in vars.as_mapping().into_iter().flat_map(|m| m.keys()) {
+            set.insert(k.as_str().unwrap().to_owned());
+        }
+    };
+    add(&t["Globals"]["Function"]["Environment"]["Variables"]);
+    for (_, f) in functions(&t) {
+        add(&f["Properties"]["Environment"]["Variables"]);
+    }
+    let text = readme();
+    let start = text.find("The functions read their configuration").unwrap();
+    let end = start + text[start..].find("naming it.").unwrap();
+    let listed: BTreeSet<String> = text[start..end]
+        .split('`')
+        .filter(|w| w.starts_with("CMEK_"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(listed, set, "README's list vs template.yaml");
+}
+
+#[test]
+fn the_readme_states_the_worst_case_of_validation_probes_for_the_default_schedule() {
+    let t = template();
+    let retries: u64 = t["Parameters"]["ValidationMaxAttempts"]["Default"]
+        .as_u64()
+        .unwrap();
+    // Four access-denied events per validation: the first call, each retry, and the attach.
+    let worst = 4 * (1 + retries + 1);
+    let text = readme();
+    assert!(
+        text.contains(&format!("Worst case with the default schedule: {worst}")),
+        "README must state {worst}"
+    );
+    assert!(text.contains(&format!("`ValidationMaxAttempts` = {retries} retries")));
+}

@@ -36,6 +36,61 @@ pub struct Faults {
     /// Answer `GET /v1/organizations/me` with this body instead (a garbage
     /// id, the Console's `org_` form…), to see what the client does with it.
     pub organization_response: Option<serde_json::Value>,
+    /// Deterministic faults: the next `times` requests matching each answer
+    /// its `status`, in order, before any random draw.
+    pub scripted: Vec<Scripted>,
+}
+
+/// "The next `times` requests of `method` to a path ending in `path_suffix`
+/// answer `status`" — before the request takes effect, or after it
+/// (`after_effect`: the caller cannot know it worked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scripted {
+    pub method: String,
+    pub path_suffix: String,
+    pub status: u16,
+    #[serde(default = "one")]
+    pub times: u32,
+    #[serde(default)]
+    pub after_effect: bool,
+    /// The error message (a default per status otherwise).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Scripted {
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.times > 0 && self.method.eq_ignore_ascii_case(method) && path.ends_with(&self.path_suffix)
+    }
+
+    /// The documented error type of the status.
+    pub fn error_type(&self) -> &'static str {
+        match self.status {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            409 => "conflict_error",
+            429 => "rate_limit_error",
+            504 => "timeout_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+}
+
+impl Faults {
+    /// Take one use of the first scripted fault matching the request.
+    pub fn take_scripted(&mut self, method: &str, path: &str) -> Option<Scripted> {
+        let s = self.scripted.iter_mut().find(|s| s.matches(method, path))?;
+        s.times -= 1;
+        Some(s.clone())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ pub use contract::{
     VALIDATION_COMPARTMENT,
 };
 pub use evaluator::{Decision, KmsRequest, evaluate};
-pub use faults::{Faults, Injected};
+pub use faults::{Faults, Injected, Scripted};
 use state::{Org, World, random_suffix};
 pub use state::{OrgSeed, WorkspaceRec};
 pub use validate::{Check, Validator};
@@ -334,6 +334,11 @@ async fn process(
         }
     }
     let path = uri.path();
+    let scripted = lock(&shared.faults).take_scripted(method.as_str(), path);
+    if let Some(f) = scripted.as_ref().filter(|f| !f.after_effect) {
+        record.fault = Some(format!("scripted {}", f.status));
+        return Err(scripted_error(f));
+    }
     let injected = if faults.applies_to(path) {
         faults.draw()
     } else {
@@ -371,6 +376,12 @@ async fn process(
     }
     let query: HashMap<String, String> = uri.query().map(url_decode_pairs).unwrap_or_default();
     let result = route(shared, method, path, &query, &key, body, faults).await;
+    if let Some(f) = scripted.filter(|f| f.after_effect)
+        && result.is_ok()
+    {
+        record.fault = Some(format!("scripted {} after the effect", f.status));
+        return Err(scripted_error(&f));
+    }
     if matches!(injected, Some(Injected::ServerErrorAfterEffect)) && result.is_ok() {
         record.fault = Some("500_after_effect".into());
         return Err(api_error(
@@ -380,6 +391,16 @@ async fn process(
         ));
     }
     result
+}
+
+fn scripted_error(f: &faults::Scripted) -> ApiError {
+    api_error(
+        StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        f.error_type(),
+        f.message
+            .clone()
+            .unwrap_or_else(|| format!("scripted {} (sandbox)", f.status)),
+    )
 }
 
 fn url_decode_pairs(q: &str) -> HashMap<String, String> {

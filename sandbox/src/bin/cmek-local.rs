@@ -327,12 +327,14 @@ async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Resu
 
 fn describe(state: &str) -> &'static str {
     match state {
-        "Begin" => "validate input, claim the workspace, read it from the Admin API",
-        "CreateKey" => "create the KMS key with the documented 3-statement policy, alias, rotation",
+        "Begin" => "validate input, read the workspace and the organization UUID, claim the workspace",
+        "CreateKey" => {
+            "create the KMS key with today's documented policy (bound to the organization), alias, rotation"
+        }
         "RegisterKey" => "POST /v1/organizations/external_keys (exactly once)",
-        "ValidateKey" => "POST …/validate: Anthropic's encrypt/decrypt round trip",
-        "Diagnose" => "validation never succeeded: find the documented cause",
-        "AttachKey" => "re-check, then attach the key to the workspace (irreversible)",
+        "ValidateKey" => "POST …/validate: Anthropic's round trip and its four must-be-denied checks",
+        "Diagnose" => "validation (or attach) refused: find the documented cause",
+        "AttachKey" => "re-check, then attach (Anthropic validates again; irreversible)",
         "Finish" => "record the outcome and audit trail, publish the result event",
         "Provisioned" => "",
         _ => "",
@@ -367,6 +369,10 @@ async fn report(
         println!("{RED}{BOLD}✗ Provisioning failed ({status}){RESET} after {total:.1}s\n");
     }
     if let Some(r) = &rec {
+        println!(
+            "  organization     {}",
+            r.org_uuid.map(|o| o.to_string()).unwrap_or_else(|| "-".into())
+        );
         println!("  key ARN          {}", r.key_arn.as_deref().unwrap_or("-"));
         println!("  alias            {}", r.alias.as_deref().unwrap_or("-"));
         println!(
@@ -424,8 +430,9 @@ async fn report(
         );
     }
     println!(
-        "\n{DIM}Admin API calls for this workspace: {}. Logs: {}{RESET}",
+        "\n{DIM}Admin API calls for this workspace: {}. Access-denied events Anthropic's validations left in (the stand-in's) CloudTrail: {}, as each validation checks four requests that must be denied. Logs: {}{RESET}",
         stack.admin.requests().len(),
+        stack.admin.cloudtrail().len(),
         stack.log_dir.display()
     );
     if status == "SUCCEEDED" {
