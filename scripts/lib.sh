@@ -32,10 +32,6 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # wait_http URL SECONDS NAME PID : poll until URL answers, or fail naming NAME.
 wait_http() {
   local url="$1" secs="$2" name="$3" pid="${4:-}"
@@ -64,13 +60,25 @@ stop_all() {
 }
 
 # start_moto : moto server on a free loopback port; exports MOTO_ENDPOINT.
+# moto binds port 0 itself and writes the port it got: choosing a free port
+# here and handing it over would race with every other process.
 start_moto() {
   ensure_venv venv-moto "$ROOT/tools/requirements-moto.txt"
-  local port
-  port="$(free_port)"
-  setsid "$LOCAL/venv-moto/bin/python" "$ROOT/tools/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOGS/moto-$port.log" 2>&1 &
+  local port_file="$LOGS/moto.port.$$"
+  rm -f "$port_file"
+  setsid "$LOCAL/venv-moto/bin/python" "$ROOT/tools/moto_server.py" -H 127.0.0.1 -p 0 --port-file "$port_file" \
+    >"$LOGS/moto-$$.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  local deadline=$((SECONDS + 30))
+  until [[ -s "$port_file" ]]; do
+    kill -0 "$pid" 2>/dev/null || die "moto exited during start-up (see .local/logs/moto-$$.log)"
+    ((SECONDS < deadline)) || die "moto did not start within 30s (see .local/logs/moto-$$.log)"
+    sleep 0.1
+  done
+  local port
+  port="$(cat "$port_file")"
+  rm -f "$port_file"
   wait_http "http://127.0.0.1:$port/moto-api/" 30 "moto server" "$pid"
   export MOTO_ENDPOINT="http://127.0.0.1:$port"
   say "moto server on $MOTO_ENDPOINT (pid $pid)"

@@ -26,7 +26,7 @@ import sys
 import threading
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import run_simple
+from werkzeug.serving import make_server
 
 _dynamodb = threading.Lock()
 
@@ -161,14 +161,26 @@ def serialize_dynamodb(app):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
-    parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("-p", "--port", type=int, required=True, help="0: any free port (see --port-file)")
+    parser.add_argument(
+        "--port-file",
+        help="write the port listened on here, once listening (how a caller learns a port it did not choose: "
+        "picking a free port and handing it over races with every other process on the machine)",
+    )
     args = parser.parse_args()
-    os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _patch_state_machine_deepcopy()
     _patch_transact_write_items()
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, serialize_dynamodb(app), threaded=True)
+    server = make_server(args.host, args.port, serialize_dynamodb(app), threaded=True)
+    port = server.socket.getsockname()[1]
+    os.environ.setdefault("MOTO_PORT", str(port))
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.replace(tmp, args.port_file)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

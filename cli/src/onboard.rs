@@ -19,7 +19,9 @@ use cmek::store::{DynamoStore, Status, WorkflowStore};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-/// Admin API calls one provisioning makes on its happy path (measured by the bench).
+/// Admin API calls one provisioning makes on its happy path (measured by the
+/// bench). Begin also reads the organization once per cold start of its
+/// function: across a batch, a handful of calls the headroom below absorbs.
 pub const CALLS_PER_WORKSPACE: f64 = 5.0;
 
 /// The share of `--rpm` the starts are paced to. Paced at exactly the budget,

@@ -132,6 +132,8 @@ pub async fn functions(runs: usize) -> anyhow::Result<()> {
     let runs = runs.max(1);
     let mut options = StackOptions {
         label: "bench".into(),
+        // Straight to moto, as the functions would call AWS: no proxy hop in the figures.
+        aws_proxy: false,
         ..StackOptions::default()
     };
     options.sandbox.orgs[0].workspaces = runs;
@@ -244,6 +246,8 @@ pub async fn overshoot(delays: &[u64]) -> anyhow::Result<()> {
     let runs = delays.iter().map(|&d| async move {
         let mut options = StackOptions {
             label: format!("bench-overshoot-{d}"),
+            // Straight to moto, as the functions would call AWS: no proxy hop in the figures.
+            aws_proxy: false,
             ..StackOptions::default()
         };
         options.sandbox.faults = Faults {
@@ -287,6 +291,8 @@ pub async fn bulk(workspaces: usize, rpm: u32, concurrency: usize) -> anyhow::Re
     let mut options = StackOptions {
         label: "bench-bulk".into(),
         bus_rules: false,
+        // Straight to moto, as the functions would call AWS: no proxy hop in the figures.
+        aws_proxy: false,
         ..StackOptions::default()
     };
     options.sandbox.orgs[0].workspaces = workspaces;
@@ -344,6 +350,8 @@ pub async fn discovery(workspaces: usize) -> anyhow::Result<()> {
     let mut options = StackOptions {
         label: "bench-discovery".into(),
         bus_rules: false,
+        // Straight to moto, as the functions would call AWS: no proxy hop in the figures.
+        aws_proxy: false,
         ..StackOptions::default()
     };
     options.sandbox.orgs[0].workspaces = workspaces - opted_in;

@@ -120,6 +120,12 @@ impl std::fmt::Debug for LambdaHost {
 struct HostInner {
     functions: HashMap<String, Arc<FunctionState>>,
     moto: Mutex<Option<String>>,
+    /// The functions' own AWS calls (see [`crate::aws_proxy`]).
+    aws: crate::aws_proxy::AwsProxy,
+    /// The error an invocation fails with when its instance dies: Lambda
+    /// reports `Runtime.ExitError`, `Runtime.Unknown` or `Lambda.Unknown`
+    /// (out of memory, timeouts) depending on how.
+    crash_error: Mutex<String>,
     http: reqwest::Client,
     next_instance: AtomicU64,
     max_instances: usize,
@@ -165,6 +171,8 @@ impl LambdaHost {
         let inner = Arc::new(HostInner {
             functions: map,
             moto: Mutex::new(None),
+            aws: Default::default(),
+            crash_error: Mutex::new("Runtime.ExitError".into()),
             http: cmek::tls::http_client()?,
             next_instance: AtomicU64::new(1),
             max_instances: 8,
@@ -194,6 +202,31 @@ impl LambdaHost {
         *lock(&self.inner.moto) = Some(url.to_owned());
     }
 
+    /// The AWS endpoint for `function`: its calls pass through the host,
+    /// which records them and can answer with faults.
+    pub fn aws_endpoint(&self, function: &str) -> String {
+        format!("{}/_aws/{function}", self.url)
+    }
+
+    /// Every AWS call the functions made through [`Self::aws_endpoint`].
+    pub fn aws_calls(&self) -> Vec<crate::aws_proxy::AwsCall> {
+        self.inner.aws.calls()
+    }
+
+    pub fn add_aws_faults(&self, faults: impl IntoIterator<Item = crate::aws_proxy::AwsFault>) {
+        self.inner.aws.add_faults(faults);
+    }
+
+    pub fn pending_aws_faults(&self) -> Vec<crate::aws_proxy::AwsFault> {
+        self.inner.aws.pending_faults()
+    }
+
+    /// The error name a dying instance's invocation fails with (default
+    /// `Runtime.ExitError`), so tests can play each name Lambda uses.
+    pub fn set_crash_error(&self, name: &str) {
+        *lock(&self.inner.crash_error) = name.to_owned();
+    }
+
     pub fn function_arn(&self, name: &str) -> Option<String> {
         self.inner.functions.get(name).map(|f| f.arn.clone())
     }
@@ -216,11 +249,20 @@ impl LambdaHost {
         out
     }
 
-    /// [`Self::stats`] plus every instance that has already exited.
+    /// [`Self::stats`] plus every instance that has already exited, each once
+    /// (an instance being reaped is briefly both live and retired).
     pub fn stats_history(&self) -> Vec<InstanceStats> {
-        let mut out = self.stats();
+        let mut out = Vec::new();
         for f in self.inner.functions.values() {
             out.extend(lock(&f.retired).iter().cloned());
+        }
+        for live in self.stats() {
+            if !out
+                .iter()
+                .any(|r| r.function == live.function && r.instance == live.instance)
+            {
+                out.push(live);
+            }
         }
         out.sort_by(|a, b| (a.function.as_str(), a.instance).cmp(&(b.function.as_str(), b.instance)));
         out
@@ -444,8 +486,9 @@ fn spawn_instance(host: &Arc<HostInner>, f: &Arc<FunctionState>) -> anyhow::Resu
         server.abort();
         let pending: Vec<oneshot::Sender<Outcome>> =
             lock(&instance.in_flight).drain().map(|(_, tx)| tx).collect();
+        let crash_error = lock(&host.crash_error).clone();
         for tx in pending {
-            let _ = tx.send(Err(json!({"errorType": "Runtime.ExitError", "errorMessage": "RequestId: the function instance exited before completing the request"})));
+            let _ = tx.send(Err(json!({"errorType": crash_error, "errorMessage": "RequestId: the function instance exited before completing the request"})));
         }
         lock(&f.instances).retain(|i| i.id != instance.id);
         if let Err(e) = ensure_instance(&host, &f) {
@@ -580,7 +623,8 @@ async fn init_error(State((_, f, _)): State<RuntimeState>, body: Bytes) -> Statu
     StatusCode::ACCEPTED
 }
 
-/// Everything else goes to moto unchanged.
+/// Everything else goes to moto: a function's own AWS calls (`/_aws/<function>/…`,
+/// recorded, with faults where asked) and moto's Step Functions' calls.
 async fn proxy(
     State(host): State<Arc<HostInner>>,
     method: Method,
@@ -588,32 +632,116 @@ async fn proxy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(moto) = lock(&host.moto).clone() else {
-        return (StatusCode::BAD_GATEWAY, "no moto endpoint configured").into_response();
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if let Some(rest) = path_and_query.strip_prefix("/_aws/") {
+        let (function, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let tail = if tail.starts_with('/') {
+            tail.to_owned()
+        } else {
+            format!("/{tail}")
+        };
+        return aws_call(&host, function, method, &tail, &headers, body).await;
+    }
+    match forward(&host, method, path_and_query, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+async fn aws_call(
+    host: &HostInner,
+    function: &str,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    use crate::aws_proxy::{AwsCall, error_response, identify};
+    let id = identify(headers, &body);
+    let fault = id
+        .as_ref()
+        .and_then(|i| host.aws.take_fault(function, &i.action).map(|f| (i.clone(), f)));
+    let record = |status: u16, fault: Option<String>| {
+        if let Some(i) = &id {
+            host.aws.record(AwsCall {
+                function: function.to_owned(),
+                service: i.service.clone(),
+                action: i.action.clone(),
+                resource: i.resource.clone(),
+                status,
+                fault,
+            });
+        }
     };
-    let url = format!(
-        "{moto}{}",
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
+    let answer = |i: &crate::aws_proxy::Identified, f: &crate::aws_proxy::AwsFault| {
+        let (status, headers, body) = error_response(i, f);
+        let mut r = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        )
+            .into_response();
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (
+                axum::http::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(&v),
+            ) {
+                r.headers_mut().insert(k, v);
+            }
+        }
+        r
+    };
+    if let Some((i, f)) = fault.as_ref().filter(|(_, f)| !f.after_effect) {
+        record(
+            f.status,
+            Some(format!("{} {} before the effect", f.status, f.code)),
+        );
+        return answer(i, f);
+    }
+    let response = match forward(host, method, path_and_query, headers, body).await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
+    };
+    match fault {
+        Some((i, f)) if response.status().is_success() => {
+            record(
+                f.status,
+                Some(format!("{} {} after the effect", f.status, f.code)),
+            );
+            answer(&i, &f)
+        }
+        _ => {
+            record(response.status().as_u16(), None);
+            response
+        }
+    }
+}
+
+async fn forward(
+    host: &HostInner,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, String> {
+    let Some(moto) = lock(&host.moto).clone() else {
+        return Err("no moto endpoint configured".into());
+    };
+    let url = format!("{moto}{path_and_query}");
     let mut req = host.http.request(method, url).body(body);
     for (k, v) in headers.iter() {
         if k != "host" && k != "content-length" {
             req = req.header(k, v);
         }
     }
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            let mut r = (status, bytes).into_response();
-            for (k, v) in headers.iter() {
-                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-                    r.headers_mut().insert(k.clone(), v.clone());
-                }
-            }
-            r
+    let resp = req.send().await.map_err(|e| format!("moto unreachable: {e}"))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let mut r = (status, bytes).into_response();
+    for (k, v) in headers.iter() {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            r.headers_mut().insert(k.clone(), v.clone());
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("moto unreachable: {e}")).into_response(),
     }
+    Ok(r)
 }

@@ -4,6 +4,7 @@
 //! ([`stack`]).
 
 pub mod admin_api;
+pub mod aws_proxy;
 pub mod bench;
 pub mod lambda_host;
 pub mod stack;

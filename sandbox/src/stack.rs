@@ -36,6 +36,10 @@ pub struct StackOptions {
     pub bus_rules: bool,
     /// Extra environment for every function (e.g. the crash-point switches).
     pub function_env: Vec<(String, String)>,
+    /// Route the functions' AWS calls through the Lambda host (recorded per
+    /// function, faults on demand) rather than straight to moto. On by
+    /// default; the benchmarks turn it off to time what Lambda would.
+    pub aws_proxy: bool,
 }
 
 impl Default for StackOptions {
@@ -54,6 +58,7 @@ impl Default for StackOptions {
             label: "stack".into(),
             bus_rules: true,
             function_env: Vec::new(),
+            aws_proxy: true,
         }
     }
 }
@@ -264,9 +269,14 @@ impl LocalStack {
                 );
             }
             let mut env: Vec<(String, String)> = f.env.into_iter().collect();
+            let endpoint = if options.aws_proxy {
+                format!("http://127.0.0.1:{host_port}/_aws/{}", f.logical_id)
+            } else {
+                moto_url.clone()
+            };
             env.extend(
                 [
-                    ("AWS_ENDPOINT_URL", moto_url.as_str()),
+                    ("AWS_ENDPOINT_URL", endpoint.as_str()),
                     ("AWS_ACCESS_KEY_ID", "testing"),
                     ("AWS_SECRET_ACCESS_KEY", "testing"),
                     ("AWS_REGION", REGION),
@@ -499,11 +509,16 @@ async fn start_moto(
     lambda_port: u16,
     log_dir: &Path,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
-    let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+    // moto binds a free port itself and says which: choosing one here and
+    // handing it over would race with every other process (another stack's
+    // moto could take it, and this stack would talk to that one).
+    let port_file = log_dir.join("moto.port");
+    let _ = std::fs::remove_file(&port_file);
     let log = std::fs::File::create(log_dir.join("moto.log"))?;
-    let child = tokio::process::Command::new(python)
+    let mut child = tokio::process::Command::new(python)
         .arg(root.join("tools/moto_server.py"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-H", "127.0.0.1", "-p", "0", "--port-file"])
+        .arg(&port_file)
         .env("MOTO_PORT", lambda_port.to_string())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -514,12 +529,18 @@ async fn start_moto(
         .kill_on_drop(true)
         .spawn()
         .context("starting moto")?;
-    let url = format!("http://127.0.0.1:{port}");
-    let http = cmek::tls::http_client()?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
-            return Ok((child, url));
+    let port: u16 = loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Ok(port) = text.trim().parse()
+        {
+            break port;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "moto exited during start-up ({status}; log: {})",
+                log_dir.join("moto.log").display()
+            );
         }
         if Instant::now() > deadline {
             bail!(
@@ -527,7 +548,23 @@ async fn start_moto(
                 log_dir.join("moto.log").display()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let http = cmek::tls::http_client()?;
+    // Listening already (the port file is written after binding); this
+    // waits for the first request to be served.
+    loop {
+        if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
+            return Ok((child, url));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "moto did not answer within 30 s (log: {})",
+                log_dir.join("moto.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -721,3 +721,56 @@ async fn faults_and_propagation_delay() {
             .any(|r| r.fault.as_deref() == Some("requests_per_minute"))
     );
 }
+
+/// The stand-in's safety detectors see what they claim to: an attachment of
+/// a key no validate succeeded for, and one whose live traffic would be denied.
+#[tokio::test]
+async fn the_safety_detectors_report_what_they_watch_for() {
+    let api = sandbox(2, 0, 0).await;
+    // Under the August 2026 contract attach does not validate, so a careless
+    // client could attach anything; the detectors are what would catch it.
+    api.set_contract(ContractConfig {
+        contract: Contract::August2026,
+        ..ContractConfig::default()
+    });
+    let c = client(&api);
+    let workspaces = api.state()["orgs"]["acme"]["workspaces"].clone();
+    let (w0, w1) = (&workspaces[0], &workspaces[1]);
+    assert_eq!(api.state()["unvalidated_attachments"], json!([]));
+    assert_eq!(api.state()["attach_warnings"], json!([]));
+
+    // Never validated, and its policy admits only another workspace.
+    let arn = key_with_policy(
+        "us-east-2",
+        &legacy_policy(&[ZEROS, w1["compartment_id"].as_str().unwrap()]),
+    )
+    .await;
+    let k = c.create_external_key("careless", Geo::Us, &arn).await.unwrap();
+    let ws0: WorkspaceId = w0["id"].as_str().unwrap().parse().unwrap();
+    c.attach_key(&ws0, &k.id.parse().unwrap()).await.unwrap();
+    let state = api.state();
+    assert_eq!(
+        state["unvalidated_attachments"],
+        json!([{"workspace": ws0.as_str(), "external_key_id": k.id}])
+    );
+    let warnings = state["attach_warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["workspace"], ws0.as_str());
+    assert!(warnings[0]["reason"].as_str().unwrap().contains("AccessDenied"));
+    assert!(api.live_traffic(ws0.as_str()).await.is_err());
+
+    // Validated first, and admitting its workspace: neither detector fires.
+    let ws1: WorkspaceId = w1["id"].as_str().unwrap().parse().unwrap();
+    let arn = key_with_policy(
+        "us-east-2",
+        &legacy_policy(&[ZEROS, w1["compartment_id"].as_str().unwrap()]),
+    )
+    .await;
+    let k = c.create_external_key("careful", Geo::Us, &arn).await.unwrap();
+    let id = k.id.parse().unwrap();
+    assert!(c.validate_external_key(&id).await.unwrap().succeeded());
+    c.attach_key(&ws1, &id).await.unwrap();
+    let state = api.state();
+    assert_eq!(state["unvalidated_attachments"].as_array().unwrap().len(), 1);
+    assert_eq!(state["attach_warnings"].as_array().unwrap().len(), 1);
+}

@@ -699,7 +699,7 @@ pub async fn sweep(deps: &Deps, alerter: &Alerter, kind: SweepKind) -> Result<Sw
     crate::metrics::emit(
         &[],
         &[(
-            "GuardianFindings",
+            crate::metrics::Metric::GuardianFindings,
             crate::metrics::Unit::Count,
             report.findings.len() as f64,
         )],

@@ -187,7 +187,9 @@ impl KeyManager {
     /// Not idempotent: it is retried only on answers that prove no key was
     /// made (throttling, a policy KMS rejected while Anthropic's principal
     /// propagates). After an unknown outcome the caller finds the key by tag
-    /// ([`Self::find_tagged_keys`]) instead of creating another.
+    /// ([`Self::find_tagged_keys`]) instead of creating another. The SDK's
+    /// own retries are off for this one call: its standard policy replays a
+    /// 500, and a 500 that arrives after KMS made the key would make a second.
     pub async fn create_key(
         &self,
         policy: &str,
@@ -227,6 +229,11 @@ impl KeyManager {
                         .multi_region(false)
                         .bypass_policy_lockout_safety_check(false)
                         .set_tags(Some(tags.clone()))
+                        .customize()
+                        .config_override(
+                            aws_sdk_kms::config::Builder::default()
+                                .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()),
+                        )
                         .send()
                         .await
                         .map_err(|e| classify("CreateKey", e))

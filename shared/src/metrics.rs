@@ -21,6 +21,49 @@ use crate::error::CmekError;
 
 pub const NAMESPACE: &str = "CmekProvisioner";
 
+/// Every metric the code emits: a closed set, so that the dashboard and the
+/// alarms can be checked against it (and nothing emits a name they miss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    Invocations,
+    Errors,
+    Latency,
+    AdminApiRetries,
+    ProvisioningSucceeded,
+    ProvisioningFailed,
+    ValidationAttempts,
+    AttemptsToValidate,
+    GuardianFindings,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 9] = [
+        Metric::Invocations,
+        Metric::Errors,
+        Metric::Latency,
+        Metric::AdminApiRetries,
+        Metric::ProvisioningSucceeded,
+        Metric::ProvisioningFailed,
+        Metric::ValidationAttempts,
+        Metric::AttemptsToValidate,
+        Metric::GuardianFindings,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::Invocations => "Invocations",
+            Metric::Errors => "Errors",
+            Metric::Latency => "Latency",
+            Metric::AdminApiRetries => "AdminApiRetries",
+            Metric::ProvisioningSucceeded => "ProvisioningSucceeded",
+            Metric::ProvisioningFailed => "ProvisioningFailed",
+            Metric::ValidationAttempts => "ValidationAttempts",
+            Metric::AttemptsToValidate => "AttemptsToValidate",
+            Metric::GuardianFindings => "GuardianFindings",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     Count,
@@ -37,7 +80,7 @@ impl Unit {
 }
 
 /// One EMF document: these dimension values, these metrics.
-pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) -> Value {
+pub fn document(dimensions: &[(&str, &str)], metrics: &[(Metric, Unit, f64)]) -> Value {
     let ts = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     let mut doc = Map::new();
@@ -48,7 +91,7 @@ pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) -> V
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [names],
-                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()})).collect::<Vec<_>>(),
+                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n.name(), "Unit": u.as_str()})).collect::<Vec<_>>(),
             }],
         }),
     );
@@ -56,13 +99,13 @@ pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) -> V
         doc.insert((*k).into(), json!(v));
     }
     for (n, _, v) in metrics {
-        doc.insert((*n).into(), json!(v));
+        doc.insert(n.name().into(), json!(v));
     }
     Value::Object(doc)
 }
 
 /// Write one EMF line (stdout is what Lambda ships to CloudWatch Logs).
-pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, Unit, f64)]) {
+pub fn emit(dimensions: &[(&str, &str)], metrics: &[(Metric, Unit, f64)]) {
     println!("{}", document(dimensions, metrics));
 }
 
@@ -100,30 +143,30 @@ where
         Ok(_) => emit(
             &dims,
             &[
-                ("Invocations", Unit::Count, 1.0),
-                ("Errors", Unit::Count, 0.0),
-                ("Latency", Unit::Milliseconds, ms),
+                (Metric::Invocations, Unit::Count, 1.0),
+                (Metric::Errors, Unit::Count, 0.0),
+                (Metric::Latency, Unit::Milliseconds, ms),
             ],
         ),
         Err(e) => {
             emit(
                 &dims,
                 &[
-                    ("Invocations", Unit::Count, 1.0),
-                    ("Errors", Unit::Count, 1.0),
-                    ("Latency", Unit::Milliseconds, ms),
+                    (Metric::Invocations, Unit::Count, 1.0),
+                    (Metric::Errors, Unit::Count, 1.0),
+                    (Metric::Latency, Unit::Milliseconds, ms),
                 ],
             );
             emit(
                 &[("Function", function), ("ErrorType", e.error_type())],
-                &[("Errors", Unit::Count, 1.0)],
+                &[(Metric::Errors, Unit::Count, 1.0)],
             );
         }
     }
     for (status, n) in retries.map(RetryCounter::drain).unwrap_or_default() {
         emit(
             &[("Function", function), ("Status", status.as_str())],
-            &[("AdminApiRetries", Unit::Count, n as f64)],
+            &[(Metric::AdminApiRetries, Unit::Count, n as f64)],
         );
     }
     result
@@ -135,7 +178,10 @@ mod tests {
 
     #[test]
     fn a_document_declares_what_it_carries() {
-        let d = document(&[("Function", "Begin")], &[("Latency", Unit::Milliseconds, 12.5)]);
+        let d = document(
+            &[("Function", "Begin")],
+            &[(Metric::Latency, Unit::Milliseconds, 12.5)],
+        );
         let m = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], NAMESPACE);
         assert_eq!(m["Dimensions"], json!([["Function"]]));

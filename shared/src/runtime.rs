@@ -16,6 +16,11 @@ use crate::workflow::{Deps, Needs};
 /// function here, before it takes an event, with a message naming the variable.
 pub async fn init(needs: Needs) -> Result<Deps, lambda_runtime::Error> {
     init_logging();
+    if let Err(e) = crate::tls::check() {
+        let e = crate::error::CmekError::Configuration(e.to_string());
+        tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
+        return Err(Box::new(e));
+    }
     match Deps::from_env(needs).await {
         Ok(deps) => Ok(deps),
         Err(e) => {

@@ -29,17 +29,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const USER_AGENT: &str = concat!("cmek-provisioner/", env!("CARGO_PKG_VERSION"));
 
-static ROOTS: LazyLock<Vec<CertificateDer<'static>>> = LazyLock::new(load_roots);
+static ROOTS: LazyLock<Result<Vec<CertificateDer<'static>>, HttpClientError>> = LazyLock::new(load_roots);
 
 /// The system's CA bundle file alone when there is one; everything the
 /// platform offers otherwise, or when `SSL_CERT_FILE`/`SSL_CERT_DIR` say where
 /// to look. On Debian and Amazon Linux the certificate directory holds the
 /// bundle's certificates again, one file or hashed link each: walking it was
 /// ~300 stat calls and ~150 reads per cold start for no new root.
-fn load_roots() -> Vec<CertificateDer<'static>> {
-    let configured = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
+///
+/// No usable root at all, or an `SSL_CERT_FILE` that cannot be read or holds
+/// nothing usable, is an error: falling back to other roots (or to none)
+/// would fail every handshake later, or trust what the operator did not name.
+fn load_roots() -> Result<Vec<CertificateDer<'static>>, HttpClientError> {
+    let configured_file = std::env::var_os("SSL_CERT_FILE");
+    let configured = configured_file.is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
     let bundle = openssl_probe::probe().cert_file;
     let found = match bundle {
         Some(file) if !configured => {
@@ -56,10 +59,25 @@ fn load_roots() -> Vec<CertificateDer<'static>> {
         tracing::warn!(%error, "could not read a CA certificate");
     }
     let roots = usable(found.certs);
-    if roots.is_empty() {
-        tracing::warn!("no CA certificates found: every HTTPS connection will fail");
+    if let Some(file) = configured_file
+        && (roots.is_empty() || !found.errors.is_empty())
+    {
+        return Err(HttpClientError(format!(
+            "SSL_CERT_FILE={} cannot be read or holds no usable CA certificate{}",
+            file.to_string_lossy(),
+            found
+                .errors
+                .first()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )));
     }
-    roots
+    if roots.is_empty() {
+        return Err(HttpClientError(
+            "no usable CA certificate was found (set SSL_CERT_FILE to a PEM bundle)".into(),
+        ));
+    }
+    Ok(roots)
 }
 
 /// Distinct certificates that rustls accepts as trust anchors, in their order.
@@ -73,8 +91,14 @@ fn usable(certs: Vec<CertificateDer<'static>>) -> Vec<CertificateDer<'static>> {
 }
 
 /// The process's trusted roots, loaded on first use.
-pub fn roots() -> &'static [CertificateDer<'static>] {
-    &ROOTS
+pub fn roots() -> Result<&'static [CertificateDer<'static>], HttpClientError> {
+    ROOTS.as_deref().map_err(Clone::clone)
+}
+
+/// Fail at cold start, naming the cause, when no HTTPS connection could ever
+/// be verified — rather than at the first call, or not at all.
+pub fn check() -> Result<(), HttpClientError> {
+    roots().map(|_| ())
 }
 
 /// Why an HTTP client could not be built (no TLS versions the provider
@@ -85,10 +109,10 @@ pub struct HttpClientError(String);
 
 /// The shared roots as rustls trust anchors, parsed once: every reqwest
 /// client (the Admin API's, CloudFormation's) trusts the same store.
-static ROOT_STORE: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
+static ROOT_STORE: LazyLock<Result<Arc<rustls::RootCertStore>, HttpClientError>> = LazyLock::new(|| {
     let mut store = rustls::RootCertStore::empty();
-    store.add_parsable_certificates(roots().iter().cloned());
-    Arc::new(store)
+    store.add_parsable_certificates(roots()?.iter().cloned());
+    Ok(Arc::new(store))
 });
 
 /// The rustls configuration of every reqwest client: ring, the shared roots
@@ -98,7 +122,7 @@ fn rustls_config() -> Result<rustls::ClientConfig, HttpClientError> {
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| HttpClientError(e.to_string()))?
-            .with_root_certificates(Arc::clone(&ROOT_STORE))
+            .with_root_certificates(ROOT_STORE.as_ref().map(Arc::clone).map_err(Clone::clone)?)
             .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
@@ -145,9 +169,12 @@ pub fn sdk_http_client() -> SharedHttpClient {
     })
 }
 
-/// The shared roots as the SDK takes them (PEM only), encoded once.
+/// The shared roots as the SDK takes them (PEM only), encoded once. Without
+/// roots (which [`check`] reports at cold start) it trusts nothing: every
+/// handshake fails rather than trusting a default.
 static SDK_TLS: LazyLock<TlsContext> = LazyLock::new(|| {
     let trust = roots()
+        .unwrap_or_default()
         .iter()
         .fold(TrustStore::empty().with_native_roots(false), |store, cert| {
             store.with_pem_certificate(pem(cert))
@@ -178,7 +205,7 @@ mod tests {
 
     #[test]
     fn pem_round_trips_to_the_same_der() {
-        for cert in roots().iter().take(20) {
+        for cert in roots().unwrap().iter().take(20) {
             let back = CertificateDer::from_pem_slice(pem(cert).as_bytes()).expect("PEM parses");
             assert_eq!(back.as_ref(), cert.as_ref());
         }
@@ -186,7 +213,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_non_anchors_are_dropped() {
-        let Some(good) = roots().first().cloned() else {
+        let Some(good) = roots().unwrap().first().cloned() else {
             panic!("this machine has no CA certificates; the test needs one");
         };
         let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
@@ -196,7 +223,7 @@ mod tests {
 
     #[test]
     fn the_reqwest_client_builds_over_the_shared_roots() {
-        assert!(!roots().is_empty(), "no CA certificates were found");
+        assert!(!roots().unwrap().is_empty(), "no CA certificates were found");
         let config = rustls_config().unwrap();
         assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
         http_client().expect("reqwest client");

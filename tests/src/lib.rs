@@ -42,7 +42,8 @@ pub async fn events(stack: &LocalStack, ws: &WorkspaceId) -> Vec<AuditEvent> {
     stack.store().events(ws).await.unwrap()
 }
 
-/// The Admin API requests the stand-in received for a path, by method.
+/// The Admin API requests the stand-in answered with success for a path, by
+/// method (see [`effects`] for what took effect whatever the answer).
 pub fn calls(stack: &LocalStack, method: &str, path_suffix: &str) -> usize {
     stack
         .admin
@@ -73,14 +74,57 @@ pub fn external_keys(stack: &LocalStack) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Keys in moto tagged for the workspace.
+/// Every key in moto, in any state (pending deletion and disabled included),
+/// read with the SDK directly: the exactly-once oracle, independent of the
+/// code under test.
+pub async fn all_keys(stack: &LocalStack) -> Vec<String> {
+    let kms = stack.kms();
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = kms
+            .list_keys()
+            .limit(1000)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .unwrap();
+        out.extend(page.keys().iter().filter_map(|k| k.key_arn().map(str::to_owned)));
+        match page.next_marker() {
+            Some(m) if page.truncated() => marker = Some(m.to_owned()),
+            _ => return out,
+        }
+    }
+}
+
+/// Keys in moto (any state) whose `cmek:workspace-id` tag names the
+/// workspace, read with the SDK directly (not `KeyManager::find_tagged_keys`,
+/// which skips keys pending deletion).
 pub async fn keys_for(stack: &LocalStack, ws: &WorkspaceId) -> Vec<String> {
-    let kms = cmek::kms::KeyManager::new(stack.kms());
-    kms.find_tagged_keys(ws)
-        .await
-        .unwrap()
+    let kms = stack.kms();
+    let mut out = Vec::new();
+    for arn in all_keys(stack).await {
+        let tags = kms.list_resource_tags().key_id(&arn).send().await.unwrap();
+        if tags
+            .tags()
+            .iter()
+            .any(|t| t.tag_key() == cmek::kms::TAG_WORKSPACE && t.tag_value() == ws.as_str())
+        {
+            out.push(arn);
+        }
+    }
+    out
+}
+
+/// What the stand-in's requests changed (`registered …`, `attached …`),
+/// whatever they were answered — 5xx after the effect included.
+pub fn effects(stack: &LocalStack, prefix: &str) -> Vec<String> {
+    stack
+        .admin
+        .requests()
         .into_iter()
-        .map(|k| k.arn)
+        .filter_map(|r| r.effect)
+        .filter(|e| e.starts_with(prefix))
         .collect()
 }
 
@@ -95,19 +139,28 @@ pub use cmek::store::WorkflowStore as _;
 pub struct ResponseCatcher {
     pub url: String,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    /// PUTs still to be answered 500 *after* being stored (the answer
+    /// arrived; the caller cannot know).
+    fail_after_store: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl ResponseCatcher {
     pub async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
         use axum::extract::{Path, State};
-        type Store = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
-        let bodies: Store = Default::default();
+        type Store = (
+            std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+            std::sync::Arc<AtomicUsize>,
+        );
+        let bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
+        let fail_after_store = std::sync::Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
             .route(
                 "/cfn/{id}",
                 axum::routing::put(
-                    |State(s): State<Store>, Path(id): Path<String>, body: String| async move {
+                    |State((s, fail)): State<Store>, Path(id): Path<String>, body: String| async move {
                         let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
                         assert!(
                             body.len() <= 4096,
@@ -115,11 +168,21 @@ impl ResponseCatcher {
                             body.len()
                         );
                         s.lock().unwrap().push((id, v));
-                        "ok"
+                        let failing = fail
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        if failing {
+                            (
+                                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                                "stored, then failed",
+                            )
+                        } else {
+                            (axum::http::StatusCode::OK, "ok")
+                        }
                     },
                 ),
             )
-            .with_state(bodies.clone());
+            .with_state((bodies.clone(), fail_after_store.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -128,8 +191,15 @@ impl ResponseCatcher {
         Self {
             url,
             bodies,
+            fail_after_store,
             _task: task,
         }
+    }
+
+    /// Answer the next `n` PUTs with a 500 after storing them.
+    pub fn fail_next_after_storing(&self, n: usize) {
+        self.fail_after_store
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn url_for(&self, id: &str) -> String {

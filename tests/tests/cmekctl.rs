@@ -230,6 +230,28 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
     }
     let started = executions(&stack).await.len();
     assert_eq!(started, 7, "nothing started for the workspace already attached");
+    // Never more than --concurrency in flight, by Step Functions' own start
+    // and stop times (not by what cmekctl believes).
+    let listed = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&stack.state_machine_arn)
+        .send()
+        .await
+        .unwrap();
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for e in listed.executions() {
+        edges.push((e.start_date().as_secs_f64(), 1));
+        edges.push((e.stop_date().expect("every execution ended").as_secs_f64(), -1));
+    }
+    // At equal times a stop comes first: the next start may reuse the slot.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in &edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert!((1..=3).contains(&peak), "at most 3 in flight: {peak} — {edges:?}");
 
     // Re-running the batch starts only what is not attached.
     let (code, out) = cmekctl(&stack, &args);

@@ -275,37 +275,53 @@ async fn a_lease_whose_execution_died_is_taken_over_after_expiry_not_before() {
     let stack = stack("dead-lease", |_| {}).await;
     let ws = workspace_id(&workspaces(&stack)[0]);
     // An execution that claimed the workspace and then died: its lease stays.
+    // The lease is long, so no wall-clock window decides the first half
+    // however loaded the machine; expiry is then made to have happened.
     let dead = "arn:aws:states:us-east-2:123456789012:execution:ProvisionWorkspaceKey:died";
-    let ttl = Duration::from_secs(8);
-    let claimed_at = Instant::now();
-    cmek::store::claim(
-        &stack.store(),
+    let store = stack.store();
+    let claimed = cmek::store::claim(
+        &store,
         &ws,
         dead,
         None,
         time::OffsetDateTime::now_utc(),
-        ttl,
+        Duration::from_secs(3600),
     )
     .await
     .unwrap();
 
     // Before expiry: refused, and the lease is untouched.
     let early = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
-    assert!(
-        claimed_at.elapsed() < ttl,
-        "the first run must end before the lease expires"
-    );
     assert_eq!(early.status, "FAILED");
     let refused = events(&stack, &ws)
         .await
         .into_iter()
         .any(|e| e.outcome == "not_run" && e.detail["error"] == "ConcurrentExecution");
     assert!(refused, "refused with ConcurrentExecution");
-    assert_eq!(record(&stack, &ws).await.lease_owner(), Some(dead));
+    let held = record(&stack, &ws).await;
+    assert_eq!(held.lease_owner(), Some(dead));
+    assert_eq!(held.version, claimed.version, "the refused run changed nothing");
     assert!(keys_for(&stack, &ws).await.is_empty(), "nothing was created");
 
-    // After expiry: taken over and finished.
-    tokio::time::sleep(ttl.saturating_sub(claimed_at.elapsed()) + Duration::from_secs(1)).await;
+    // The lease runs out (written as a store write would leave it, an
+    // instant in the past), and a new run takes it over.
+    let mut expired = held.clone();
+    expired.version += 1;
+    if let Some(lease) = expired.lease.as_mut() {
+        lease.expires_at = time::OffsetDateTime::now_utc().unix_timestamp() - 1;
+    }
+    let note = cmek::store::AuditEvent::new("Test", "lease_expired", Some(dead), json!({}));
+    store
+        .save(
+            Some(cmek::store::Expected {
+                version: held.version,
+                status: held.status,
+            }),
+            &expired,
+            &note,
+        )
+        .await
+        .unwrap();
     let late = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
     assert_eq!(late.status, "SUCCEEDED", "{late:?} — {}", dump_on_failure(&stack));
     let rec = record(&stack, &ws).await;

@@ -119,8 +119,16 @@ async fn the_admin_key_appears_nowhere_after_success_failure_and_faults() {
         .await
         .unwrap();
     seen.push_str(&format!("{:?}", items.items()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let events = drain(&sqs, &queue).await;
+    // Wait for the result event itself, not a fixed time.
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !events
+        .iter()
+        .any(|e: &serde_json::Value| e["detail-type"] == "CMEK Provisioning Failed")
+        && std::time::Instant::now() < deadline
+    {
+        events.extend(drain(&sqs, &queue).await);
+    }
     assert!(
         events
             .iter()

@@ -17,6 +17,9 @@ pub const ANTHROPIC_ACCOUNT: &str = "915198916910";
 #[derive(Debug, Clone)]
 pub struct KmsRequest<'a> {
     pub principal_arn: &'a str,
+    /// The key the request is for: a statement's `Resource` must match it
+    /// (`"*"` in a key policy means this key).
+    pub key_arn: &'a str,
     pub action: &'a str,
     /// `anthropic:compartment_uuid` → value, for Encrypt/Decrypt; empty for DescribeKey.
     pub encryption_context: &'a [(&'a str, &'a str)],
@@ -125,7 +128,12 @@ fn applies(s: &Value, req: &KmsRequest<'_>) -> bool {
         (None, Some(a)) => !strings(Some(a)).iter().any(|p| wildcard(p, req.action, true)),
         _ => false,
     };
-    principal_ok && action_ok && conditions_hold(s.get("Condition"), req)
+    let resource_ok = match (s.get("Resource"), s.get("NotResource")) {
+        (Some(r), None) => strings(Some(r)).iter().any(|p| wildcard(p, req.key_arn, false)),
+        (None, Some(r)) => !strings(Some(r)).iter().any(|p| wildcard(p, req.key_arn, false)),
+        _ => false,
+    };
+    principal_ok && action_ok && resource_ok && conditions_hold(s.get("Condition"), req)
 }
 
 fn principal_matches(p: &Value, arn: &str) -> bool {
@@ -245,12 +253,100 @@ mod tests {
     const ROLE: &str = "arn:aws:iam::915198916910:role/anthropic-cmek-client-us";
     const ZEROS: &str = "00000000-0000-0000-0000-000000000000";
 
+    const KEY: &str = "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
     fn req<'a>(action: &'a str, ctx: &'a [(&'a str, &'a str)]) -> KmsRequest<'a> {
         KmsRequest {
             principal_arn: ROLE,
+            key_arn: KEY,
             action,
             encryption_context: ctx,
         }
+    }
+
+    fn allowed(policy: &serde_json::Value, action: &str, ctx: &[(&str, &str)]) -> bool {
+        evaluate(&policy.to_string(), &req(action, ctx)) == Decision::Allowed
+    }
+
+    fn grant(extra: serde_json::Value) -> serde_json::Value {
+        let mut s = serde_json::json!({"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"});
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::json!({"Statement": [s]})
+    }
+
+    #[test]
+    fn if_exists_holds_without_the_key_and_checks_it_with() {
+        let p = grant(serde_json::json!({"Condition": {
+            "StringEquals": {"kms:EncryptionContext:anthropic:org_uuid": "o1"},
+            "StringEqualsIfExists": {"kms:EncryptionContext:anthropic:compartment_uuid": ["c1"]}}}));
+        assert!(allowed(&p, "kms:Encrypt", &[("anthropic:org_uuid", "o1")]));
+        assert!(allowed(
+            &p,
+            "kms:Encrypt",
+            &[("anthropic:org_uuid", "o1"), ("anthropic:compartment_uuid", "c1")]
+        ));
+        assert!(!allowed(
+            &p,
+            "kms:Encrypt",
+            &[("anthropic:org_uuid", "o1"), ("anthropic:compartment_uuid", "c2")]
+        ));
+        assert!(!allowed(
+            &p,
+            "kms:Encrypt",
+            &[("anthropic:compartment_uuid", "c1")]
+        ));
+        assert!(!allowed(&p, "kms:Encrypt", &[]));
+    }
+
+    #[test]
+    fn set_operators_on_the_context_keys() {
+        // ForAllValues: every key in the context must be listed (holds for none).
+        let all = grant(serde_json::json!({"Condition": {"ForAllValues:StringEquals": {
+            "kms:EncryptionContextKeys": ["anthropic:org_uuid", "anthropic:compartment_uuid"]}}}));
+        assert!(allowed(&all, "kms:Encrypt", &[("anthropic:org_uuid", "o1")]));
+        assert!(!allowed(
+            &all,
+            "kms:Encrypt",
+            &[("anthropic:org_uuid", "o1"), ("other", "x")]
+        ));
+        // ForAnyValue: at least one listed key present.
+        let any = grant(serde_json::json!({"Condition": {"ForAnyValue:StringEquals": {
+            "kms:EncryptionContextKeys": ["anthropic:org_uuid"]}}}));
+        assert!(allowed(
+            &any,
+            "kms:Encrypt",
+            &[("other", "x"), ("anthropic:org_uuid", "o1")]
+        ));
+        assert!(!allowed(&any, "kms:Encrypt", &[("other", "x")]));
+        assert!(!allowed(&any, "kms:Encrypt", &[]));
+    }
+
+    #[test]
+    fn not_action_and_resource() {
+        let not_action = serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": ROLE},
+            "NotAction": ["kms:Decrypt"], "Resource": "*"}]});
+        assert!(allowed(&not_action, "kms:Encrypt", &[]));
+        assert!(allowed(&not_action, "kms:GenerateDataKey", &[]));
+        assert!(!allowed(&not_action, "kms:Decrypt", &[]));
+        // A statement for another key does not apply to this one.
+        let other_key = grant(
+            serde_json::json!({"Resource": "arn:aws:kms:us-east-2:111122223333:key/ffffffff-ffff-ffff-ffff-ffffffffffff"}),
+        );
+        assert!(!allowed(&other_key, "kms:Encrypt", &[]));
+        let this_key = grant(serde_json::json!({"Resource": ["arn:aws:kms:us-east-2:111122223333:key/*"]}));
+        assert!(allowed(&this_key, "kms:Encrypt", &[]));
+        let not_this = grant(serde_json::json!({"Resource": null}));
+        assert!(
+            !allowed(&not_this, "kms:Encrypt", &[]),
+            "a statement without Resource applies to nothing"
+        );
+        let mut not_resource = grant(serde_json::json!({}));
+        let st = not_resource["Statement"][0].as_object_mut().unwrap();
+        st.remove("Resource");
+        st.insert("NotResource".into(), serde_json::json!(KEY));
+        assert!(!allowed(&not_resource, "kms:Encrypt", &[]));
     }
 
     #[test]

@@ -71,6 +71,11 @@ pub struct RecordedRequest {
     pub request_id: String,
     pub fault: Option<String>,
     pub body: Option<Value>,
+    /// What the request changed, whatever it was answered: `registered
+    /// <ekey> <arn>` or `attached <ekey> to <workspace>`. The oracle for
+    /// exactly-once, independent of what the client saw.
+    #[serde(default)]
+    pub effect: Option<String>,
 }
 
 #[derive(Debug)]
@@ -265,6 +270,7 @@ async fn handle(
         request_id: request_id.clone(),
         fault: None,
         body: body_json.clone(),
+        effect: None,
     };
     let (status, response) = match process(
         &shared,
@@ -375,7 +381,17 @@ async fn process(
         Some(Injected::ServerErrorAfterEffect) | None => {}
     }
     let query: HashMap<String, String> = uri.query().map(url_decode_pairs).unwrap_or_default();
-    let result = route(shared, method, path, &query, &key, body, faults).await;
+    let result = route(
+        shared,
+        method,
+        path,
+        &query,
+        &key,
+        body,
+        faults,
+        &mut record.effect,
+    )
+    .await;
     if let Some(f) = scripted.filter(|f| f.after_effect)
         && result.is_ok()
     {
@@ -417,6 +433,7 @@ fn parse_limit(query: &HashMap<String, String>, default: usize, max: usize) -> R
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn route(
     shared: &Shared,
     method: &Method,
@@ -425,6 +442,7 @@ async fn route(
     key: &str,
     body: Option<Value>,
     faults: &Faults,
+    effect: &mut Option<String>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.clone(), segments.as_slice()) {
@@ -449,10 +467,12 @@ async fn route(
                 .ok_or_else(|| not_found("workspace"))
         }
         (Method::POST, ["v1", "organizations", "workspaces", id]) => {
-            update_workspace(shared, key, id, body).await
+            update_workspace(shared, key, id, body, effect).await
         }
         (Method::GET, ["v1", "organizations", "external_keys"]) => list_keys(shared, key, query),
-        (Method::POST, ["v1", "organizations", "external_keys"]) => create_key(shared, key, body, faults),
+        (Method::POST, ["v1", "organizations", "external_keys"]) => {
+            create_key(shared, key, body, faults, effect)
+        }
         (Method::GET, ["v1", "organizations", "external_keys", id]) => {
             let world = lock(&shared.world);
             let org = &world.orgs[key];
@@ -539,6 +559,7 @@ async fn update_workspace(
     key: &str,
     id: &str,
     body: Option<Value>,
+    effect: &mut Option<String>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
     let obj = body
@@ -636,6 +657,7 @@ async fn update_workspace(
                 None => {
                     ws.external_key_id = Some(k.id.clone());
                     ws.attached_under = Some(contract.contract);
+                    *effect = Some(format!("attached {} to {}", k.id, ws.id));
                     check = Some((
                         k.kms_arn.clone(),
                         ws.compartment_id.clone(),
@@ -732,6 +754,7 @@ fn create_key(
     key: &str,
     body: Option<Value>,
     faults: &Faults,
+    effect: &mut Option<String>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
     let display_name = match body.get("display_name") {
@@ -771,6 +794,7 @@ fn create_key(
     // Like the real API, create has no idempotency key: a second call makes a
     // second registration. Callers must look the ARN up before retrying.
     let mut k = org.add_key(display_name, geo, kms_arn, role_arn);
+    *effect = Some(format!("registered {} {kms_arn}", k.id));
     if faults.propagation_delay_secs > 0.0 {
         let at = Instant::now() + Duration::from_secs_f64(faults.propagation_delay_secs);
         k.propagates_at = Some(at);

@@ -167,6 +167,7 @@ impl Validator {
         ] {
             let req = KmsRequest {
                 principal_arn: ANTHROPIC_ROLE_US,
+                key_arn: kms_arn,
                 action,
                 encryption_context: context,
             };
@@ -249,6 +250,7 @@ impl Validator {
             let pairs: Vec<(&str, &str)> = ctx.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let req = KmsRequest {
                 principal_arn: ANTHROPIC_ROLE_US,
+                key_arn: kms_arn,
                 action,
                 encryption_context: &pairs,
             };
@@ -308,6 +310,7 @@ impl Validator {
         for (action, context, what) in requests {
             let req = KmsRequest {
                 principal_arn: ANTHROPIC_ROLE_US,
+                key_arn: kms_arn,
                 action,
                 encryption_context: context,
             };

@@ -649,8 +649,16 @@ async fn the_admin_key_never_appears_in_errors() {
         assert!(!text.contains(KEY), "leaked: {text}");
         assert!(!text.contains("SECRET"), "leaked: {text}");
     }
-    // Transport errors too.
-    let dead = AdminApiClient::new("http://127.0.0.1:9", AdminKey::new(KEY), fast()).unwrap();
+    // Transport errors too: a listener of our own that hangs up on every
+    // connection (not a fixed port that something else may be serving).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let dead = AdminApiClient::new(&format!("http://{addr}"), AdminKey::new(KEY), fast()).unwrap();
     let err = dead.get_workspace(&ws()).await.unwrap_err();
     assert!(matches!(err, AdminApiError::Transport(_)));
     assert!(!format!("{err} {err:?}").contains(KEY));

@@ -182,9 +182,9 @@ async fn publish_and_return(
     out: FinishOutput,
 ) -> Result<FinishOutput, CmekError> {
     let metric = if out.outcome == "SUCCEEDED" {
-        "ProvisioningSucceeded"
+        crate::metrics::Metric::ProvisioningSucceeded
     } else {
-        "ProvisioningFailed"
+        crate::metrics::Metric::ProvisioningFailed
     };
     crate::metrics::emit(&[], &[(metric, crate::metrics::Unit::Count, 1.0)]);
     if let Some(events) = &deps.events {

@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use super::{Deps, StepInput, StepOutput, advance, held, recorded_external_key_id};
 use crate::error::CmekError;
-use crate::metrics::{Unit, emit};
+use crate::metrics::{Metric, Unit, emit};
 use crate::store::Status;
 
 /// Ask Anthropic to validate the key. A `failure` verdict leaves as
@@ -19,10 +19,13 @@ pub async fn validate_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
     let id = recorded_external_key_id(&rec)?;
     let verdict = deps.admin()?.validate_external_key(&id).await?;
     let attempt = rec.validation_attempts + 1;
-    emit(&[], &[("ValidationAttempts", Unit::Count, 1.0)]);
+    emit(&[], &[(Metric::ValidationAttempts, Unit::Count, 1.0)]);
     if verdict.succeeded() {
         // How long propagation took, in attempts: the retry schedule's tuning signal.
-        emit(&[], &[("AttemptsToValidate", Unit::Count, f64::from(attempt))]);
+        emit(
+            &[],
+            &[(Metric::AttemptsToValidate, Unit::Count, f64::from(attempt))],
+        );
         let rec = advance(
             deps,
             &rec,
