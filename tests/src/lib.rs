@@ -129,7 +129,11 @@ pub fn effects(stack: &LocalStack, prefix: &str) -> Vec<String> {
 }
 
 pub fn dump_on_failure(stack: &LocalStack) -> String {
-    format!("function logs in {}", stack.log_dir.display())
+    format!(
+        "function logs in {}; the stand-in's faults were drawn with seed {} (set `faults.seed` to repeat them)",
+        stack.log_dir.display(),
+        stack.admin.fault_seed()
+    )
 }
 
 pub use cmek::store::WorkflowStore as _;

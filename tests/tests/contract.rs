@@ -414,6 +414,7 @@ async fn an_attach_anthropic_refuses_goes_to_diagnose_and_attaches_nothing() {
             message: Some(
                 "external_key_id: the key failed validation and was not attached: AccessDeniedException (scripted)".into(),
             ),
+            retry_after_secs: None,
         }],
         ..Faults::default()
     });

@@ -247,6 +247,7 @@ async fn a_500_after_each_effect_never_duplicates_it() {
                 times: 1,
                 after_effect: true,
                 message: None,
+                retry_after_secs: None,
             }],
             ..Faults::default()
         };

@@ -224,11 +224,49 @@ async fn two_hundred_workspaces_with_thirty_percent_faults_are_all_attached_afte
         json!([]),
         "a key was attached without a successful validation"
     );
+    // Every kind of fault really hit both the create and the attach path
+    // (drawn at random from a seed: printed, with the rest, on failure).
+    let kinds: &[&str] = if fault_scale > 0.0 {
+        &[
+            "429 retry_after=Some(1)",
+            "429 retry_after=None",
+            "500",
+            "500_after_effect",
+            "529",
+        ]
+    } else {
+        &[]
+    };
+    for kind in kinds {
+        for (method, path) in [
+            ("POST", "/v1/organizations/external_keys"),
+            ("POST", "/v1/organizations/workspaces/"),
+        ] {
+            assert!(
+                requests.iter().any(|r| r.method == method
+                    && r.path.starts_with(path)
+                    && r.fault.as_deref() == Some(kind)),
+                "no {kind} on {method} {path} — {}",
+                dump_on_failure(&stack)
+            );
+        }
+    }
     let registrations = external_keys(&stack);
     assert_eq!(
         registrations.len(),
         workspaces_n,
         "one registration per workspace"
+    );
+    assert_eq!(
+        effects(&stack, "registered").len(),
+        workspaces_n,
+        "registrations that took effect, 5xx included"
+    );
+    assert_eq!(effects(&stack, "attached").len(), workspaces_n);
+    assert_eq!(
+        all_keys(&stack).await.len(),
+        workspaces_n,
+        "one key per workspace, none more"
     );
     let by_id: HashMap<&str, &str> = registrations
         .iter()

@@ -393,6 +393,35 @@ async fn intermittent_admin_api_errors_still_provision_exactly_once() {
     })
     .await;
     let all = workspaces(&stack);
+    // Random faults may or may not land on the calls that matter; these do:
+    // each kind once on the create path and once on the attach path.
+    let kinds: [(u16, bool, Option<u64>); 5] = [
+        (429, false, Some(1)),
+        (429, false, None),
+        (500, false, None),
+        (500, true, None),
+        (529, false, None),
+    ];
+    let mut scripted = Vec::new();
+    for (status, after_effect, retry_after_secs) in kinds {
+        for path_suffix in [
+            "/v1/organizations/external_keys".to_owned(),
+            format!("/workspaces/{}", all[0]["id"].as_str().unwrap()),
+        ] {
+            scripted.push(sandbox::admin_api::Scripted {
+                method: "POST".into(),
+                path_suffix,
+                status,
+                times: 1,
+                after_effect,
+                message: None,
+                retry_after_secs,
+            });
+        }
+    }
+    let mut with_scripted = stack.admin.faults();
+    with_scripted.scripted = scripted;
+    stack.admin.set_faults(with_scripted);
     let mut runs = Vec::new();
     for w in &all {
         let input = json!({"workspaceId": w["id"]});
@@ -402,6 +431,27 @@ async fn intermittent_admin_api_errors_still_provision_exactly_once() {
         let r = stack.wait(arn, TIMEOUT).await.unwrap();
         assert_eq!(r.status, "SUCCEEDED", "{r:?} — {}", dump_on_failure(&stack));
     }
+    // Every scripted fault fired, on both paths.
+    let log = stack.admin.requests();
+    for (status, after_effect, retry_after) in kinds {
+        let name = if after_effect {
+            format!("scripted {status} after the effect")
+        } else {
+            format!("scripted {status}")
+        };
+        for path in ["/external_keys", "/workspaces/"] {
+            let fired = log
+                .iter()
+                .filter(|r| {
+                    r.method == "POST" && r.path.contains(path) && r.fault.as_deref() == Some(name.as_str())
+                })
+                .count();
+            assert!(
+                fired >= 1,
+                "{name} (retry-after {retry_after:?}) never hit {path}"
+            );
+        }
+    }
     // Check with the faults off: the checks themselves are not under test.
     stack.admin.set_faults(Default::default());
     let keys = external_keys(&stack);
@@ -409,6 +459,18 @@ async fn intermittent_admin_api_errors_still_provision_exactly_once() {
         keys.len(),
         all.len(),
         "one registration per workspace despite 500s after the effect"
+    );
+    assert_eq!(
+        effects(&stack, "registered").len(),
+        all.len(),
+        "{}",
+        dump_on_failure(&stack)
+    );
+    assert_eq!(effects(&stack, "attached").len(), all.len());
+    assert_eq!(
+        all_keys(&stack).await.len(),
+        all.len(),
+        "one key per workspace, none more"
     );
     for w in &all {
         let ws = workspace_id(w);

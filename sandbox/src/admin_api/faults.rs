@@ -39,6 +39,9 @@ pub struct Faults {
     /// Deterministic faults: the next `times` requests matching each answer
     /// its `status`, in order, before any random draw.
     pub scripted: Vec<Scripted>,
+    /// The seed of the random draws (random when unset; the one used is in
+    /// `/_sandbox/state` as `fault_seed`, and tests print it when they fail).
+    pub seed: Option<u64>,
 }
 
 /// "The next `times` requests of `method` to a path ending in `path_suffix`
@@ -57,6 +60,9 @@ pub struct Scripted {
     /// The error message (a default per status otherwise).
     #[serde(default)]
     pub message: Option<String>,
+    /// `retry-after` (seconds) with the answer, for a 429.
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -108,8 +114,7 @@ impl Faults {
             .is_none_or(|ps| ps.iter().any(|p| path.starts_with(p.as_str())))
     }
 
-    pub fn draw(&self) -> Option<Injected> {
-        let mut rng = rand::rng();
+    pub fn draw(&self, rng: &mut impl Rng) -> Option<Injected> {
         let retry_after = self.retry_after_secs.unwrap_or(1.0).ceil().max(0.0) as u64;
         let r: f64 = rng.random();
         let mut acc = 0.0;
@@ -136,9 +141,9 @@ impl Faults {
         None
     }
 
-    pub fn latency(&self) -> Duration {
+    pub fn latency(&self, rng: &mut impl Rng) -> Duration {
         let jitter = if self.latency_jitter_ms > 0 {
-            rand::rng().random_range(0..=self.latency_jitter_ms)
+            rng.random_range(0..=self.latency_jitter_ms)
         } else {
             0
         };
@@ -190,12 +195,29 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_repeats_the_draws() {
+        use rand::SeedableRng;
+        let f = Faults {
+            rate_500: 0.3,
+            rate_529: 0.3,
+            ..Faults::default()
+        };
+        let draws = |seed| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            (0..50).map(|_| f.draw(&mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+    }
+
+    #[test]
     fn rates_are_drawn() {
         let always = Faults {
             rate_529: 1.0,
             ..Faults::default()
         };
-        assert_eq!(always.draw(), Some(Injected::Overloaded));
-        assert_eq!(Faults::default().draw(), None);
+        let mut rng = rand::rng();
+        assert_eq!(always.draw(&mut rng), Some(Injected::Overloaded));
+        assert_eq!(Faults::default().draw(&mut rng), None);
     }
 }

@@ -92,7 +92,15 @@ pub struct Shared {
     /// CloudTrail would record them (four per validation under the current contract).
     cloudtrail: Mutex<Vec<Value>>,
     contract: Mutex<ContractConfig>,
+    /// The random draws' generator and the seed it started from.
+    rng: Mutex<(u64, rand::rngs::StdRng)>,
     validator: Validator,
+}
+
+fn seeded(seed: Option<u64>) -> (u64, rand::rngs::StdRng) {
+    use rand::{Rng, SeedableRng};
+    let seed = seed.unwrap_or_else(|| rand::rng().random());
+    (seed, rand::rngs::StdRng::seed_from_u64(seed))
 }
 
 /// A running stand-in; dropping it stops the server.
@@ -125,6 +133,7 @@ impl SandboxApi {
             unvalidated_attachments: Mutex::new(Vec::new()),
             cloudtrail: Mutex::new(Vec::new()),
             contract: Mutex::new(config.contract),
+            rng: Mutex::new(seeded(config.faults.seed)),
             validator: Validator::new(config.kms_endpoint.clone(), config.serving_regions.clone()),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -145,7 +154,19 @@ impl SandboxApi {
     }
 
     pub fn set_faults(&self, faults: Faults) {
+        if faults.seed.is_some() {
+            *lock(&self.shared.rng) = seeded(faults.seed);
+        }
         *lock(&self.shared.faults) = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.shared.faults).clone()
+    }
+
+    /// The seed the random faults were drawn from.
+    pub fn fault_seed(&self) -> u64 {
+        lock(&self.shared.rng).0
     }
 
     pub fn set_contract(&self, contract: ContractConfig) {
@@ -248,7 +269,7 @@ async fn handle(
     }
     let request_id = format!("req_{}", random_suffix(24));
     let faults = lock(&shared.faults).clone();
-    let latency = faults.latency();
+    let latency = faults.latency(&mut lock(&shared.rng).1);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -345,8 +366,10 @@ async fn process(
         record.fault = Some(format!("scripted {}", f.status));
         return Err(scripted_error(f));
     }
-    let injected = if faults.applies_to(path) {
-        faults.draw()
+    // A scripted fault is this request's only fault: a random one drawn on
+    // top would answer first and the scripted one would never be seen.
+    let injected = if scripted.is_none() && faults.applies_to(path) {
+        faults.draw(&mut lock(&shared.rng).1)
     } else {
         None
     };
@@ -410,13 +433,16 @@ async fn process(
 }
 
 fn scripted_error(f: &faults::Scripted) -> ApiError {
-    api_error(
-        StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        f.error_type(),
-        f.message
-            .clone()
-            .unwrap_or_else(|| format!("scripted {} (sandbox)", f.status)),
-    )
+    ApiError {
+        retry_after: f.retry_after_secs,
+        ..api_error(
+            StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            f.error_type(),
+            f.message
+                .clone()
+                .unwrap_or_else(|| format!("scripted {} (sandbox)", f.status)),
+        )
+    }
 }
 
 fn url_decode_pairs(q: &str) -> HashMap<String, String> {
@@ -929,6 +955,7 @@ fn state_json(shared: &Shared) -> Value {
     json!({
         "orgs": orgs,
         "contract": *lock(&shared.contract),
+        "fault_seed": lock(&shared.rng).0,
         "attach_warnings": *lock(&shared.attach_warnings),
         "unvalidated_attachments": *lock(&shared.unvalidated_attachments),
     })
@@ -961,6 +988,9 @@ fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         (Method::GET, "faults") => ok(serde_json::to_value(&*lock(&shared.faults)).unwrap_or_default()),
         (Method::POST, "faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) => {
+                if f.seed.is_some() {
+                    *lock(&shared.rng) = seeded(f.seed);
+                }
                 *lock(&shared.faults) = f.clone();
                 ok(serde_json::to_value(f).unwrap_or_default())
             }
