@@ -128,6 +128,16 @@ pub fn effects(stack: &LocalStack, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Record a figure a test measured (`.local/figures/<name>.txt`): the test
+/// command prints every figure of its run at the end, which is where the
+/// README's Reliability figures come from. Also on stderr, for a lone run.
+pub fn figure(name: &str, text: &str) {
+    let dir = sandbox::stack::repo_root().join(".local/figures");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), format!("{text}\n"));
+    eprintln!("FIGURE {name}: {text}");
+}
+
 pub fn dump_on_failure(stack: &LocalStack) -> String {
     format!(
         "function logs in {}; the stand-in's faults were drawn with seed {} (set `faults.seed` to repeat them)",

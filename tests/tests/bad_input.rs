@@ -344,7 +344,10 @@ async fn every_malformed_input_gets_a_named_error_and_changes_nothing() {
         assert_nothing_changed(&stack, case).await;
         checked += 1;
     }
-    eprintln!(
-        "BAD INPUT: {checked} cases, each refused with a named error, KMS/Admin API/DynamoDB unchanged"
+    figure(
+        "bad_input",
+        &format!(
+            "BAD INPUT: {checked} cases, each refused with a named error, KMS/Admin API/DynamoDB unchanged"
+        ),
     );
 }

@@ -163,6 +163,15 @@ async fn dying_after_every_effect_still_ends_with_one_of_each() {
     );
     exactly_once(&stack, &catcher, &ws, "all-points").await;
     assert_eq!(all_keys(&stack).await.len(), 1, "no other key anywhere");
+    figure(
+        "crash_points_all",
+        &format!(
+            "CRASH POINTS: {} points, {} process aborts, then 1 key, 1 alias, 1 registration, 1 attachment, {} identical CloudFormation PUT(s)",
+            cmek::crash_point::ALL.len(),
+            cmek::crash_point::ALL.len(),
+            catcher.responses("all-points").len()
+        ),
+    );
     let _ = std::fs::remove_dir_all(&markers);
 }
 
@@ -210,6 +219,13 @@ async fn a_crash_right_after_each_effect_under_each_name_lambda_reports_it() {
         assert_eq!(failures, vec![crash_error.to_owned()], "{point}");
         let _ = std::fs::remove_dir_all(&markers);
     }
+    figure(
+        "crash_cells",
+        &format!(
+            "CRASH CELLS: {} effects, each crashed right after once (as Runtime.ExitError, Runtime.Unknown, Lambda.Unknown): one of each every time",
+            cells.len()
+        ),
+    );
 }
 
 /// The same effects, each answered 500 after it took effect — KMS through

@@ -159,9 +159,12 @@ async fn twenty_mixed_triggers_at_once_make_one_key_one_registration_one_attachm
             _ => panic!("storm-{i}: {answer}"),
         }
     }
-    eprintln!(
-        "STORM: {triggers} triggers → {succeeded} succeeded, {} refused with ConcurrentExecution; 1 key, 1 registration, 1 attachment",
-        triggers - succeeded
+    figure(
+        "storm",
+        &format!(
+            "STORM: {triggers} triggers → {succeeded} succeeded, {} refused with ConcurrentExecution; 1 key, 1 registration, 1 attachment",
+            triggers - succeeded
+        ),
     );
 }
 
@@ -301,10 +304,13 @@ async fn two_hundred_workspaces_with_thirty_percent_faults_are_all_attached_afte
         "{} Admin API requests for {workspaces_n} workspaces",
         requests.len()
     );
-    eprintln!(
-        "LOAD: {workspaces_n} workspaces at 30% faults attached in {:.1}s: {} Admin API requests ({per_workspace:.2}/workspace), {faulted} faults injected and retried",
-        elapsed.as_secs_f64(),
-        requests.len()
+    figure(
+        "load",
+        &format!(
+            "LOAD: {workspaces_n} workspaces at 30% faults attached in {:.1}s: {} Admin API requests ({per_workspace:.2}/workspace), {faulted} faults injected and retried",
+            elapsed.as_secs_f64(),
+            requests.len()
+        ),
     );
 }
 

@@ -150,12 +150,15 @@ async fn the_admin_key_appears_nowhere_after_success_failure_and_faults() {
         // Nor a recognisable part of it.
         assert!(!seen.contains(&secret[..24]), "a prefix of the {name} leaked");
     }
-    eprintln!(
-        "KEY LEAK CHECK: {} bytes of logs, histories, items, {} events and {} CloudFormation responses searched; outcomes {} / {}",
-        seen.len(),
-        events.len(),
-        2,
-        failed.status,
-        faulty.status
+    figure(
+        "security",
+        &format!(
+            "KEY LEAK CHECK: {} bytes of logs, histories, items, {} events and {} CloudFormation responses searched; outcomes {} / {}",
+            seen.len(),
+            events.len(),
+            2,
+            failed.status,
+            faulty.status
+        ),
     );
 }
