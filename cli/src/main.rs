@@ -138,7 +138,7 @@ impl AdminArgs {
         ) {
             (Some(k), _) => AdminKey::new(k),
             (None, Some(arn)) => {
-                cmek::aws::read_admin_key(&aws_sdk_secretsmanager::Client::new(sdk), arn).await?
+                cmek::aws::read_admin_key(&cmek::aws::secrets_client_for(sdk, arn), arn).await?
             }
             (None, None) => bail!("set ANTHROPIC_ADMIN_KEY or --admin-key-secret-arn"),
         };

@@ -26,6 +26,9 @@ pub struct AwsCall {
     pub status: u16,
     /// The injected fault, if any.
     pub fault: Option<String>,
+    /// What IAM would authorize for this call (see [`crate::iam_request`]).
+    #[serde(default)]
+    pub authorizations: Vec<crate::iam_request::Authorization>,
 }
 
 /// "The next `times` calls of `action` (by `function`, if set) answer
@@ -50,10 +53,78 @@ fn one() -> u32 {
     1
 }
 
+/// Random AWS-side faults: each call a function makes fails, with
+/// probability `rate`, with an answer its service really gives when busy or
+/// unwell (see [`catalogue`]) — throttling before the call takes effect, and
+/// server errors before or, for `after_effect_share` of them, after it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsFaultRate {
+    pub rate: f64,
+    #[serde(default)]
+    pub after_effect_share: f64,
+    /// The draws' seed (random when unset; [`AwsProxy::random_seed`] tells).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// What a service answers when it cannot serve a call: (HTTP status, error
+/// code, may happen after the call took effect). From each service's API
+/// reference ("Errors", and the common errors every AWS API may return):
+/// throttling is refused before any effect; an internal error may come
+/// after the effect (the caller cannot tell).
+pub fn catalogue(service: &str, operation: &str) -> &'static [(u16, &'static str, bool)] {
+    match (service, operation) {
+        ("kms", _) => &[
+            (400, "ThrottlingException", false),
+            (500, "KMSInternalException", true),
+            (500, "DependencyTimeoutException", false),
+        ],
+        ("dynamodb", "TransactWriteItems") => &[
+            (400, "ThrottlingException", false),
+            (400, "ProvisionedThroughputExceededException", false),
+            (500, "InternalServerError", true),
+            (400, "TransactionCanceledException/TransactionConflict", false),
+        ],
+        ("dynamodb", "PutItem" | "UpdateItem" | "DeleteItem") => &[
+            (400, "ThrottlingException", false),
+            (400, "ProvisionedThroughputExceededException", false),
+            (500, "InternalServerError", true),
+            (400, "TransactionConflictException", false),
+        ],
+        ("dynamodb", _) => &[
+            (400, "ThrottlingException", false),
+            (400, "ProvisionedThroughputExceededException", false),
+            (500, "InternalServerError", false),
+        ],
+        ("states", _) => &[
+            (400, "ThrottlingException", false),
+            (500, "InternalFailure", true),
+            (503, "ServiceUnavailable", false),
+        ],
+        ("events", _) => &[
+            (400, "ThrottlingException", false),
+            (500, "InternalException", true),
+        ],
+        ("sns", _) => &[(400, "Throttling", false), (500, "InternalError", true)],
+        ("secretsmanager", _) => &[
+            (400, "ThrottlingException", false),
+            (500, "InternalServiceError", false),
+        ],
+        _ => &[],
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct AwsProxy {
     calls: Mutex<Vec<AwsCall>>,
     faults: Mutex<Vec<AwsFault>>,
+    random: Mutex<Option<(AwsFaultRate, u64, rand::rngs::StdRng)>>,
+    /// DynamoDB's `ClientRequestToken`s of transactions that succeeded, with
+    /// their answer: DynamoDB answers a repeat of the same token with the
+    /// first success "without making any changes" (API reference,
+    /// TransactWriteItems) — which moto does not do.
+    tokens: Mutex<std::collections::HashMap<String, (u16, Vec<u8>)>>,
 }
 
 /// What the proxy read from a request.
@@ -62,6 +133,15 @@ pub struct Identified {
     pub service: String,
     pub action: String,
     pub resource: Option<String>,
+    /// The request's parameters: its JSON body, or its form fields as an object.
+    pub params: serde_json::Value,
+}
+
+impl Identified {
+    /// The operation, as the API names it (`CreateKey`).
+    pub fn operation(&self) -> &str {
+        self.action.split_once(':').map_or("", |(_, op)| op)
+    }
 }
 
 impl AwsProxy {
@@ -92,6 +172,55 @@ impl AwsProxy {
         Some(f.clone())
     }
 
+    /// Start (or, with `None`, stop) random faults.
+    pub fn set_random_faults(&self, rate: Option<AwsFaultRate>) {
+        use rand::{Rng, SeedableRng};
+        *lock(&self.random) = rate.map(|r| {
+            let seed = r.seed.unwrap_or_else(|| rand::rng().random());
+            (r, seed, rand::rngs::StdRng::seed_from_u64(seed))
+        });
+    }
+
+    /// The seed of the random faults, to replay a failing run.
+    pub fn random_seed(&self) -> Option<u64> {
+        lock(&self.random).as_ref().map(|(_, seed, _)| *seed)
+    }
+
+    /// A scripted fault for the call if one is pending; else, at the random
+    /// rate, one its service really answers.
+    pub fn fault_for(&self, function: &str, service: &str, action: &str) -> Option<AwsFault> {
+        use rand::Rng;
+        if let Some(f) = self.take_fault(function, action) {
+            return Some(f);
+        }
+        let mut random = lock(&self.random);
+        let (rate, _, rng) = random.as_mut()?;
+        let operation = action.split_once(':').map_or(action, |(_, op)| op);
+        let kinds = catalogue(service, operation);
+        if kinds.is_empty() || !rng.random_bool(rate.rate.clamp(0.0, 1.0)) {
+            return None;
+        }
+        let (status, code, may_be_after) = kinds[rng.random_range(0..kinds.len())];
+        let after_effect = may_be_after && rng.random_bool(rate.after_effect_share.clamp(0.0, 1.0));
+        Some(AwsFault {
+            action: action.to_owned(),
+            function: Some(function.to_owned()),
+            times: 0,
+            after_effect,
+            status,
+            code: code.to_owned(),
+        })
+    }
+
+    /// The answer to a transaction token that already succeeded.
+    pub fn token_answer(&self, token: &str) -> Option<(u16, Vec<u8>)> {
+        lock(&self.tokens).get(token).cloned()
+    }
+
+    pub fn remember_token(&self, token: &str, status: u16, body: Vec<u8>) {
+        lock(&self.tokens).insert(token.to_owned(), (status, body));
+    }
+
     pub fn record(&self, call: AwsCall) {
         lock(&self.calls).push(call);
     }
@@ -111,7 +240,7 @@ pub fn identify(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Identifi
         .split(['/', ','])
         .nth(3)?
         .to_owned();
-    let (operation, resource) = match header("x-amz-target") {
+    let (operation, resource, params) = match header("x-amz-target") {
         Some(target) => {
             let op = target.rsplit('.').next()?.to_owned();
             let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
@@ -134,12 +263,21 @@ pub fn identify(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Identifi
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
             });
-            (op, resource)
+            (op, resource, json)
         }
         None => {
             let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
             let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            (get("Action")?, get("TopicArn").or_else(|| get("QueueUrl")))
+            let params = serde_json::Value::Object(
+                form.iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect(),
+            );
+            (
+                get("Action")?,
+                get("TopicArn").or_else(|| get("QueueUrl")),
+                params,
+            )
         }
     };
     // The signing name is the IAM prefix for every service the functions use.
@@ -147,12 +285,35 @@ pub fn identify(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Identifi
         action: format!("{service}:{operation}"),
         service,
         resource,
+        params,
     })
 }
 
 /// The error body AWS answers, in the request's protocol.
 pub fn error_response(id: &Identified, fault: &AwsFault) -> (u16, Vec<(String, String)>, String) {
     let message = format!("{} (injected by the local stack)", fault.code);
+    // A transaction cancelled by a conflict says so in its reasons, one per item.
+    if let Some(("TransactionCanceledException", reason)) = fault.code.split_once('/') {
+        let items = id
+            .params
+            .get("TransactItems")
+            .and_then(serde_json::Value::as_array)
+            .map_or(1, Vec::len);
+        let body = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{reason}]"),
+            "CancellationReasons": vec![serde_json::json!({"Code": reason, "Message": message}); items],
+        })
+        .to_string();
+        return (
+            fault.status,
+            vec![
+                ("content-type".into(), "application/x-amz-json-1.0".into()),
+                ("x-amzn-errortype".into(), "TransactionCanceledException".into()),
+            ],
+            body,
+        );
+    }
     if matches!(id.service.as_str(), "sns" | "sqs") {
         let body = format!(
             "<ErrorResponse><Error><Type>Receiver</Type><Code>{}</Code><Message>{message}</Message></Error><RequestId>local</RequestId></ErrorResponse>",

@@ -132,6 +132,8 @@ struct HostInner {
     log_dir: PathBuf,
     /// The host was dropped: no more instances start.
     closed: AtomicBool,
+    region: String,
+    account: String,
 }
 
 impl Drop for LambdaHost {
@@ -178,6 +180,8 @@ impl LambdaHost {
             max_instances: 8,
             log_dir,
             closed: AtomicBool::new(false),
+            region: region.to_owned(),
+            account: account.to_owned(),
         });
         let port = listener.local_addr()?.port();
         let app = Router::new()
@@ -215,6 +219,16 @@ impl LambdaHost {
 
     pub fn add_aws_faults(&self, faults: impl IntoIterator<Item = crate::aws_proxy::AwsFault>) {
         self.inner.aws.add_faults(faults);
+    }
+
+    /// Random AWS-side faults on every function's calls (`None` stops them).
+    pub fn set_random_aws_faults(&self, rate: Option<crate::aws_proxy::AwsFaultRate>) {
+        self.inner.aws.set_random_faults(rate);
+    }
+
+    /// The seed of the random AWS faults, if they are on.
+    pub fn aws_fault_seed(&self) -> Option<u64> {
+        self.inner.aws.random_seed()
     }
 
     pub fn pending_aws_faults(&self) -> Vec<crate::aws_proxy::AwsFault> {
@@ -657,10 +671,54 @@ async fn aws_call(
     body: Bytes,
 ) -> Response {
     use crate::aws_proxy::{AwsCall, error_response, identify};
+    use crate::iam_request::{Scope, authorizations, kms_key_named};
     let id = identify(headers, &body);
-    let fault = id
+    // What IAM would check, read before the call changes anything (a key's
+    // tags, for one): moto checks nothing, the coverage test evaluates these.
+    let authorized = match &id {
+        Some(i) => {
+            let key = match kms_key_named(i.operation(), &i.params) {
+                Some(key_id) if i.service == "kms" => kms_key_facts(host, headers, &key_id).await,
+                _ => None,
+            };
+            let scope = Scope {
+                region: &host.region,
+                account: &host.account,
+            };
+            authorizations(&i.service, i.operation(), &i.params, scope, key.as_ref())
+        }
+        None => Vec::new(),
+    };
+    // DynamoDB's idempotent transactions: a repeated token gets the first answer.
+    let token = id
         .as_ref()
-        .and_then(|i| host.aws.take_fault(function, &i.action).map(|f| (i.clone(), f)));
+        .filter(|i| i.action == "dynamodb:TransactWriteItems")
+        .and_then(|i| i.params.get("ClientRequestToken").and_then(Value::as_str))
+        .map(str::to_owned);
+    if let Some((status, body)) = token.as_deref().and_then(|t| host.aws.token_answer(t)) {
+        if let Some(i) = &id {
+            host.aws.record(AwsCall {
+                function: function.to_owned(),
+                service: i.service.clone(),
+                action: i.action.clone(),
+                resource: i.resource.clone(),
+                status,
+                fault: Some("repeated ClientRequestToken: the first answer".into()),
+                authorizations: authorized.clone(),
+            });
+        }
+        let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        return r;
+    }
+    let fault = id.as_ref().and_then(|i| {
+        host.aws
+            .fault_for(function, &i.service, &i.action)
+            .map(|f| (i.clone(), f))
+    });
     let record = |status: u16, fault: Option<String>| {
         if let Some(i) = &id {
             host.aws.record(AwsCall {
@@ -670,6 +728,7 @@ async fn aws_call(
                 resource: i.resource.clone(),
                 status,
                 fault,
+                authorizations: authorized.clone(),
             });
         }
     };
@@ -697,10 +756,17 @@ async fn aws_call(
         );
         return answer(i, f);
     }
-    let response = match forward(host, method, path_and_query, headers, body).await {
+    let mut response = match forward(host, method, path_and_query, headers, body).await {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
     };
+    if let (Some(token), true) = (&token, response.status().is_success()) {
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        host.aws
+            .remember_token(token, parts.status.as_u16(), bytes.to_vec());
+        response = Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
     match fault {
         Some((i, f)) if response.status().is_success() => {
             record(
@@ -714,6 +780,49 @@ async fn aws_call(
             response
         }
     }
+}
+
+/// The ARN and tags of the key a KMS request names, asked of moto with the
+/// request's own signature headers (moto reads the Region from them).
+async fn kms_key_facts(
+    host: &HostInner,
+    headers: &HeaderMap,
+    key_id: &str,
+) -> Option<crate::iam_request::KeyFacts> {
+    let moto = lock(&host.moto).clone()?;
+    let ask = |target: &'static str, body: Value| {
+        let mut req = host
+            .http
+            .post(format!("{moto}/"))
+            .header("x-amz-target", format!("TrentService.{target}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(body.to_string());
+        if let Some(auth) = headers.get("authorization") {
+            req = req.header("authorization", auth);
+        }
+        async move {
+            let resp = req.send().await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            resp.json::<Value>().await.ok()
+        }
+    };
+    let described = ask("DescribeKey", json!({"KeyId": key_id})).await?;
+    let arn = described.pointer("/KeyMetadata/Arn")?.as_str()?.to_owned();
+    let tags = ask("ListResourceTags", json!({"KeyId": arn}))
+        .await
+        .and_then(|t| t.get("Tags").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.get("TagKey")?.as_str()?.to_owned(),
+                t.get("TagValue")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    Some(crate::iam_request::KeyFacts { arn, tags })
 }
 
 async fn forward(

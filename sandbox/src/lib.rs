@@ -6,6 +6,7 @@
 pub mod admin_api;
 pub mod aws_proxy;
 pub mod bench;
+pub mod iam_request;
 pub mod lambda_host;
 pub mod stack;
 pub mod template;

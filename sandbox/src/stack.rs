@@ -40,6 +40,8 @@ pub struct StackOptions {
     /// function, faults on demand) rather than straight to moto. On by
     /// default; the benchmarks turn it off to time what Lambda would.
     pub aws_proxy: bool,
+    /// Random AWS-side faults on the functions' calls (through the proxy).
+    pub aws_faults: Option<crate::aws_proxy::AwsFaultRate>,
 }
 
 impl Default for StackOptions {
@@ -59,6 +61,7 @@ impl Default for StackOptions {
             bus_rules: true,
             function_env: Vec::new(),
             aws_proxy: true,
+            aws_faults: None,
         }
     }
 }
@@ -103,6 +106,9 @@ pub struct LocalStack {
     pub log_dir: PathBuf,
     pub admin_key: String,
     pub alert_topic_arn: String,
+    /// What the template's `Ref`s and `GetAtt`s resolve to in this stack.
+    pub bindings: Bindings,
+    label: String,
     moto: tokio::process::Child,
     pumps: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -297,6 +303,12 @@ impl LocalStack {
         let host =
             LambdaHost::start(host_listener, specs, REGION, ACCOUNT, log_dir.join("functions")).await?;
         host.set_moto(&moto_url);
+        if let Some(rate) = options.aws_faults {
+            if !options.aws_proxy {
+                bail!("AWS faults need the AWS proxy (StackOptions.aws_proxy)");
+            }
+            host.set_random_aws_faults(Some(rate));
+        }
 
         let definition = template.state_machine_definition(STATE_MACHINE, &bindings)?;
         let state_machine_arn = aws_sdk_sfn::Client::new(&sdk)
@@ -329,6 +341,8 @@ impl LocalStack {
             log_dir,
             admin_key,
             alert_topic_arn: topic,
+            bindings,
+            label: options.label.clone(),
             moto,
             pumps,
         })
@@ -493,10 +507,56 @@ impl LocalStack {
     }
 }
 
+/// Where every stack leaves the AWS calls its functions made, for the IAM
+/// coverage test (`tests/tests/iam_coverage.rs`); the test command empties it
+/// before a run.
+pub fn aws_calls_dir() -> PathBuf {
+    repo_root().join(".local/aws-calls")
+}
+
+/// One stack's recorded calls and the bindings to resolve its policies with.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RecordedCalls {
+    pub label: String,
+    pub bindings: Bindings,
+    pub calls: Vec<crate::aws_proxy::AwsCall>,
+}
+
+impl LocalStack {
+    fn save_aws_calls(&self) -> anyhow::Result<()> {
+        let calls = self.host.aws_calls();
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let dir = aws_calls_dir();
+        std::fs::create_dir_all(&dir)?;
+        let record = RecordedCalls {
+            label: self.label.clone(),
+            bindings: self.bindings.clone(),
+            calls,
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path = dir.join(format!(
+            "{}-{}-{}-{stamp}.json",
+            self.label,
+            self.host.port,
+            std::process::id()
+        ));
+        std::fs::write(path, serde_json::to_vec(&record)?)?;
+        Ok(())
+    }
+}
+
 impl Drop for LocalStack {
     fn drop(&mut self) {
         for p in &self.pumps {
             p.abort();
+        }
+        if let Err(e) = self.save_aws_calls() {
+            eprintln!("could not save the stack's AWS calls for the IAM coverage test: {e:#}");
         }
         // kill_on_drop covers moto; say so explicitly for readers of the logs.
         let _ = self.moto.start_kill();
@@ -624,6 +684,49 @@ async fn create_table(sdk: &aws_config::SdkConfig, template: &Template, name: &s
                 .key_type(KeyType::from(t))
                 .build()?,
         );
+    }
+    for index in props
+        .get("GlobalSecondaryIndexes")
+        .and_then(|v| v.as_sequence())
+        .into_iter()
+        .flatten()
+    {
+        let mut gsi = aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder().index_name(
+            index
+                .get("IndexName")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default(),
+        );
+        for k in index
+            .get("KeySchema")
+            .and_then(|v| v.as_sequence())
+            .into_iter()
+            .flatten()
+        {
+            gsi = gsi.key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(
+                        k.get("AttributeName")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default(),
+                    )
+                    .key_type(KeyType::from(
+                        k.get("KeyType").and_then(|v| v.as_str()).unwrap_or("HASH"),
+                    ))
+                    .build()?,
+            );
+        }
+        let projection = index
+            .get("Projection")
+            .and_then(|p| p.get("ProjectionType"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("ALL");
+        gsi = gsi.projection(
+            aws_sdk_dynamodb::types::Projection::builder()
+                .projection_type(aws_sdk_dynamodb::types::ProjectionType::from(projection))
+                .build(),
+        );
+        req = req.global_secondary_indexes(gsi.build()?);
     }
     req.send()
         .await

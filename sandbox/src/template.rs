@@ -25,7 +25,7 @@ pub struct TemplateFunction {
 }
 
 /// What `Ref`/`GetAtt` resolve to locally.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Bindings {
     pub parameters: HashMap<String, String>,
     /// `Ref` of a resource, by logical id.

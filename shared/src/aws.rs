@@ -28,24 +28,107 @@ pub async fn sdk_config_with_endpoint(endpoint: &str, region: &str) -> SdkConfig
         .await
 }
 
+/// Counts the SDK's own retries — every attempt after a request's first —
+/// for the `AwsRetries` metric. The SDK absorbs throttling and 5xx answers
+/// silently; this is how an operator sees AWS pushing back before it fails
+/// anything. One per client, named by service.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryCounting(pub &'static str);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RetryCounting {
+    fn name(&self) -> &'static str {
+        "RetryCounting"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<
+            '_,
+        >,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        // The orchestrator numbers attempts from 1 before this hook runs.
+        if cfg
+            .load::<aws_smithy_runtime_api::client::retries::RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            crate::metrics::record_aws_retry(self.0);
+        }
+        Ok(())
+    }
+}
+
+/// The functions' clients, each counting its retries (see [`RetryCounting`]).
+pub fn dynamodb_client(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(RetryCounting("dynamodb"));
+    aws_sdk_dynamodb::Client::from_conf(conf.build())
+}
+
+pub fn kms_client(sdk: &SdkConfig, region: Option<&str>) -> aws_sdk_kms::Client {
+    let mut conf = aws_sdk_kms::config::Builder::from(sdk).interceptor(RetryCounting("kms"));
+    if let Some(region) = region {
+        conf = conf.region(aws_sdk_kms::config::Region::new(region.to_owned()));
+    }
+    aws_sdk_kms::Client::from_conf(conf.build())
+}
+
+pub fn eventbridge_client(sdk: &SdkConfig) -> aws_sdk_eventbridge::Client {
+    let conf = aws_sdk_eventbridge::config::Builder::from(sdk).interceptor(RetryCounting("events"));
+    aws_sdk_eventbridge::Client::from_conf(conf.build())
+}
+
+pub fn sfn_client(sdk: &SdkConfig) -> aws_sdk_sfn::Client {
+    let conf = aws_sdk_sfn::config::Builder::from(sdk).interceptor(RetryCounting("states"));
+    aws_sdk_sfn::Client::from_conf(conf.build())
+}
+
+pub fn sns_client(sdk: &SdkConfig) -> aws_sdk_sns::Client {
+    let conf = aws_sdk_sns::config::Builder::from(sdk).interceptor(RetryCounting("sns"));
+    aws_sdk_sns::Client::from_conf(conf.build())
+}
+
+/// A Secrets Manager client for the Region the secret lives in (its ARN says
+/// which): a client of another Region cannot read it.
+pub fn secrets_client_for(sdk: &SdkConfig, secret_arn: &str) -> aws_sdk_secretsmanager::Client {
+    let mut conf =
+        aws_sdk_secretsmanager::config::Builder::from(sdk).interceptor(RetryCounting("secretsmanager"));
+    if let Some(region) = secret_arn.split(':').nth(3).filter(|r| !r.is_empty()) {
+        conf = conf.region(aws_sdk_secretsmanager::config::Region::new(region.to_owned()));
+    }
+    aws_sdk_secretsmanager::Client::from_conf(conf.build())
+}
+
 /// Read the Admin API key from Secrets Manager. The secret may hold the key
 /// itself or a JSON object with an `admin_api_key` field. The key's value never
-/// appears in an error.
+/// appears in an error. A secret encrypted with a customer-managed key also
+/// needs `kms:Decrypt` on it through Secrets Manager (the template grants it).
 pub async fn read_admin_key(
     client: &aws_sdk_secretsmanager::Client,
     secret_arn: &str,
 ) -> Result<AdminKey, CmekError> {
-    let out = client
-        .get_secret_value()
-        .secret_id(secret_arn)
-        .send()
-        .await
-        .map_err(|e| {
-            CmekError::Configuration(format!(
-                "cannot read the Admin API key secret {secret_arn}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            ))
-        })?;
+    // Read at cold start, where a failure fails the invocation with an
+    // error the state machine cannot retry: so a throttled or unavailable
+    // Secrets Manager is retried here, beyond the SDK's own three attempts.
+    let mut pause = std::time::Duration::from_millis(250);
+    let mut tries = 1;
+    let out = loop {
+        match client.get_secret_value().secret_id(secret_arn).send().await {
+            Ok(out) => break out,
+            Err(e) if tries < SECRET_READ_TRIES && secret_error_is_transient(&e) => {
+                tracing::warn!(tries, "Secrets Manager unavailable; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            Err(e) => {
+                return Err(CmekError::Configuration(format!(
+                    "cannot read the Admin API key secret {secret_arn} (tried {tries} time(s)): {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )));
+            }
+        }
+    };
     let raw = out
         .secret_string()
         .ok_or_else(|| CmekError::Configuration(format!("secret {secret_arn} has no string value")))?;
@@ -54,6 +137,24 @@ pub async fn read_admin_key(
             "secret {secret_arn} holds no Admin API key (a plain string or {{\"admin_api_key\": \"...\"}})"
         ))
     })
+}
+
+/// Reads of the secret before giving up (each with the SDK's own retries).
+const SECRET_READ_TRIES: u32 = 4;
+
+fn secret_error_is_transient<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata,
+{
+    use aws_sdk_secretsmanager::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => matches!(
+            s.err().code(),
+            Some("ThrottlingException" | "InternalServiceError" | "InternalFailure" | "ServiceUnavailable")
+        ),
+        _ => false,
+    }
 }
 
 fn parse_admin_key_secret(raw: &str) -> Option<AdminKey> {
@@ -91,6 +192,26 @@ pub async fn execution_history(
             Some(t) => token = Some(t.to_owned()),
             None => return Ok(events),
         }
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_secrets_client_follows_the_secret_region() {
+        let sdk = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-2"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let c = secrets_client_for(
+            &sdk,
+            "arn:aws:secretsmanager:us-west-2:111122223333:secret:k-AbCdEf",
+        );
+        assert_eq!(c.config().region().map(|r| r.as_ref()), Some("us-west-2"));
+        let c = secrets_client_for(&sdk, "not-an-arn");
+        assert_eq!(c.config().region().map(|r| r.as_ref()), Some("us-east-2"));
     }
 }
 

@@ -88,7 +88,7 @@ impl Alerter {
             .filter(|t| t.starts_with("arn:"))
         {
             Some(topic) => Self::new(Some((
-                aws_sdk_sns::Client::new(&crate::aws::sdk_config().await),
+                crate::aws::sns_client(&crate::aws::sdk_config().await),
                 topic,
             ))),
             None => Self::new(None),
@@ -198,15 +198,10 @@ async fn event_key(deps: &Deps, detail: &Value) -> Result<Option<String>, CmekEr
 }
 
 /// Every workflow record on `key_arn` (from DynamoDB: tags alone do not say
-/// which workspaces use a key, and adopted keys carry none of ours).
+/// which workspaces use a key, and adopted keys carry none of ours) — one
+/// index query, whatever the size of the table.
 async fn records_on(deps: &Deps, key_arn: &str) -> Result<Vec<WorkflowRecord>, CmekError> {
-    Ok(deps
-        .store
-        .list(None)
-        .await?
-        .into_iter()
-        .filter(|r| r.key_arn.as_deref() == Some(key_arn))
-        .collect())
+    Ok(deps.store.by_key(key_arn).await?)
 }
 
 async fn record_on_all(

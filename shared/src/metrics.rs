@@ -6,7 +6,8 @@
 //!
 //! Every function reports `Invocations`, `Errors` and `Latency` by `Function`
 //! (and `Errors` by `Function` + `ErrorType`); the Admin API client's retries
-//! are reported as `AdminApiRetries` by `Function` + `Status`; Finish reports
+//! are reported as `AdminApiRetries` by `Function` + `Status`, the AWS SDK's
+//! as `AwsRetries` by `Function` + `Service`; Finish reports
 //! `ProvisioningSucceeded` / `ProvisioningFailed`; ValidateKey reports
 //! `ValidationAttempts` and, on success, `AttemptsToValidate`.
 
@@ -29,6 +30,7 @@ pub enum Metric {
     Errors,
     Latency,
     AdminApiRetries,
+    AwsRetries,
     ProvisioningSucceeded,
     ProvisioningFailed,
     ValidationAttempts,
@@ -37,11 +39,12 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Invocations,
         Metric::Errors,
         Metric::Latency,
         Metric::AdminApiRetries,
+        Metric::AwsRetries,
         Metric::ProvisioningSucceeded,
         Metric::ProvisioningFailed,
         Metric::ValidationAttempts,
@@ -55,6 +58,7 @@ impl Metric {
             Metric::Errors => "Errors",
             Metric::Latency => "Latency",
             Metric::AdminApiRetries => "AdminApiRetries",
+            Metric::AwsRetries => "AwsRetries",
             Metric::ProvisioningSucceeded => "ProvisioningSucceeded",
             Metric::ProvisioningFailed => "ProvisioningFailed",
             Metric::ValidationAttempts => "ValidationAttempts",
@@ -129,6 +133,23 @@ impl RetryCounter {
     }
 }
 
+/// The AWS SDK's retries since the last drain, by service. Process-wide: a
+/// Lambda instance runs one invocation at a time, and the SDK's interceptor
+/// ([`crate::aws::RetryCounting`]) has no handle on the invocation.
+static AWS_RETRIES: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+pub fn record_aws_retry(service: &'static str) {
+    *AWS_RETRIES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(service)
+        .or_default() += 1;
+}
+
+pub fn drain_aws_retries() -> BTreeMap<&'static str, u64> {
+    std::mem::take(&mut *AWS_RETRIES.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// Run one invocation of `function` and report it: latency, error (by type),
 /// and the Admin API retries it took.
 pub async fn measured<T, F>(function: &str, retries: Option<&RetryCounter>, work: F) -> Result<T, CmekError>
@@ -167,6 +188,12 @@ where
         emit(
             &[("Function", function), ("Status", status.as_str())],
             &[(Metric::AdminApiRetries, Unit::Count, n as f64)],
+        );
+    }
+    for (service, n) in drain_aws_retries() {
+        emit(
+            &[("Function", function), ("Service", service)],
+            &[(Metric::AwsRetries, Unit::Count, n as f64)],
         );
     }
     result

@@ -41,26 +41,47 @@ where
 }
 
 /// Logs to stdout as Lambda's advanced logging controls ask: JSON when
-/// `AWS_LAMBDA_LOG_FORMAT` is `JSON`, at the level of `AWS_LAMBDA_LOG_LEVEL`
-/// (else `RUST_LOG`, else INFO), without timestamps (Lambda adds them). What
+/// `AWS_LAMBDA_LOG_FORMAT` is `JSON`, each line with a `level` and an RFC 3339
+/// `timestamp` (Lambda gives a line lacking either the level INFO, so a WARN
+/// would be filtered as INFO), at the level of `CMEK_LOG_LEVEL` (the
+/// template's `LogLevel`; Lambda's own filter is kept at INFO or below so
+/// that the metrics' lines, which carry no level, always pass), else
+/// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO. What
 /// `lambda_runtime`'s default subscriber does, without its regex-based filter.
 fn init_logging() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
+    let level = ["CMEK_LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
         .map(|l| log_level(&l))
         .unwrap_or(LevelFilter::INFO);
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let logs = tracing_subscriber::fmt()
-        .with_target(false)
-        .without_time()
-        .with_max_level(level)
-        .with_writer(std::io::stdout);
     // A second initialisation (tests) keeps the first subscriber.
     let _ = if json {
-        logs.json().try_init()
+        tracing::subscriber::set_global_default(json_subscriber(std::io::stdout, level))
     } else {
-        logs.try_init()
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .with_target(false)
+                .without_time()
+                .with_max_level(level)
+                .with_writer(std::io::stdout)
+                .finish(),
+        )
     };
+}
+
+/// The JSON lines Lambda reads: `timestamp` (RFC 3339), `level`, `fields`.
+fn json_subscriber<W>(writer: W, level: LevelFilter) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .with_timer(tracing_subscriber::fmt::time::SystemTime)
+        .with_max_level(level)
+        .with_writer(writer)
+        .finish()
 }
 
 /// Lambda's levels are TRACE, DEBUG, INFO, WARN, ERROR and FATAL; anything
@@ -77,6 +98,48 @@ fn log_level(raw: &str) -> LevelFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lambda honours a JSON line's level only with a valid RFC 3339
+    /// timestamp next to it; without one the line counts as INFO, and a WARN
+    /// filter would drop every warning.
+    #[test]
+    fn json_lines_carry_the_level_and_an_rfc3339_timestamp() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = json_subscriber(move || writer.clone(), LevelFilter::INFO);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(workspace_id = "wrkspc_1", "watch out");
+            tracing::debug!("filtered");
+        });
+        let text =
+            String::from_utf8(buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_default())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0]["level"], "WARN");
+        let ts = lines[0]["timestamp"].as_str().unwrap_or_default();
+        assert!(
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
+            "not RFC 3339: {ts}"
+        );
+    }
 
     #[test]
     fn lambda_log_levels_map_to_tracing_levels() {

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
+pub mod iam;
+
 use std::time::Duration;
 
 use cmek::ids::WorkspaceId;
@@ -139,8 +141,11 @@ pub fn figure(name: &str, text: &str) {
 }
 
 pub fn dump_on_failure(stack: &LocalStack) -> String {
+    let aws = stack.host.aws_fault_seed().map_or_else(String::new, |seed| {
+        format!("; the AWS faults with seed {seed} (set `aws_faults.seed`)")
+    });
     format!(
-        "function logs in {}; the stand-in's faults were drawn with seed {} (set `faults.seed` to repeat them)",
+        "function logs in {}; the stand-in's faults were drawn with seed {} (set `faults.seed` to repeat them){aws}",
         stack.log_dir.display(),
         stack.admin.fault_seed()
     )

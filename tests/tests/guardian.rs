@@ -489,21 +489,46 @@ async fn validation_probes_are_not_the_guardians_business() {
         &record(&stack, &ws).await.key_arn.unwrap(),
     );
     put(&change).await;
-    let delivered: Vec<String> = drain(&rule_sqs, &rule_queue)
+    // Grants: one an application made on the key passes; the routine ones an
+    // AWS service makes (`invokedBy`, by the thousand on busy accounts) do not.
+    let grant = |invoked_by: Option<&str>| {
+        let mut e = change.clone();
+        e["detail"]["eventName"] = json!("CreateGrant");
+        if let Some(service) = invoked_by {
+            e["detail"]["userIdentity"]["invokedBy"] = json!(service);
+        }
+        e
+    };
+    put(&grant(None)).await;
+    put(&grant(Some("ec2.amazonaws.com"))).await;
+    let mut delivered: Vec<(String, Value)> = drain(&rule_sqs, &rule_queue)
         .await
         .iter()
-        .map(|e| e["detail"]["eventName"].as_str().unwrap().to_owned())
+        .map(|e| {
+            (
+                e["detail"]["eventName"].as_str().unwrap().to_owned(),
+                e["detail"]["userIdentity"]["invokedBy"].clone(),
+            )
+        })
         .collect();
+    delivered.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         delivered,
-        ["PutKeyPolicy"],
-        "only the watched change passes the rule"
+        [
+            ("CreateGrant".to_owned(), Value::Null),
+            ("PutKeyPolicy".to_owned(), Value::Null)
+        ],
+        "only the watched changes pass the rule"
     );
     assert_eq!(events(&stack, &ws).await.len(), trail_before, "nothing recorded");
     assert!(drain(&sqs, &queue).await.is_empty(), "no alert");
     // And the template's rule lists exactly the events the guardian handles.
-    let names: Vec<String> =
-        serde_json::from_value(guardian_rule_pattern()["detail"]["eventName"].clone()).unwrap();
+    let names: Vec<String> = guardian_rule_pattern()["detail"]["$or"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|branch| serde_json::from_value::<Vec<String>>(branch["eventName"].clone()).unwrap())
+        .collect();
     assert_eq!(names, cmek::guardian::WATCHED_EVENTS);
 }
 
@@ -556,4 +581,92 @@ async fn cloudtrail_free_sweep(stack: &LocalStack, validate: bool) -> Value {
     let (err, report) = invoke(stack, FN, &event).await;
     assert_eq!(err, None, "{report}");
     report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kms_event_costs_at_most_two_reads_however_large_the_table() {
+    use cmek::store::WorkflowStore;
+    let stack = stack("guardian-reads", |o| o.bus_rules = false).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let r = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(r.status, "SUCCEEDED", "{r:?}");
+    let key = record(&stack, &ws).await.key_arn.unwrap();
+    let foreign = stack
+        .kms()
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let mut grant = cloudtrail("cloudtrail-put-key-policy.json", &key);
+    grant["detail"]["eventName"] = json!("CreateGrant");
+    let events = [
+        ("PutKeyPolicy", cloudtrail("cloudtrail-put-key-policy.json", &key)),
+        ("DisableKey", cloudtrail("cloudtrail-disable-key.json", &key)),
+        ("CreateGrant", grant),
+        (
+            "another key",
+            cloudtrail("cloudtrail-put-key-policy.json", &foreign),
+        ),
+    ];
+    // The guardian's DynamoDB reads (as the AWS proxy saw them) per event.
+    let measure = || async {
+        let mut out = Vec::new();
+        for (name, event) in &events {
+            let before = stack.host.aws_calls().len();
+            let (err, body) = invoke(&stack, FN, event).await;
+            assert_eq!(err, None, "{name}: {body}");
+            let reads: Vec<String> = stack.host.aws_calls()[before..]
+                .iter()
+                .filter(|c| c.function == FN && c.service == "dynamodb")
+                .filter(|c| {
+                    ["GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"]
+                        .iter()
+                        .any(|op| c.action.ends_with(&format!(":{op}")))
+                })
+                .map(|c| c.action.clone())
+                .collect();
+            out.push((*name, reads));
+        }
+        out
+    };
+    let small = measure().await;
+
+    // 500 more workspaces in the table, half of them with keys of their own.
+    let store = stack.store();
+    for i in 0..500 {
+        let id: cmek::ids::WorkspaceId = format!("wrkspc_bulk{i:04}").parse().unwrap();
+        let mut rec = cmek::store::WorkflowRecord::new(id, time::OffsetDateTime::now_utc());
+        if i % 2 == 0 {
+            rec.key_arn = Some(format!("arn:aws:kms:us-east-2:123456789012:key/bulk-{i}"));
+        }
+        let note = cmek::store::AuditEvent::new("Test", "filler", None, json!({}));
+        store.save(None, &rec, &note).await.unwrap();
+    }
+    let large = measure().await;
+
+    assert_eq!(
+        small, large,
+        "the reads per event do not depend on the table's size"
+    );
+    for (name, reads) in &large {
+        assert!(reads.len() <= 2, "{name}: {reads:?}");
+        assert!(!reads.iter().any(|r| r.ends_with(":Scan")), "{name}: a scan");
+        assert!(!reads.is_empty(), "{name}: the guardian must look the key up");
+    }
+    let table = large
+        .iter()
+        .map(|(name, reads)| format!("{name}: {} ({})", reads.len(), reads.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    figure(
+        "guardian-reads-per-event",
+        &format!(
+            "key guardian, DynamoDB reads per KMS event, the same with 1 and 501 records in the table: {table}\n"
+        ),
+    );
 }

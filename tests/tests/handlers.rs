@@ -395,3 +395,56 @@ async fn a_write_once_refusal_is_looked_into_not_retried_whatever_its_status() {
         );
     }
 }
+
+/// Captures what discovery would put on the bus.
+#[derive(Default)]
+struct Bus(std::sync::Mutex<Vec<Value>>);
+
+#[async_trait::async_trait]
+impl cmek::triggers::discovery::EventSink for Bus {
+    async fn put(&self, details: &[Value]) -> Result<Vec<bool>, cmek::error::CmekError> {
+        self.0.lock().unwrap().extend(details.iter().cloned());
+        Ok(vec![true; details.len()])
+    }
+}
+
+#[tokio::test]
+async fn a_discovered_workspace_whose_event_was_lost_is_announced_again() {
+    use cmek::triggers::discovery::{OptIn, REANNOUNCE_AFTER, discover};
+    let w = world().await;
+    let opt_in = OptIn::from_lookup(|k| match k {
+        OptIn::ENABLED => Some("true".into()),
+        OptIn::IDS => Some(w.ws.to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let bus = Bus::default();
+    let first = discover(&w.deps, &opt_in, &bus).await.unwrap();
+    assert_eq!(first.discovered, vec![w.ws.to_string()]);
+    // The event is lost: nothing ever claims the workspace. Soon after, the
+    // next poll leaves it alone (EventBridge and Lambda may still be retrying)…
+    let soon = discover(&w.deps, &opt_in, &bus).await.unwrap();
+    assert!(
+        soon.discovered.is_empty() && soon.reannounced.is_empty(),
+        "{soon:?}"
+    );
+    // …past the deadline, it is announced again, once, and that is recorded.
+    let later = Deps {
+        clock: Clock::shifted(REANNOUNCE_AFTER + Duration::from_secs(60)),
+        ..w.deps.clone()
+    };
+    let again = discover(&later, &opt_in, &bus).await.unwrap();
+    assert_eq!(again.reannounced, vec![w.ws.to_string()], "{again:?}");
+    assert!(again.discovered.is_empty());
+    assert_eq!(bus.0.lock().unwrap().len(), 2, "announced twice in all");
+    let events = w.deps.store.events(&w.ws).await.unwrap();
+    assert!(events.iter().any(|e| e.outcome == "reannounced"));
+    // Once claimed by an execution, it is never re-announced.
+    workflow::begin(&later, step(&w.ws, "exec-1")).await.unwrap();
+    let much_later = Deps {
+        clock: Clock::shifted(REANNOUNCE_AFTER * 3),
+        ..w.deps.clone()
+    };
+    let after_claim = discover(&much_later, &opt_in, &bus).await.unwrap();
+    assert!(after_claim.reannounced.is_empty(), "{after_claim:?}");
+}

@@ -373,3 +373,172 @@ async fn a_lease_whose_execution_died_is_taken_over_after_expiry_not_before() {
     assert_eq!(rec.lease, None);
     assert_eq!(keys_for(&stack, &ws).await.len(), 1);
 }
+
+/// Start one execution per workspace, `in_flight` at a time, and wait for all.
+async fn run_all(
+    stack: &LocalStack,
+    all: &[Value],
+    in_flight: usize,
+) -> Vec<sandbox::stack::ExecutionResult> {
+    let mut running: VecDeque<String> = VecDeque::new();
+    let mut results = Vec::new();
+    for w in all {
+        if running.len() == in_flight {
+            let arn = running.pop_front().unwrap();
+            results.push(stack.wait(&arn, TIMEOUT).await.unwrap());
+        }
+        running.push_back(
+            stack
+                .start_execution(&json!({"workspaceId": w["id"]}), None)
+                .await
+                .unwrap(),
+        );
+    }
+    for arn in running {
+        results.push(stack.wait(&arn, TIMEOUT).await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_workspaces_with_aws_and_admin_api_faults_are_all_attached_exactly_once() {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (workspaces_n, in_flight) = (env("CMEK_LOAD_WORKSPACES", 200), env("CMEK_LOAD_IN_FLIGHT", 40));
+    let stack = stack("aws-faults", |o| {
+        o.sandbox.orgs[0].workspaces = workspaces_n;
+        // 10 % of Admin API requests fail…
+        o.sandbox.faults = sandbox::admin_api::Faults {
+            rate_429: 0.03,
+            rate_500: 0.03,
+            rate_500_after_effect: 0.02,
+            rate_529: 0.02,
+            retry_after_secs: Some(1.0),
+            ..Default::default()
+        };
+        // …and 10 % of the functions' AWS calls, a quarter of the server
+        // errors after the call took effect.
+        o.aws_faults = Some(sandbox::aws_proxy::AwsFaultRate {
+            rate: 0.10,
+            after_effect_share: 0.25,
+            seed: None,
+        });
+    })
+    .await;
+    let all = workspaces(&stack);
+    assert_eq!(all.len(), workspaces_n);
+    let started = Instant::now();
+    let results = run_all(&stack, &all, in_flight).await;
+    let elapsed = started.elapsed();
+    let failed: Vec<_> = results.iter().filter(|r| r.status != "SUCCEEDED").collect();
+    assert!(failed.is_empty(), "{failed:?} — {}", dump_on_failure(&stack));
+
+    // Inspect with the faults off.
+    stack.host.set_random_aws_faults(None);
+    stack.admin.set_faults(Default::default());
+
+    // Nothing duplicated, nothing attached unvalidated.
+    let state = stack.admin.state();
+    assert_eq!(state["unvalidated_attachments"], json!([]));
+    assert_eq!(
+        external_keys(&stack).len(),
+        workspaces_n,
+        "one registration per workspace"
+    );
+    assert_eq!(effects(&stack, "registered").len(), workspaces_n);
+    assert_eq!(effects(&stack, "attached").len(), workspaces_n);
+    assert_eq!(
+        all_keys(&stack).await.len(),
+        workspaces_n,
+        "one key per workspace"
+    );
+    let store = stack.store();
+    for w in &all {
+        let rec = cmek::store::WorkflowStore::load(&store, &workspace_id(w))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.status, Status::Attached);
+    }
+
+    // The faults really happened, of every kind the workflow's services answer.
+    let calls = stack.host.aws_calls();
+    let mut injected: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for c in &calls {
+        if let Some(f) = c.fault.as_deref().filter(|f| !f.starts_with("repeated")) {
+            let code = f.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            *injected.entry((c.service.clone(), code)).or_default() += 1;
+        }
+    }
+    for service in ["kms", "dynamodb", "events"] {
+        for (_, code, _) in sandbox::aws_proxy::catalogue(service, "") {
+            assert!(
+                injected.contains_key(&(service.to_owned(), (*code).to_owned())),
+                "no {service} {code} injected: {injected:?} — {}",
+                dump_on_failure(&stack)
+            );
+        }
+    }
+    let faults: usize = injected.values().sum();
+    let after_effect = calls
+        .iter()
+        .filter(|c| {
+            c.fault
+                .as_deref()
+                .is_some_and(|f| f.ends_with("after the effect"))
+        })
+        .count();
+    assert!(after_effect > 0, "some faults came after the effect");
+
+    // Every error that reached the workflow is one it classifies and retries
+    // (ValidationFailed is the normal wait for KMS propagation).
+    let metrics = emf_metrics(&stack);
+    let mut errors: std::collections::BTreeMap<String, f64> = Default::default();
+    for (dims, name, value) in &metrics {
+        if let (Some((_, kind)), "Errors") = (dims.split_once('/'), name.as_str()) {
+            *errors.entry(kind.to_owned()).or_default() += value;
+        }
+    }
+    let classified = [
+        "KmsUnavailable",
+        "StoreUnavailable",
+        "Throttled",
+        "AdminApiUnavailable",
+        "StateConflict",
+        "ValidationFailed",
+    ];
+    for kind in errors.keys() {
+        assert!(
+            classified.contains(&kind.as_str()),
+            "unclassified error {kind}: {errors:?}"
+        );
+    }
+    for kind in ["KmsUnavailable", "Throttled", "StoreUnavailable"] {
+        assert!(
+            errors.contains_key(kind),
+            "no {kind} surfaced: {errors:?} — {}",
+            dump_on_failure(&stack)
+        );
+    }
+    // The retries the SDK absorbed are visible, by service.
+    let mut retries: std::collections::BTreeMap<String, f64> = Default::default();
+    for (dims, name, value) in &metrics {
+        if name == "AwsRetries" {
+            let service = dims.rsplit('/').next().unwrap().to_owned();
+            *retries.entry(service).or_default() += value;
+        }
+    }
+    for service in ["kms", "dynamodb"] {
+        assert!(
+            retries.get(service).is_some_and(|n| *n > 0.0),
+            "no AwsRetries for {service}: {retries:?}"
+        );
+    }
+    figure(
+        "aws-faults",
+        &format!(
+            "AWS FAULTS: {workspaces_n} workspaces with 10% AWS and 10% Admin API faults attached in {:.1}s, one key/registration/attachment each: {} AWS calls, {faults} faults injected ({after_effect} after the effect) {injected:?}; errors that reached the workflow {errors:?}; SDK retries {retries:?}\n",
+            elapsed.as_secs_f64(),
+            calls.len()
+        ),
+    );
+}

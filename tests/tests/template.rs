@@ -209,9 +209,19 @@ fn no_function_role_can_delete_or_disable_a_key() {
             if tag_arg(p).is_some_and(|(tag, arg)| tag == "!Ref" && arg == "NeverDestroyKeysPolicy") {
                 continue;
             }
-            // Anything else must be an inline policy this test can read: a
-            // SAM policy template or managed policy name would go unchecked.
-            let statements = p["Statement"]
+            // A managed policy of this template is read from its document;
+            // anything else must be an inline policy this test can read (a
+            // SAM policy template or an outside policy would go unchecked).
+            let document = match tag_arg(p) {
+                Some((tag, arg)) if tag == "!Ref" => {
+                    let name = arg.as_str().unwrap_or_default().to_owned();
+                    let res = &t["Resources"][name.as_str()];
+                    assert_eq!(res["Type"], "AWS::IAM::ManagedPolicy", "{id}: !Ref {name}");
+                    res["Properties"]["PolicyDocument"].clone()
+                }
+                _ => p.clone(),
+            };
+            let statements = document["Statement"]
                 .as_sequence()
                 .unwrap_or_else(|| panic!("{id}: a policy without a Statement list: {p:?}"));
             for s in statements {
@@ -497,9 +507,11 @@ fn the_readme_lists_exactly_the_environment_variables_the_template_sets() {
 #[test]
 fn the_readme_states_the_worst_case_of_validation_probes_for_the_default_schedule() {
     let t = template();
+    // CloudFormation parameters of type String (so a pattern can bound them).
     let retries: u64 = t["Parameters"]["ValidationMaxAttempts"]["Default"]
-        .as_u64()
-        .unwrap();
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("ValidationMaxAttempts has a numeric default");
     // Four access-denied events per validation: the first call, each retry, and the attach.
     let worst = 4 * (1 + retries + 1);
     let text = readme();
@@ -563,4 +575,324 @@ fn every_task_retries_every_crash_and_service_error_lambda_documents() {
         }
     }
     assert_eq!(tasks, 7);
+}
+
+/// The resource a `!Ref`/`!GetAtt` names, if any.
+fn referenced(v: &Value) -> Option<String> {
+    let (tag, arg) = tag_arg(v)?;
+    match tag.as_str() {
+        "!Ref" => arg.as_str().map(str::to_owned),
+        "!GetAtt" => arg.as_str().and_then(|a| a.split('.').next()).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Whether the key policy of `key` lets `service` encrypt for an SNS topic.
+fn key_lets_service_publish(t: &Value, key: &str, service: &str) -> bool {
+    let res = &t["Resources"][key];
+    if res["Type"] != "AWS::KMS::Key" {
+        return false;
+    }
+    res["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .any(|s| {
+            let services: Vec<&str> = match &s["Principal"]["Service"] {
+                Value::String(x) => vec![x.as_str()],
+                Value::Sequence(l) => l.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let actions: Vec<&str> = match &s["Action"] {
+                Value::String(x) => vec![x.as_str()],
+                Value::Sequence(l) => l.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let allows = |a: &str| actions.iter().any(|p| cmek::policy::glob_match(p, a, true));
+            s["Effect"] == "Allow"
+                && services.contains(&service)
+                && allows("kms:GenerateDataKey")
+                && allows("kms:Decrypt")
+        })
+}
+
+/// A topic CloudWatch alarms (or EventBridge) can publish to: unencrypted, or
+/// encrypted with a key of this template whose policy lets that service in —
+/// never the AWS-managed alias/aws/sns, which neither may use.
+fn topic_usable_by(t: &Value, topic: &str, service: &str) -> Result<(), String> {
+    let res = &t["Resources"][topic];
+    if res["Type"] != "AWS::SNS::Topic" {
+        return Err(format!("{topic} is not a topic of this template"));
+    }
+    match &res["Properties"]["KmsMasterKeyId"] {
+        Value::Null => Ok(()),
+        Value::String(s) => Err(format!(
+            "{topic} is encrypted with {s}, which {service} cannot use"
+        )),
+        other => match referenced(other) {
+            Some(key) if key_lets_service_publish(t, &key, service) => Ok(()),
+            Some(key) => Err(format!("{topic}'s key {key} does not let {service} publish")),
+            None => Err(format!("{topic}: unreadable KmsMasterKeyId {other:?}")),
+        },
+    }
+}
+
+#[test]
+fn every_alarm_and_rule_can_publish_to_its_topic() {
+    let t = template();
+    // The check can fail: the AWS-managed SNS key is refused.
+    let mut broken = t.clone();
+    broken["Resources"]["AlertTopic"]["Properties"]["KmsMasterKeyId"] = Value::String("alias/aws/sns".into());
+    assert!(topic_usable_by(&broken, "AlertTopic", "cloudwatch.amazonaws.com").is_err());
+    let mut alarms = 0;
+    for (id, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::CloudWatch::Alarm" {
+            continue;
+        }
+        alarms += 1;
+        for action in res["Properties"]["AlarmActions"].as_sequence().unwrap() {
+            let topic =
+                referenced(action).unwrap_or_else(|| panic!("{id:?}: an alarm action outside the template"));
+            topic_usable_by(&t, &topic, "cloudwatch.amazonaws.com").unwrap_or_else(|e| panic!("{id:?}: {e}"));
+        }
+    }
+    assert!(alarms >= 5);
+    for (id, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::Events::Rule" {
+            continue;
+        }
+        for target in res["Properties"]["Targets"].as_sequence().unwrap() {
+            if let Some(topic) =
+                referenced(&target["Arn"]).filter(|r| t["Resources"][r.as_str()]["Type"] == "AWS::SNS::Topic")
+            {
+                topic_usable_by(&t, &topic, "events.amazonaws.com").unwrap_or_else(|e| panic!("{id:?}: {e}"));
+            }
+        }
+    }
+    // The topics' key is kept, rotated, and no role of ours may destroy it
+    // (the explicit Deny covers every key).
+    let key = &t["Resources"]["TopicsKey"];
+    assert_eq!(key["DeletionPolicy"], "Retain");
+    assert_eq!(key["Properties"]["EnableKeyRotation"], true);
+}
+
+#[test]
+fn every_asynchronously_invoked_function_has_a_failure_destination() {
+    let t = template();
+    let mut checked = 0;
+    for (id, f) in functions(&t) {
+        let events = f["Properties"]["Events"].as_mapping();
+        // Schedules and EventBridge rules invoke Lambda asynchronously.
+        let asynchronous = events.into_iter().flatten().any(|(_, e)| {
+            matches!(
+                e["Type"].as_str(),
+                Some("Schedule" | "EventBridgeRule" | "SNS" | "S3" | "SQS" | "CloudWatchEvent")
+            )
+        });
+        if !asynchronous {
+            continue;
+        }
+        checked += 1;
+        let on_failure = &f["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert!(
+            !on_failure.is_null(),
+            "{id} is invoked asynchronously without a failure destination"
+        );
+    }
+    assert_eq!(checked, 3, "discovery, start-from-event and the guardian");
+    // And a failed invocation is seen: an alarm watches the queue.
+    let alarm = &t["Resources"]["FailedInvocationsAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"], "AWS/SQS");
+    assert_eq!(
+        referenced(&alarm["AlarmActions"][0]).as_deref(),
+        Some("AlertTopic")
+    );
+}
+
+#[test]
+fn every_log_group_keeps_logs_as_long_as_the_parameter_says() {
+    let t = template();
+    let mut groups = 0;
+    for (id, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::Logs::LogGroup" {
+            continue;
+        }
+        groups += 1;
+        assert_eq!(
+            referenced(&res["Properties"]["RetentionInDays"]).as_deref(),
+            Some("LogRetentionDays"),
+            "{id:?}"
+        );
+    }
+    // Every function logs to one of them, so none gets an unretained default group.
+    for (id, f) in functions(&t) {
+        assert!(
+            referenced(&f["Properties"]["LoggingConfig"]["LogGroup"]).is_some(),
+            "{id}"
+        );
+    }
+    assert!(groups >= 12);
+    let sm = &t["Resources"]["StateMachineLogGroup"]["Properties"]["LogGroupName"];
+    assert!(
+        format!("{sm:?}").contains("/aws/vendedlogs/states/"),
+        "Step Functions logs belong under /aws/vendedlogs/states/: {sm:?}"
+    );
+}
+
+#[test]
+fn no_account_wide_name_collides_across_regions() {
+    let t = template();
+    // Names that are global to the account: dashboards, IAM roles and policies.
+    for (id, res) in t["Resources"].as_mapping().unwrap() {
+        let name = match res["Type"].as_str() {
+            Some("AWS::CloudWatch::Dashboard") => &res["Properties"]["DashboardName"],
+            Some("AWS::IAM::Role") => &res["Properties"]["RoleName"],
+            Some("AWS::IAM::ManagedPolicy") => &res["Properties"]["ManagedPolicyName"],
+            _ => continue,
+        };
+        if name.is_null() {
+            continue; // CloudFormation generates a unique one
+        }
+        assert!(
+            format!("{name:?}").contains("${AWS::Region}"),
+            "{id:?}: {name:?} is global to the account and must include the Region"
+        );
+    }
+}
+
+#[test]
+fn the_deployment_is_refused_where_it_could_not_work() {
+    let t = template();
+    let rules = format!("{:?}", t["Rules"]);
+    for region in ["us-east-1", "us-east-2", "us-west-1", "us-west-2"] {
+        assert!(rules.contains(region), "{region}");
+    }
+    assert!(
+        rules.contains("KeyRegion") && rules.contains("AWS::Region"),
+        "{rules}"
+    );
+    // Parameters the state machine takes as whole numbers accept nothing else.
+    for p in [
+        "ValidationIntervalSeconds",
+        "ValidationMaxDelaySeconds",
+        "ValidationMaxAttempts",
+        "TransientIntervalSeconds",
+    ] {
+        let pattern = t["Parameters"][p]["AllowedPattern"].as_str().unwrap();
+        let re = |v: &str| {
+            // The patterns are simple: check the two cases that matter.
+            v.chars().all(|c| c.is_ascii_digit()) && !v.starts_with('0') && !v.is_empty()
+        };
+        assert_eq!(pattern, "^[1-9][0-9]{0,5}$", "{p}");
+        assert!(re("5") && !re("1.5") && !re("0"));
+    }
+    let prefix = t["Parameters"]["AliasPrefix"]["AllowedPattern"].as_str().unwrap();
+    assert!(
+        prefix.contains("(?!aws(/|$))") && prefix.ends_with("(/[a-zA-Z0-9_-]+)*$"),
+        "{prefix}"
+    );
+    // Discovery does not poll while auto-provisioning is off.
+    let state =
+        &t["Resources"]["DiscoverWorkspacesFunction"]["Properties"]["Events"]["Poll"]["Properties"]["State"];
+    assert!(format!("{state:?}").contains("AutoProvisioning"), "{state:?}");
+}
+
+#[test]
+fn metrics_flow_at_every_log_level() {
+    let t = template();
+    let levels: Vec<String> = t["Parameters"]["LogLevel"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let rank = |l: &str| {
+        ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+            .iter()
+            .position(|x| *x == l)
+            .unwrap()
+    };
+    let logging = &t["Globals"]["Function"]["LoggingConfig"];
+    let (tag, arg) =
+        tag_arg(&logging["ApplicationLogLevel"]).expect("ApplicationLogLevel is chosen per LogLevel");
+    assert_eq!(tag, "!If");
+    let verbose = &t["Conditions"]["VerboseLogs"];
+    for level in &levels {
+        // What Lambda filters at for this LogLevel.
+        let is_verbose = format!("{verbose:?}").contains(&format!("\"{level}\""));
+        let applied = if is_verbose {
+            level.clone()
+        } else {
+            arg[2].as_str().unwrap().to_owned()
+        };
+        // EMF lines carry no level: Lambda treats them as INFO.
+        assert!(
+            rank(&applied) <= rank("INFO"),
+            "{level}: Lambda would drop the metrics at {applied}"
+        );
+        // The functions' own lines at `level` pass Lambda's filter.
+        assert!(
+            rank(&applied) <= rank(level),
+            "{level}: Lambda would drop the function's own lines"
+        );
+    }
+    let (tag, arg) =
+        tag_arg(&t["Globals"]["Function"]["Environment"]["Variables"]["CMEK_LOG_LEVEL"]).unwrap();
+    assert_eq!((tag.as_str(), arg.as_str()), ("!Ref", Some("LogLevel")));
+}
+
+/// The validation schedule's worst case, from the template's defaults: every
+/// retry's wait (Step Functions: `IntervalSeconds × BackoffRate^(n-1)`,
+/// capped at `MaxDelaySeconds`) plus every attempt at the Admin API client's
+/// validate timeout. Returns (waits, attempts, total) in whole seconds.
+fn validation_worst_case(t: &Value) -> (u64, u64, u64) {
+    let param = |name: &str| -> f64 {
+        t["Parameters"][name]["Default"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("{name} has a numeric default"))
+    };
+    let (interval, rate) = (param("ValidationIntervalSeconds"), param("ValidationBackoffRate"));
+    let (cap, retries) = (
+        param("ValidationMaxDelaySeconds"),
+        param("ValidationMaxAttempts") as u32,
+    );
+    let waits: f64 = (0..retries)
+        .map(|n| (interval * rate.powi(n as i32)).min(cap))
+        .sum();
+    let attempts = u64::from(retries) + 1;
+    let per_attempt = cmek::admin_api::ClientOptions::default()
+        .validate_timeout
+        .as_secs();
+    let waits = waits.ceil() as u64;
+    (waits, attempts, waits + attempts * per_attempt)
+}
+
+#[test]
+fn the_example_stack_waits_out_the_validation_schedule() {
+    let t = template();
+    let (waits, attempts, total) = validation_worst_case(&t);
+    let example: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("examples/cloudformation/workspace-key.yaml")).unwrap(),
+    )
+    .unwrap();
+    let timeout = example["Resources"]["WorkspaceKey"]["Properties"]["ServiceTimeout"]
+        .as_u64()
+        .expect("the example sets ServiceTimeout");
+    // CloudFormation's ceiling for a custom resource's ServiceTimeout.
+    assert!(
+        timeout <= 3600,
+        "ServiceTimeout {timeout} is above CloudFormation's 3600 s"
+    );
+    assert!(
+        timeout >= total,
+        "ServiceTimeout {timeout} s would give up before the validation schedule ({total} s)"
+    );
+    let text = readme();
+    let stated = format!("{waits} s of waits + {attempts} attempts × 60 s = {total} s");
+    assert!(text.contains(&stated), "README must state: {stated}");
+    assert!(
+        text.contains(&format!("ServiceTimeout: {timeout}")),
+        "README's snippet"
+    );
 }

@@ -205,6 +205,15 @@ async fn wrong_compartment_in_an_adopted_key_is_diagnosed_and_never_attached() {
         .await
         .unwrap();
     assert_eq!(result.status, "FAILED");
+    // The execution itself says what went wrong, where operators look first.
+    assert_eq!(result.error.as_deref(), Some("KeyPolicyRejected"), "{result:?}");
+    let cause = result.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("CONDITION_MISSES_COMPARTMENT")
+            && cause.contains("Fix:")
+            && cause.contains("cmekctl status"),
+        "{cause}"
+    );
     let rec = record(&stack, &ws).await;
     assert_eq!(rec.status, Status::Failed);
     // Refused at CreateKey by the policy analysis, before registering: the
@@ -273,6 +282,15 @@ async fn validation_that_never_succeeds_goes_to_diagnose() {
     let input = json!({"workspaceId": ws, "keyArn": arn, "manageKeyPolicy": false, "acceptFindings": ["CONDITION_MISSES_VALIDATION_ID"]});
     let result = stack.run(&input, TIMEOUT).await.unwrap();
     assert_eq!(result.status, "FAILED");
+    assert_eq!(result.error.as_deref(), Some("ValidationFailed"), "{result:?}");
+    assert!(
+        result
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Diagnosis ENCRYPTION_CONTEXT_MISMATCH"),
+        "{result:?}"
+    );
     let exec_states = stack.states_entered(&result.arn).await.unwrap();
     assert!(exec_states.contains(&"Diagnose".to_owned()), "{exec_states:?}");
     assert!(!exec_states.contains(&"AttachKey".to_owned()));
@@ -672,5 +690,39 @@ async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it(
     assert!(
         adopted.execution.is_some(),
         "the acceptance is tied to the execution that made it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_secrets_manager_at_cold_start_is_waited_out() {
+    let stack = stack("secret-throttled", |o| o.bus_rules = false).await;
+    // More refusals than the SDK's own three attempts: a cold start that
+    // gave up here would fail the invocation with an error the state
+    // machine does not retry.
+    stack.host.add_aws_faults([sandbox::aws_proxy::AwsFault {
+        action: "secretsmanager:GetSecretValue".into(),
+        function: Some("BeginFunction".into()),
+        times: 5,
+        after_effect: false,
+        status: 400,
+        code: "ThrottlingException".into(),
+    }]);
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let r = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(r.status, "SUCCEEDED", "{r:?} — {}", dump_on_failure(&stack));
+    assert!(stack.host.pending_aws_faults().is_empty(), "the faults fired");
+    let reads = stack
+        .host
+        .aws_calls()
+        .iter()
+        .filter(|c| c.function == "BeginFunction" && c.action == "secretsmanager:GetSecretValue")
+        .count();
+    assert_eq!(reads, 6, "five refusals, then the read");
+    // Waited out inside the cold start, which did not fail (a failed init
+    // reaches the state machine as an error of the runtime's choosing).
+    assert!(
+        !stack.function_logs().contains("cold start failed"),
+        "{}",
+        dump_on_failure(&stack)
     );
 }

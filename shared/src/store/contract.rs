@@ -42,7 +42,49 @@ pub async fn run_all(store: Arc<dyn WorkflowStore>) {
     release_clears_lease_and_list_filters(&*store).await;
     renew_extends_the_lease(&*store).await;
     append_event_without_lease(&*store).await;
+    records_are_found_by_their_key(&*store).await;
     concurrent_claims_have_one_winner(store.clone()).await;
+}
+
+async fn records_are_found_by_their_key(store: &dyn WorkflowStore) {
+    let key = format!("arn:aws:kms:us-east-2:111122223333:key/{}", uuid::Uuid::new_v4());
+    let (a, b, c) = (fresh_workspace(), fresh_workspace(), fresh_workspace());
+    for (ws, on_key) in [(&a, true), (&b, true), (&c, false)] {
+        let rec = claim(store, ws, "exec-k", None, now(), TTL).await.unwrap();
+        release(
+            store,
+            &rec,
+            "exec-k",
+            Status::Attached,
+            event("attached"),
+            now(),
+            |r| {
+                if on_key {
+                    r.key_arn = Some(key.clone());
+                }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut found: Vec<WorkspaceId> = store
+        .by_key(&key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.workspace_id)
+        .collect();
+    found.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(found, want, "exactly the records on the key");
+    assert!(
+        store
+            .by_key("arn:aws:kms:us-east-2:111122223333:key/none")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn claim_creates_a_pending_record(store: &dyn WorkflowStore) {

@@ -10,6 +10,10 @@ use crate::ids::WorkspaceId;
 
 pub const STATE_SK: &str = "STATE";
 pub const EVENT_PREFIX: &str = "EVENT#";
+/// The sparse index of `STATE` items by their `key_arn` (items without a key
+/// are not in it; audit events carry no top-level `key_arn`). DynamoDB keeps
+/// it with every write of the item, so it can never disagree with a record.
+pub const KEY_INDEX: &str = "by-key";
 
 /// The workflow table in DynamoDB (`pk`/`sk` strings, see the README).
 #[derive(Debug, Clone)]
@@ -50,7 +54,11 @@ where
             "ThrottlingException"
             | "ProvisionedThroughputExceededException"
             | "RequestLimitExceeded"
-            | "InternalServerError",
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            // An item taking part in another transaction: nothing was
+            // written, and trying again is DynamoDB's own advice.
+            | "TransactionConflictException",
         ) => StoreError::Unavailable { message },
         _ => StoreError::Backend { message },
     }
@@ -106,14 +114,26 @@ impl DynamoStore {
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend {
             message: e.to_string(),
         };
+        let index = aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
+            .index_name(KEY_INDEX)
+            .key_schema(key("key_arn", KeyType::Hash).map_err(build)?)
+            .projection(
+                aws_sdk_dynamodb::types::Projection::builder()
+                    .projection_type(aws_sdk_dynamodb::types::ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(build)?;
         let res = client
             .create_table()
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attr("pk").map_err(build)?)
             .attribute_definitions(attr("sk").map_err(build)?)
+            .attribute_definitions(attr("key_arn").map_err(build)?)
             .key_schema(key("pk", KeyType::Hash).map_err(build)?)
             .key_schema(key("sk", KeyType::Range).map_err(build)?)
+            .global_secondary_indexes(index)
             .send()
             .await;
         match res {
@@ -207,15 +227,23 @@ impl WorkflowStore for DynamoStore {
         let mut item = to_item(&json);
         item.insert("pk".into(), AttributeValue::S(partition_key(workspace)));
         item.insert("sk".into(), AttributeValue::S(event_sort_key(event)));
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The sort key is unique to this event (its time and a random
+            // suffix), so the item already there is this very event: an
+            // earlier attempt of this call was written and its answer lost
+            // (a 500 or a timeout after the write), and the SDK tried again.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
     }
 
     async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError> {
@@ -272,6 +300,33 @@ impl WorkflowStore for DynamoStore {
                 None => req.filter_expression("sk = :state"),
             };
             let page = req.send().await.map_err(|e| sdk_error("Scan", e))?;
+            for item in page.items() {
+                out.push(Self::record_from(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        Ok(out)
+    }
+
+    async fn by_key(&self, key_arn: &str) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(KEY_INDEX)
+                .key_condition_expression("key_arn = :k")
+                .expression_attribute_values(":k", AttributeValue::S(key_arn.to_owned()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
             for item in page.items() {
                 out.push(Self::record_from(item)?);
             }

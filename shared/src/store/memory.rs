@@ -109,4 +109,15 @@ impl WorkflowStore for MemoryStore {
         out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
         Ok(out)
     }
+
+    async fn by_key(&self, key_arn: &str) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let mut out: Vec<WorkflowRecord> = self
+            .lock()?
+            .values()
+            .map(|(r, _)| r.clone())
+            .filter(|r| r.key_arn.as_deref() == Some(key_arn))
+            .collect();
+        out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        Ok(out)
+    }
 }

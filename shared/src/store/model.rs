@@ -290,4 +290,8 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
 
     /// Every record, optionally only those in `status`.
     async fn list(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, StoreError>;
+
+    /// The records whose key is `key_arn` (the key guardian's lookup per
+    /// KMS event): one index query, however large the table.
+    async fn by_key(&self, key_arn: &str) -> Result<Vec<WorkflowRecord>, StoreError>;
 }

@@ -248,29 +248,31 @@ async fn delete(deps: &Deps, envelope: &Envelope) -> Result<Response, CmekError>
     Ok(Response::to(envelope, Status::Success, &physical, &reason))
 }
 
-/// `Fn::GetAtt` attributes of the custom resource.
+/// The documented `Fn::GetAtt` attributes of the custom resource.
+pub const ATTRIBUTES: [&str; 5] = ["KeyArn", "KeyId", "AliasName", "ExternalKeyId", "CompartmentId"];
+
+/// `Fn::GetAtt` attributes of the custom resource: every documented one,
+/// always — an empty string where there is nothing (an adopted key has no
+/// alias of ours). A missing attribute fails the caller's stack at
+/// `!GetAtt`, after the irreversible attach.
 pub fn data(rec: &WorkflowRecord) -> Map<String, Value> {
-    let mut d = Map::new();
-    let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            d.insert(k.to_owned(), Value::String(v));
-        }
-    };
-    put("KeyArn", rec.key_arn.clone());
-    put(
-        "KeyId",
+    let values = [
+        rec.key_arn.clone(),
         rec.key_arn
             .as_deref()
             .and_then(|a| a.rsplit('/').next())
             .map(str::to_owned),
-    );
-    put("AliasName", rec.alias.clone());
-    put("ExternalKeyId", rec.external_key_id.clone());
-    put("CompartmentId", rec.compartment_id.map(|c| c.to_string()));
-    d
+        rec.alias.clone(),
+        rec.external_key_id.clone(),
+        rec.compartment_id.map(|c| c.to_string()),
+    ];
+    ATTRIBUTES
+        .iter()
+        .zip(values)
+        .map(|(k, v)| ((*k).to_owned(), Value::String(v.unwrap_or_default())))
+        .collect()
 }
 
-/// Finish's answer to CloudFormation, if CloudFormation started the execution.
 pub async fn answer_from_finish(
     deps: &Deps,
     request: &ProvisionRequest,

@@ -25,6 +25,10 @@ pub const SOURCE: &str = crate::events::SOURCE;
 /// PutEvents takes at most 10 entries.
 const BATCH: usize = 10;
 const PUT_ATTEMPTS: usize = 5;
+/// A workspace announced this long ago that no execution has claimed since
+/// (its event was lost: every invocation of the rule's target failed) is
+/// announced again. Long enough for EventBridge's and Lambda's own retries.
+pub const REANNOUNCE_AFTER: Duration = Duration::from_secs(3600);
 
 /// Who may be provisioned without a person starting it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,7 +166,26 @@ pub struct DiscoveryReport {
     pub known: usize,
     pub not_opted_in: usize,
     pub discovered: Vec<String>,
+    /// Announced earlier, never claimed since: announced again.
+    #[serde(default)]
+    pub reannounced: Vec<String>,
     pub failed: Vec<String>,
+}
+
+/// Whether a record is a discovery announcement no execution ever picked up,
+/// older than `after`.
+fn stuck(r: &WorkflowRecord, now: time::OffsetDateTime, after: Duration) -> bool {
+    let Some(trigger) = &r.trigger else {
+        return false;
+    };
+    let announced = trigger
+        .get("discoveredAt")
+        .and_then(Value::as_str)
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+    r.status == crate::store::Status::Pending
+        && r.lease.is_none()
+        && trigger.get("source").and_then(Value::as_str) == Some("eventbridge")
+        && announced.is_some_and(|at| now - at >= after)
 }
 
 /// The scheduled Lambda's work: one poll, publishing through the project's bus.
@@ -183,12 +206,17 @@ pub async fn discover(
     let mut report = DiscoveryReport::default();
     let all = deps.admin()?.list_workspaces(false).await?;
     report.listed = all.len();
-    let known: HashSet<String> = deps
-        .store
-        .list(None)
-        .await?
+    // Re-announce only workspaces that still exist, unattached and unarchived.
+    let all_ids: HashSet<String> = all
+        .iter()
+        .filter(|w| !w.is_archived() && w.external_key_id.is_none())
+        .map(|w| w.id.clone())
+        .collect();
+    let records = deps.store.list(None).await?;
+    let known: HashSet<String> = records.iter().map(|r| r.workspace_id.to_string()).collect();
+    let stuck_records: Vec<WorkflowRecord> = records
         .into_iter()
-        .map(|r| r.workspace_id.to_string())
+        .filter(|r| stuck(r, deps.now(), REANNOUNCE_AFTER))
         .collect();
     let mut candidates = Vec::new();
     for w in all {
@@ -205,12 +233,20 @@ pub async fn discover(
         }
     }
     let now = timestamp(deps.now());
+    // Announced before and never claimed: their event was lost. They go out
+    // again with the new ones (and are recorded as re-announced below).
+    let stale_names: Vec<(WorkspaceId, String)> = stuck_records
+        .iter()
+        .filter(|r| all_ids.contains(r.workspace_id.as_str()))
+        .map(|r| (r.workspace_id.clone(), String::new()))
+        .collect();
     let details: Vec<Value> = candidates
         .iter()
+        .chain(stale_names.iter())
         .map(|(id, name)| {
             serde_json::to_value(Discovered {
                 workspace_id: id.to_string(),
-                workspace_name: Some(name.clone()),
+                workspace_name: (!name.is_empty()).then(|| name.clone()),
                 display_name: None,
                 discovered_at: Some(now.clone()),
             })
@@ -218,7 +254,41 @@ pub async fn discover(
         })
         .collect();
     let accepted = put_all(sink, &details, Duration::from_millis(200)).await?;
-    for ((id, name), ok) in candidates.into_iter().zip(accepted) {
+    let (accepted, accepted_again) = accepted.split_at(candidates.len());
+    for (rec, ok) in stuck_records
+        .iter()
+        .filter(|r| all_ids.contains(r.workspace_id.as_str()))
+        .zip(accepted_again)
+    {
+        if !ok {
+            report.failed.push(rec.workspace_id.to_string());
+            continue;
+        }
+        // Versioned: if an execution claimed it meanwhile, this write loses
+        // and nothing is recorded twice.
+        let mut next = rec.clone();
+        next.version += 1;
+        next.trigger = Some(json!({"source": "eventbridge", "discoveredAt": now, "reannounced": true}));
+        next.updated_at = now.clone();
+        let mut event = AuditEvent::new(
+            "Discovery",
+            "reannounced",
+            None,
+            json!({"after_seconds": REANNOUNCE_AFTER.as_secs()}),
+        );
+        event.at = now.clone();
+        event.version = next.version;
+        let expected = Expected {
+            version: rec.version,
+            status: rec.status,
+        };
+        match deps.store.save(Some(expected), &next, &event).await {
+            Ok(()) => report.reannounced.push(rec.workspace_id.to_string()),
+            Err(crate::store::StoreError::VersionConflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for ((id, name), ok) in candidates.into_iter().zip(accepted.iter().copied()) {
         if !ok {
             report.failed.push(id.to_string());
             continue;
@@ -239,6 +309,7 @@ pub async fn discover(
     tracing::info!(
         listed = report.listed,
         discovered = report.discovered.len(),
+        reannounced = report.reannounced.len(),
         failed = report.failed.len(),
         "discovery poll done"
     );

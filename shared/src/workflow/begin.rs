@@ -36,6 +36,21 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     if workspace.is_archived() {
         return Err(CmekError::WorkspaceArchived(ws.to_string()));
     }
+    // A key of another account: its policy is not this account's to write,
+    // and this function's role may not even describe it (an AccessDenied
+    // would say less than this).
+    if let (Some(arn), Some(account)) = (&req.key_arn, &deps.config.account_id)
+        && arn.account() != account
+    {
+        return Err(CmekError::KeyNotUsable {
+            key: arn.to_string(),
+            reason: format!(
+                "the key belongs to account {}; this stack adopts keys of its own account {} only",
+                arn.account().as_str(),
+                account.as_str()
+            ),
+        });
+    }
     if let Some(arn) = &req.key_arn
         && deps.kms()?.describe(arn.as_str()).await?.is_none()
     {
@@ -199,8 +214,8 @@ async fn protected_compartments(deps: &Deps, arn: &KeyArn) -> Result<Vec<Compart
             }
         }
     }
-    for r in deps.store.list(Some(Status::Attached)).await? {
-        if r.key_arn.as_deref() == Some(arn.as_str())
+    for r in deps.store.by_key(arn.as_str()).await? {
+        if r.status == Status::Attached
             && let Some(c) = r.compartment_id
         {
             add(c);

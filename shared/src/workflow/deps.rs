@@ -59,21 +59,18 @@ impl Deps {
         let config = Config::from_env().map_err(|e| CmekError::Configuration(e.to_string()))?;
         let sdk = crate::aws::sdk_config().await;
         let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
+            crate::aws::dynamodb_client(&sdk),
             config.table_name.clone(),
         ));
         let kms = needs.kms.then(|| {
-            let mut builder = aws_sdk_kms::config::Builder::from(&sdk);
-            if let Some(region) = &config.key_region {
-                builder = builder.region(aws_sdk_kms::config::Region::new(region.to_string()));
-            }
-            KeyManager::new(aws_sdk_kms::Client::from_conf(builder.build()))
+            let region = config.key_region.as_ref().map(ToString::to_string);
+            KeyManager::new(crate::aws::kms_client(&sdk, region.as_deref()))
         });
         let admin = if needs.admin_api {
             let arn = config
                 .require_admin_key_secret()
                 .map_err(|e| CmekError::Configuration(e.to_string()))?;
-            let key = crate::aws::read_admin_key(&aws_sdk_secretsmanager::Client::new(&sdk), arn).await?;
+            let key = crate::aws::read_admin_key(&crate::aws::secrets_client_for(&sdk, arn), arn).await?;
             Some(
                 AdminApiClient::new(&config.admin_api_base_url, key, ClientOptions::default())
                     .map_err(|e| CmekError::Configuration(e.to_string()))?,
@@ -83,12 +80,12 @@ impl Deps {
         };
         let events = match (&config.event_bus_name, needs.events) {
             (Some(bus), true) => Some(EventPublisher::new(
-                aws_sdk_eventbridge::Client::new(&sdk),
+                crate::aws::eventbridge_client(&sdk),
                 bus.clone(),
             )),
             _ => None,
         };
-        let sfn = needs.sfn.then(|| aws_sdk_sfn::Client::new(&sdk));
+        let sfn = needs.sfn.then(|| crate::aws::sfn_client(&sdk));
         Ok(Self {
             config,
             store,

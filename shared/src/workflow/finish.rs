@@ -23,6 +23,11 @@ pub struct FinishOutput {
     pub error: Option<String>,
     pub error_message: Option<String>,
     pub diagnosis: Option<Value>,
+    /// For a failure: what the execution's own `cause` says (the state
+    /// machine's Fail state reads it, with `error` as its error): the
+    /// message, the diagnosis and its fix — where operators look first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// Record how the execution ended, whatever happened, and announce it.
@@ -52,6 +57,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
         error: error.clone(),
         error_message: message.clone(),
         diagnosis: diagnosis.clone(),
+        cause: None,
     };
 
     // Bad input changes nothing, not even the audit trail.
@@ -179,8 +185,24 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
 async fn publish_and_return(
     deps: &Deps,
     execution: &str,
-    out: FinishOutput,
+    mut out: FinishOutput,
 ) -> Result<FinishOutput, CmekError> {
+    if out.outcome != "SUCCEEDED" {
+        // The execution fails with the workflow's own error, never a generic one.
+        let error = out.error.clone().unwrap_or_else(|| "ProvisioningFailed".into());
+        let mut cause = failure_reason(
+            Some(&error),
+            out.error_message.as_deref(),
+            out.diagnosis.as_ref(),
+            None,
+        );
+        if let Some(ws) = &out.workspace_id {
+            cause.push_str(&format!(" (audit trail: cmekctl status {ws})"));
+        }
+        // Step Functions' limit for a Fail state's cause.
+        out.cause = Some(cause.chars().take(32_000).collect());
+        out.error = Some(error);
+    }
     let metric = if out.outcome == "SUCCEEDED" {
         crate::metrics::Metric::ProvisioningSucceeded
     } else {

@@ -1,0 +1,618 @@
+//! IAM identity-policy evaluation for the coverage test: the roles exactly as
+//! `sam deploy` would create them (the SAM translator's output, intrinsics
+//! resolved with a local stack's bindings), and a strict evaluator of the
+//! policy grammar they use.
+//!
+//! Written apart from the production key-policy analysis in `cmek::policy`
+//! on purpose: a check must not share the code it checks.
+//!
+//! Semantics (IAM User Guide, "Policy evaluation logic" and "Condition
+//! operators"): an explicit Deny wins; otherwise an Allow is needed; actions
+//! match case-insensitively with `*`/`?`; resources match with `*`/`?`; a
+//! condition key absent from the request makes a condition false, except
+//! with `…IfExists` (true) and `Null`. An operator or element this module
+//! does not know is an error, never a silent allow.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, anyhow, bail};
+use sandbox::iam_request::Authorization;
+use sandbox::template::Bindings;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// One condition: `operator` (`StringEquals`, `ForAnyValue:StringLike`,
+/// `BoolIfExists`…) on `key` with `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub operator: String,
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// A statement, resolved, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// `<policy name>/<Sid or index>`.
+    pub origin: String,
+    pub effect: Effect,
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    pub statements: Vec<Statement>,
+    /// AWS managed policies attached by SAM (logs, X-Ray): used by the
+    /// Lambda service itself, not by the functions' SDK calls.
+    pub aws_managed: Vec<String>,
+}
+
+/// The outcome for one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed by these statements (by origin).
+    Allowed(Vec<String>),
+    /// Denied explicitly by this statement.
+    Denied(String),
+    /// No statement allows it.
+    NotAllowed,
+}
+
+impl Role {
+    pub fn decide(&self, a: &Authorization) -> anyhow::Result<Decision> {
+        let mut allowed = Vec::new();
+        for s in &self.statements {
+            if !s.actions.iter().any(|p| action_matches(p, &a.action))
+                || !s.resources.iter().any(|p| wildcard(p, &a.resource))
+            {
+                continue;
+            }
+            if !conditions_hold(&s.conditions, &a.context).with_context(|| s.origin.clone())? {
+                continue;
+            }
+            match s.effect {
+                Effect::Deny => return Ok(Decision::Denied(s.origin.clone())),
+                Effect::Allow => allowed.push(s.origin.clone()),
+            }
+        }
+        Ok(if allowed.is_empty() {
+            Decision::NotAllowed
+        } else {
+            Decision::Allowed(allowed)
+        })
+    }
+}
+
+/// `*` and `?` wildcards; case-sensitive (resources, condition values).
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    go(&p, &t)
+}
+
+/// Actions match case-insensitively.
+pub fn action_matches(pattern: &str, action: &str) -> bool {
+    wildcard(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
+}
+
+fn conditions_hold(
+    conditions: &[Condition],
+    context: &BTreeMap<String, Vec<String>>,
+) -> anyhow::Result<bool> {
+    for c in conditions {
+        if !condition_holds(c, context)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn condition_holds(c: &Condition, context: &BTreeMap<String, Vec<String>>) -> anyhow::Result<bool> {
+    let (set, op) = match c.operator.split_once(':') {
+        Some((set, op)) => (Some(set), op),
+        None => (None, c.operator.as_str()),
+    };
+    // Condition keys are case-insensitive.
+    let present = context
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&c.key))
+        .map(|(_, v)| v.as_slice());
+    if op == "Null" {
+        let want_absent = match c.values.as_slice() {
+            [v] if v == "true" => true,
+            [v] if v == "false" => false,
+            _ => bail!("Null takes \"true\" or \"false\""),
+        };
+        return Ok(present.is_none() == want_absent);
+    }
+    let (op, if_exists) = match op.strip_suffix("IfExists") {
+        Some(base) => (base, true),
+        None => (op, false),
+    };
+    let matches_one: fn(&str, &str) -> bool = match op {
+        "StringEquals" | "ArnEquals" => |p, v| p == v,
+        "StringLike" | "ArnLike" => wildcard,
+        "Bool" => |p, v| p.eq_ignore_ascii_case(v),
+        other => bail!("condition operator {other} is not supported by the coverage test: add it"),
+    };
+    let Some(values) = present else {
+        return Ok(if_exists);
+    };
+    let any = |v: &String| c.values.iter().any(|p| matches_one(p, v));
+    Ok(match set {
+        // A single-valued key: one value, and it must match.
+        None => values.len() == 1 && any(&values[0]),
+        Some("ForAnyValue") => values.iter().any(any),
+        Some("ForAllValues") => values.iter().all(any),
+        Some(other) => bail!("set operator {other} is not supported"),
+    })
+}
+
+/// Resolves the SAM translator's long-form intrinsics with a stack's
+/// bindings; a logical id the stack did not bind resolves to a placeholder
+/// that no recorded call can name.
+#[derive(Debug)]
+pub struct Resolver<'a> {
+    pub bindings: &'a Bindings,
+    pub conditions: &'a serde_json::Map<String, Value>,
+}
+
+impl Resolver<'_> {
+    pub fn string(&self, v: &Value) -> anyhow::Result<String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Object(m) if m.len() == 1 => {
+                let (name, arg) = m.iter().next().unwrap_or_else(|| unreachable!());
+                match name.as_str() {
+                    "Ref" => Ok(self.reference(arg.as_str().ok_or_else(|| anyhow!("Ref needs a name"))?)),
+                    "Fn::GetAtt" => {
+                        let key = match arg {
+                            Value::Array(parts) => parts
+                                .iter()
+                                .map(|p| p.as_str().unwrap_or_default())
+                                .collect::<Vec<_>>()
+                                .join("."),
+                            Value::String(s) => s.clone(),
+                            _ => bail!("GetAtt needs [resource, attribute]"),
+                        };
+                        Ok(self.attribute(&key))
+                    }
+                    "Fn::Sub" => {
+                        let (text, vars) = match arg {
+                            Value::String(s) => (s.clone(), serde_json::Map::new()),
+                            Value::Array(parts) => (
+                                parts
+                                    .first()
+                                    .and_then(Value::as_str)
+                                    .ok_or_else(|| anyhow!("Sub needs a string"))?
+                                    .to_owned(),
+                                parts
+                                    .get(1)
+                                    .and_then(Value::as_object)
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            ),
+                            _ => bail!("Sub needs a string or [string, variables]"),
+                        };
+                        self.sub(&text, &vars)
+                    }
+                    "Fn::If" => {
+                        let parts = arg.as_array().ok_or_else(|| anyhow!("If needs a list"))?;
+                        let [cond, then, otherwise] = parts.as_slice() else {
+                            bail!("If needs three items")
+                        };
+                        let name = cond
+                            .as_str()
+                            .ok_or_else(|| anyhow!("If needs a condition name"))?;
+                        if self.condition(name)? {
+                            self.string(then)
+                        } else {
+                            self.string(otherwise)
+                        }
+                    }
+                    "Fn::Join" => {
+                        let parts = arg.as_array().ok_or_else(|| anyhow!("Join needs a list"))?;
+                        let sep = parts.first().and_then(Value::as_str).unwrap_or_default();
+                        let items = parts
+                            .get(1)
+                            .and_then(Value::as_array)
+                            .ok_or_else(|| anyhow!("Join needs items"))?;
+                        Ok(items
+                            .iter()
+                            .map(|i| self.string(i))
+                            .collect::<anyhow::Result<Vec<_>>>()?
+                            .join(sep))
+                    }
+                    other => bail!("intrinsic {other} is not supported by the coverage test"),
+                }
+            }
+            other => bail!("cannot resolve {other} to a string"),
+        }
+    }
+
+    /// Strings or lists of strings (an `Action`, a `Resource`).
+    pub fn strings(&self, v: &Value) -> anyhow::Result<Vec<String>> {
+        match v {
+            Value::Array(items) => items.iter().map(|i| self.string(i)).collect(),
+            other => Ok(vec![self.string(other)?]),
+        }
+    }
+
+    fn reference(&self, id: &str) -> String {
+        self.bindings
+            .parameters
+            .get(id)
+            .or_else(|| self.bindings.refs.get(id))
+            .cloned()
+            .unwrap_or_else(|| format!("<unbound {id}>"))
+    }
+
+    fn attribute(&self, key: &str) -> String {
+        self.bindings
+            .attrs
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("<unbound {key}>"))
+    }
+
+    fn sub(&self, text: &str, vars: &serde_json::Map<String, Value>) -> anyhow::Result<String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| anyhow!("unclosed ${{ in Sub"))?
+                + start;
+            let name = &rest[start + 2..end];
+            let value = match vars.get(name) {
+                Some(v) => self.string(v)?,
+                None if name.contains('.') => self.attribute(name),
+                None => self.reference(name),
+            };
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn condition(&self, name: &str) -> anyhow::Result<bool> {
+        let expr = self
+            .conditions
+            .get(name)
+            .ok_or_else(|| anyhow!("unknown condition {name}"))?;
+        self.truth(expr)
+    }
+
+    fn truth(&self, v: &Value) -> anyhow::Result<bool> {
+        let m = v
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .ok_or_else(|| anyhow!("a condition is one intrinsic"))?;
+        let (name, arg) = m.iter().next().unwrap_or_else(|| unreachable!());
+        let items = || arg.as_array().cloned().unwrap_or_default();
+        match name.as_str() {
+            "Fn::Equals" => {
+                let [a, b] = items()
+                    .try_into()
+                    .map_err(|_| anyhow!("Equals needs two items"))?;
+                Ok(self.string(&a)? == self.string(&b)?)
+            }
+            "Fn::Not" => Ok(!self.truth(items().first().ok_or_else(|| anyhow!("Not needs one item"))?)?),
+            "Fn::Or" => Ok(items()
+                .iter()
+                .map(|i| self.truth(i))
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into_iter()
+                .any(|b| b)),
+            "Fn::And" => Ok(items()
+                .iter()
+                .map(|i| self.truth(i))
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into_iter()
+                .all(|b| b)),
+            "Condition" => self.condition(arg.as_str().unwrap_or_default()),
+            other => bail!("condition function {other} is not supported"),
+        }
+    }
+}
+
+/// The statements of one policy document.
+pub fn statements(doc: &Value, policy: &str, r: &Resolver<'_>) -> anyhow::Result<Vec<Statement>> {
+    let list = match &doc["Statement"] {
+        Value::Array(items) => items.clone(),
+        Value::Object(_) => vec![doc["Statement"].clone()],
+        _ => bail!("{policy}: no Statement"),
+    };
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let sid = s["Sid"].as_str().map_or_else(|| i.to_string(), str::to_owned);
+        let origin = format!("{policy}/{sid}");
+        for unsupported in ["NotAction", "NotResource", "Principal", "NotPrincipal"] {
+            if s.get(unsupported).is_some() {
+                bail!("{origin}: {unsupported} is not supported by the coverage test");
+            }
+        }
+        let effect = match s["Effect"].as_str() {
+            Some("Allow") => Effect::Allow,
+            Some("Deny") => Effect::Deny,
+            _ => bail!("{origin}: Effect must be Allow or Deny"),
+        };
+        let mut conditions = Vec::new();
+        for (operator, keys) in s
+            .get("Condition")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            for (key, values) in keys
+                .as_object()
+                .ok_or_else(|| anyhow!("{origin}: bad Condition"))?
+            {
+                conditions.push(Condition {
+                    operator: operator.clone(),
+                    key: key.clone(),
+                    values: r.strings(values).with_context(|| origin.clone())?,
+                });
+            }
+        }
+        out.push(Statement {
+            effect,
+            actions: r.strings(&s["Action"]).with_context(|| origin.clone())?,
+            resources: r.strings(&s["Resource"]).with_context(|| origin.clone())?,
+            conditions,
+            origin,
+        });
+    }
+    Ok(out)
+}
+
+/// Every IAM role of the translated template, by logical id, with its
+/// inline policies and the template's own managed policies resolved.
+pub fn roles(translated: &Value, bindings: &Bindings) -> anyhow::Result<HashMap<String, Role>> {
+    let resources = translated["Resources"]
+        .as_object()
+        .ok_or_else(|| anyhow!("no Resources"))?;
+    let empty = serde_json::Map::new();
+    let r = Resolver {
+        bindings,
+        conditions: translated["Conditions"].as_object().unwrap_or(&empty),
+    };
+    let mut out = HashMap::new();
+    for (id, res) in resources {
+        if res["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        let props = &res["Properties"];
+        let mut role = Role::default();
+        for p in props["Policies"].as_array().into_iter().flatten() {
+            let name = p["PolicyName"].as_str().unwrap_or("inline");
+            role.statements
+                .extend(statements(&p["PolicyDocument"], name, &r)?);
+        }
+        for m in props["ManagedPolicyArns"].as_array().into_iter().flatten() {
+            match m.get("Ref").and_then(Value::as_str) {
+                Some(policy) => {
+                    let doc = &resources
+                        .get(policy)
+                        .ok_or_else(|| anyhow!("{id}: managed policy {policy} is not in the template"))?["Properties"]
+                        ["PolicyDocument"];
+                    role.statements.extend(statements(doc, policy, &r)?);
+                }
+                None => role.aws_managed.push(r.string(m)?),
+            }
+        }
+        out.insert(id.clone(), role);
+    }
+    Ok(out)
+}
+
+/// The role of each function, by the function's logical id.
+pub fn function_roles(translated: &Value) -> BTreeMap<String, String> {
+    translated["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v["Type"] == "AWS::Lambda::Function")
+        .filter_map(|(id, v)| {
+            let role = v["Properties"]["Role"]["Fn::GetAtt"][0].as_str()?;
+            Some((id.clone(), role.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn role(doc: Value) -> Role {
+        let b = Bindings::default();
+        let conditions = serde_json::Map::new();
+        let r = Resolver {
+            bindings: &b,
+            conditions: &conditions,
+        };
+        Role {
+            statements: statements(&doc, "p", &r).unwrap(),
+            aws_managed: vec![],
+        }
+    }
+
+    fn auth(action: &str, resource: &str, context: &[(&str, &str)]) -> Authorization {
+        Authorization {
+            action: action.into(),
+            resource: resource.into(),
+            context: context
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn deny_wins_and_nothing_is_allowed_by_default() {
+        let r = role(json!({"Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+            {"Sid": "D", "Effect": "Deny", "Action": ["kms:ScheduleKeyDeletion"], "Resource": "*"}
+        ]}));
+        assert_eq!(
+            r.decide(&auth("kms:ScheduleKeyDeletion", "arn:k", &[])).unwrap(),
+            Decision::Denied("p/D".into())
+        );
+        assert_eq!(
+            r.decide(&auth("KMS:describekey", "arn:k", &[])).unwrap(),
+            Decision::Allowed(vec!["p/A".into()])
+        );
+        assert_eq!(
+            r.decide(&auth("dynamodb:Query", "arn:t", &[])).unwrap(),
+            Decision::NotAllowed
+        );
+    }
+
+    #[test]
+    fn resources_match_by_wildcard_and_an_index_is_not_its_table() {
+        let r = role(json!({"Statement": [
+            {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": "arn:aws:dynamodb:r:a:table/t"}
+        ]}));
+        assert!(matches!(
+            r.decide(&auth("dynamodb:Query", "arn:aws:dynamodb:r:a:table/t", &[]))
+                .unwrap(),
+            Decision::Allowed(_)
+        ));
+        assert_eq!(
+            r.decide(&auth(
+                "dynamodb:Query",
+                "arn:aws:dynamodb:r:a:table/t/index/by-key",
+                &[]
+            ))
+            .unwrap(),
+            Decision::NotAllowed
+        );
+        assert!(wildcard(
+            "arn:aws:kms:*:1:key/*",
+            "arn:aws:kms:us-east-2:1:key/abc"
+        ));
+        assert!(!wildcard(
+            "arn:aws:kms:*:1:key/*",
+            "arn:aws:kms:us-east-2:1:alias/abc"
+        ));
+    }
+
+    #[test]
+    fn a_missing_condition_key_fails_unless_if_exists_and_null_tests_presence() {
+        let r = role(json!({"Statement": [
+            {"Sid": "Tagged", "Effect": "Allow", "Action": "kms:EnableKey", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/owner": "me"}}},
+            {"Sid": "Maybe", "Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "*",
+             "Condition": {"BoolIfExists": {"kms:MultiRegion": "false"}}},
+            {"Sid": "Untagged", "Effect": "Allow", "Action": "kms:TagResource", "Resource": "*",
+             "Condition": {"Null": {"aws:RequestTag/owner": "true"}}}
+        ]}));
+        assert_eq!(
+            r.decide(&auth("kms:EnableKey", "k", &[])).unwrap(),
+            Decision::NotAllowed
+        );
+        assert!(matches!(
+            r.decide(&auth("kms:EnableKey", "k", &[("aws:ResourceTag/owner", "me")]))
+                .unwrap(),
+            Decision::Allowed(_)
+        ));
+        assert_eq!(
+            r.decide(&auth("kms:EnableKey", "k", &[("aws:ResourceTag/owner", "you")]))
+                .unwrap(),
+            Decision::NotAllowed
+        );
+        assert!(matches!(
+            r.decide(&auth("kms:DescribeKey", "k", &[])).unwrap(),
+            Decision::Allowed(_)
+        ));
+        assert_eq!(
+            r.decide(&auth("kms:DescribeKey", "k", &[("kms:MultiRegion", "true")]))
+                .unwrap(),
+            Decision::NotAllowed
+        );
+        assert!(matches!(
+            r.decide(&auth("kms:TagResource", "k", &[])).unwrap(),
+            Decision::Allowed(_)
+        ));
+        assert_eq!(
+            r.decide(&auth("kms:TagResource", "k", &[("aws:RequestTag/owner", "x")]))
+                .unwrap(),
+            Decision::NotAllowed
+        );
+    }
+
+    #[test]
+    fn an_unknown_operator_is_an_error_not_an_allow() {
+        let r = role(json!({"Statement": [
+            {"Effect": "Allow", "Action": "kms:*", "Resource": "*",
+             "Condition": {"NumericLessThan": {"kms:x": "1"}}}
+        ]}));
+        assert!(
+            r.decide(&auth("kms:DescribeKey", "k", &[("kms:x", "0")]))
+                .is_err()
+        );
+        let b = Bindings::default();
+        let conditions = serde_json::Map::new();
+        let res = Resolver {
+            bindings: &b,
+            conditions: &conditions,
+        };
+        assert!(
+            statements(
+                &json!({"Statement": [{"Effect": "Allow", "NotAction": "x", "Resource": "*"}]}),
+                "p",
+                &res
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn intrinsics_resolve_with_bindings_and_unbound_ids_match_nothing() {
+        let mut b = Bindings::default();
+        b.refs.insert("AWS::AccountId".into(), "123".into());
+        b.refs.insert("Fn".into(), "Fn".into());
+        b.attrs.insert("T.Arn".into(), "arn:t".into());
+        b.parameters.insert("P".into(), "alias/x".into());
+        let conditions = serde_json::Map::from_iter([(
+            "C".to_owned(),
+            json!({"Fn::Or": [{"Fn::Equals": [{"Ref": "P"}, "no"]}, {"Fn::Not": [{"Fn::Equals": ["a", "b"]}]}]}),
+        )]);
+        let r = Resolver {
+            bindings: &b,
+            conditions: &conditions,
+        };
+        assert_eq!(
+            r.string(&json!({"Fn::Sub": ["arn:${AWS::AccountId}:${P}/${f}*", {"f": {"Ref": "Fn"}}]}))
+                .unwrap(),
+            "arn:123:alias/x/Fn*"
+        );
+        assert_eq!(
+            r.string(&json!({"Fn::Sub": "${T.Arn}/index/i"})).unwrap(),
+            "arn:t/index/i"
+        );
+        assert_eq!(r.string(&json!({"Fn::If": ["C", "yes", "no"]})).unwrap(), "yes");
+        assert_eq!(r.string(&json!({"Ref": "Nope"})).unwrap(), "<unbound Nope>");
+    }
+}
