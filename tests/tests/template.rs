@@ -896,3 +896,31 @@ fn the_example_stack_waits_out_the_validation_schedule() {
         "README's snippet"
     );
 }
+
+#[test]
+fn the_readmes_put_events_examples_match_the_discovery_rule() {
+    let t = template();
+    let pattern = &t["Resources"]["StartFromEventFunction"]["Properties"]["Events"]["WorkspaceDiscovered"]["Properties"]
+        ["Pattern"];
+    let sources: Vec<String> = serde_yaml_ng::from_value(pattern["source"].clone()).unwrap();
+    let types: Vec<String> = serde_yaml_ng::from_value(pattern["detail-type"].clone()).unwrap();
+    let text = readme();
+    let start = text.find("### New workspaces (EventBridge)").unwrap();
+    let section = &text[start..start + text[start..].find("## Operating it").unwrap()];
+    let mut examples = 0;
+    for quoted in ["\"Source\": \"", "\"Source\":\""] {
+        for (i, _) in section.match_indices(quoted) {
+            let rest = &section[i + quoted.len()..];
+            let source = &rest[..rest.find('"').unwrap()];
+            assert!(
+                sources.iter().any(|s| s == source),
+                "the README puts source {source:?}; the rule matches {sources:?}"
+            );
+            examples += 1;
+        }
+    }
+    assert_eq!(examples, 2, "the JSON and the CLI example");
+    for t in &types {
+        assert!(section.contains(&format!("\"DetailType\": \"{t}\"")), "{t}");
+    }
+}
