@@ -120,6 +120,8 @@ pub struct AwsProxy {
     calls: Mutex<Vec<AwsCall>>,
     faults: Mutex<Vec<AwsFault>>,
     random: Mutex<Option<(AwsFaultRate, u64, rand::rngs::StdRng)>>,
+    /// The seed of the last random faults started (kept after they stop, for failure reports).
+    last_seed: Mutex<Option<u64>>,
     /// DynamoDB's `ClientRequestToken`s of transactions that succeeded, with
     /// their answer: DynamoDB answers a repeat of the same token with the
     /// first success "without making any changes" (API reference,
@@ -177,13 +179,14 @@ impl AwsProxy {
         use rand::{Rng, SeedableRng};
         *lock(&self.random) = rate.map(|r| {
             let seed = r.seed.unwrap_or_else(|| rand::rng().random());
+            *lock(&self.last_seed) = Some(seed);
             (r, seed, rand::rngs::StdRng::seed_from_u64(seed))
         });
     }
 
-    /// The seed of the random faults, to replay a failing run.
+    /// The seed of the last random faults, to replay a failing run.
     pub fn random_seed(&self) -> Option<u64> {
-        lock(&self.random).as_ref().map(|(_, seed, _)| *seed)
+        *lock(&self.last_seed)
     }
 
     /// A scripted fault for the call if one is pending; else, at the random

@@ -726,3 +726,72 @@ async fn a_throttled_secrets_manager_at_cold_start_is_waited_out() {
         dump_on_failure(&stack)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_errors_that_outlast_every_retry_reach_the_workflow_classified_and_retried() {
+    use sandbox::aws_proxy::AwsFault;
+    let stack = stack("aws-errors-classified", |o| o.bus_rules = false).await;
+    let fault = |action: &str, function: &str, times: u32, status: u16, code: &str| AwsFault {
+        action: action.into(),
+        function: Some(function.into()),
+        times,
+        after_effect: false,
+        status,
+        code: code.into(),
+    };
+    stack.host.add_aws_faults([
+        // CreateKey runs without the SDK's retries; the key manager retries
+        // a throttle five times: the sixth reaches the workflow.
+        fault(
+            "kms:CreateKey",
+            "CreateKeyFunction",
+            6,
+            400,
+            "ThrottlingException",
+        ),
+        // A 500 on CreateKey is an unknown outcome: not retried in place.
+        fault(
+            "kms:CreateKey",
+            "CreateKeyFunction",
+            1,
+            500,
+            "KMSInternalException",
+        ),
+        // The SDK tries a 500 three times.
+        fault(
+            "dynamodb:TransactWriteItems",
+            "RegisterKeyFunction",
+            3,
+            500,
+            "InternalServerError",
+        ),
+    ]);
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let r = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(r.status, "SUCCEEDED", "{r:?} — {}", dump_on_failure(&stack));
+    assert!(stack.host.pending_aws_faults().is_empty(), "every fault fired");
+    let errors: Vec<(String, String)> = emf_metrics(&stack)
+        .into_iter()
+        .filter(|(dims, name, _)| name == "Errors" && dims.contains('/'))
+        .map(|(dims, _, _)| {
+            let (function, kind) = dims.split_once('/').unwrap();
+            (function.to_owned(), kind.to_owned())
+        })
+        .collect();
+    for expected in [
+        ("CreateKey", "Throttled"),
+        ("CreateKey", "KmsUnavailable"),
+        ("RegisterKey", "StoreUnavailable"),
+    ] {
+        assert!(
+            errors.iter().any(|(f, k)| (f.as_str(), k.as_str()) == expected),
+            "{expected:?} not reported: {errors:?}"
+        );
+    }
+    assert_eq!(
+        all_keys(&stack).await.len(),
+        1,
+        "one key, whatever failed on the way"
+    );
+    assert_eq!(external_keys(&stack).len(), 1, "one registration");
+}
