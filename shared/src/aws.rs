@@ -28,6 +28,109 @@ pub async fn sdk_config_with_endpoint(endpoint: &str, region: &str) -> SdkConfig
         .await
 }
 
+/// How an AWS call failed, in the terms a caller retries on. One
+/// classification for every service whose errors have no richer type of
+/// their own here (EventBridge, SNS, Step Functions): a failing call is
+/// `Throttled` only when AWS said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// AWS asked us to slow down.
+    Throttled,
+    /// A 5xx, a timeout or no answer: the call may or may not have taken
+    /// effect, and trying again is safe only where the call is idempotent.
+    Unavailable,
+    /// The function's role lacks a permission: no retry helps.
+    AccessDenied,
+    /// The request itself was refused (validation, a missing resource…).
+    Rejected,
+}
+
+/// A failed AWS call: which, how, and AWS's own code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service} {op} failed ({code}): {message}")]
+pub struct AwsFailure {
+    pub service: &'static str,
+    pub op: &'static str,
+    pub kind: FailureKind,
+    pub code: String,
+    pub message: String,
+}
+
+/// The kind of an AWS error code. Throttling and transient codes are the
+/// SDK's own lists (`aws_runtime::retries::classifiers`, what its standard
+/// retry strategy backs off on), plus the server errors services name for
+/// themselves.
+pub fn kind_of_code(code: &str) -> FailureKind {
+    use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
+    if THROTTLING_ERRORS.contains(&code) {
+        return FailureKind::Throttled;
+    }
+    if TRANSIENT_ERRORS.contains(&code) {
+        return FailureKind::Unavailable;
+    }
+    match code {
+        "InternalError"
+        | "InternalFailure"
+        | "InternalException"
+        | "InternalServerError"
+        | "InternalServiceError"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "KMSInternalException"
+        | "DependencyTimeoutException" => FailureKind::Unavailable,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "AuthorizationError"
+        | "AuthorizationErrorException"
+        | "UnauthorizedOperation"
+        | "NotAuthorized" => FailureKind::AccessDenied,
+        _ => FailureKind::Rejected,
+    }
+}
+
+/// Classify an SDK error. Messages are shortened: they end up in logs,
+/// Step Functions errors and CloudFormation answers.
+pub fn classify<E, R>(
+    service: &'static str,
+    op: &'static str,
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> AwsFailure
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let short = |s: String| s.chars().take(300).collect::<String>();
+    let (kind, code, message) = match err {
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("Unknown").to_owned();
+            let kind = kind_of_code(&code);
+            (
+                kind,
+                code,
+                short(e.err().message().unwrap_or_default().to_owned()),
+            )
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (
+            FailureKind::Unavailable,
+            "NoAnswer".to_owned(),
+            short(aws_sdk_kms::error::DisplayErrorContext(err).to_string()),
+        ),
+        _ => (
+            FailureKind::Rejected,
+            "Unknown".to_owned(),
+            short(aws_sdk_kms::error::DisplayErrorContext(err).to_string()),
+        ),
+    };
+    AwsFailure {
+        service,
+        op,
+        kind,
+        code,
+        message,
+    }
+}
+
 /// Counts the SDK's own retries — every attempt after a request's first —
 /// for the `AwsRetries` metric. The SDK absorbs throttling and 5xx answers
 /// silently; this is how an operator sees AWS pushing back before it fails
@@ -231,5 +334,54 @@ mod tests {
         );
         assert_eq!(parse_admin_key_secret(r#"{"other": "sk-x"}"#), None);
         assert_eq!(parse_admin_key_secret("  "), None);
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_runtime_api::http::StatusCode;
+
+    fn service_error(code: &str) -> SdkError<aws_sdk_sns::operation::publish::PublishError, HttpResponse> {
+        let meta = aws_sdk_sns::error::ErrorMetadata::builder()
+            .code(code)
+            .message("said AWS")
+            .build();
+        SdkError::service_error(
+            aws_sdk_sns::operation::publish::PublishError::generic(meta),
+            HttpResponse::new(
+                StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        )
+    }
+
+    /// Only what AWS called throttling is `Throttled`; a denied call is
+    /// named as such (it used to read as `Throttled` or `Internal`).
+    #[test]
+    fn failures_are_what_aws_said_they_were() {
+        for (code, kind) in [
+            ("ThrottlingException", FailureKind::Throttled),
+            ("Throttling", FailureKind::Throttled),
+            ("TooManyRequestsException", FailureKind::Throttled),
+            ("InternalFailure", FailureKind::Unavailable),
+            ("KMSInternalException", FailureKind::Unavailable),
+            ("RequestTimeout", FailureKind::Unavailable),
+            ("AuthorizationError", FailureKind::AccessDenied),
+            ("AccessDeniedException", FailureKind::AccessDenied),
+            ("InvalidParameter", FailureKind::Rejected),
+        ] {
+            let f = classify("sns", "Publish", &service_error(code));
+            assert_eq!((f.kind, f.code.as_str()), (kind, code));
+            assert_eq!(f.message, "said AWS");
+        }
+        let no_answer: SdkError<aws_sdk_sns::operation::publish::PublishError, HttpResponse> =
+            SdkError::timeout_error("took too long");
+        assert_eq!(
+            classify("sns", "Publish", &no_answer).kind,
+            FailureKind::Unavailable
+        );
     }
 }

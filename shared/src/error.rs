@@ -75,77 +75,88 @@ pub enum CmekError {
     AttachmentMismatch(String),
     #[error("could not deliver the CloudFormation response: {0}")]
     CloudFormationUnreachable(String),
+    #[error("{0} (the function's role lacks a permission; see the template)")]
+    AccessDenied(String),
+    #[error("AWS unavailable: {0}")]
+    AwsUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// Every `errorType` the functions can emit, for the state machine checks.
-pub const ERROR_TYPES: &[&str] = &[
-    "InvalidInput",
-    "Configuration",
-    "Throttled",
-    "AdminApiUnavailable",
-    "AdminApiRejected",
-    "KmsUnavailable",
-    "StoreUnavailable",
-    "WorkspaceNotFound",
-    "WorkspaceArchived",
-    "WorkspaceAlreadyAttached",
-    "ConcurrentExecution",
-    "StateConflict",
-    "KeyNotUsable",
-    "KeyRegionMismatch",
-    "KeyPolicyRejected",
-    "KeyConflict",
-    "ValidationFailed",
-    "NotValidated",
-    "AttachRefused",
-    "InvalidOrganization",
-    "AttachmentMismatch",
-    "CloudFormationUnreachable",
-    "Internal",
-];
+/// The `errorType` names and which of them are worth retrying, from one
+/// list: each name is the variant's identifier, and the match the macro
+/// writes is exhaustive, so a variant cannot go unnamed or be named twice.
+macro_rules! error_types {
+    ($($variant:ident $(=> $transient:ident)?),* $(,)?) => {
+        /// Every `errorType` the functions can emit, in declaration order
+        /// (the state machine checks compare against it).
+        pub const ERROR_TYPES: &[&str] = &[$(stringify!($variant)),*];
+
+        /// The `errorType`s the state machine retries with backoff.
+        pub const TRANSIENT_ERROR_TYPES: &[&str] = &[$($(error_types!(@name $variant $transient),)?)*];
+
+        impl CmekError {
+            pub fn error_type(&self) -> &'static str {
+                match self {
+                    $(CmekError::$variant { .. } => stringify!($variant),)*
+                }
+            }
+        }
+    };
+    (@name $variant:ident transient) => { stringify!($variant) };
+}
+
+error_types! {
+    InvalidInput,
+    Configuration,
+    Throttled => transient,
+    AdminApiUnavailable => transient,
+    AdminApiRejected,
+    KmsUnavailable => transient,
+    StoreUnavailable => transient,
+    WorkspaceNotFound,
+    WorkspaceArchived,
+    WorkspaceAlreadyAttached,
+    ConcurrentExecution,
+    StateConflict,
+    KeyNotUsable,
+    KeyRegionMismatch,
+    KeyPolicyRejected,
+    KeyConflict,
+    ValidationFailed,
+    NotValidated,
+    AttachRefused,
+    InvalidOrganization,
+    AttachmentMismatch,
+    CloudFormationUnreachable => transient,
+    AccessDenied,
+    AwsUnavailable => transient,
+    Internal,
+}
 
 impl CmekError {
-    pub fn error_type(&self) -> &'static str {
-        use CmekError::*;
-        match self {
-            InvalidInput(_) => "InvalidInput",
-            Configuration(_) => "Configuration",
-            Throttled(_) => "Throttled",
-            AdminApiUnavailable(_) => "AdminApiUnavailable",
-            AdminApiRejected(_) => "AdminApiRejected",
-            KmsUnavailable(_) => "KmsUnavailable",
-            StoreUnavailable(_) => "StoreUnavailable",
-            WorkspaceNotFound(_) => "WorkspaceNotFound",
-            WorkspaceArchived(_) => "WorkspaceArchived",
-            WorkspaceAlreadyAttached { .. } => "WorkspaceAlreadyAttached",
-            ConcurrentExecution(_) => "ConcurrentExecution",
-            StateConflict(_) => "StateConflict",
-            KeyNotUsable { .. } => "KeyNotUsable",
-            KeyRegionMismatch { .. } => "KeyRegionMismatch",
-            KeyPolicyRejected { .. } => "KeyPolicyRejected",
-            KeyConflict(_) => "KeyConflict",
-            ValidationFailed { .. } => "ValidationFailed",
-            NotValidated(_) => "NotValidated",
-            AttachRefused { .. } => "AttachRefused",
-            InvalidOrganization(_) => "InvalidOrganization",
-            AttachmentMismatch(_) => "AttachmentMismatch",
-            CloudFormationUnreachable(_) => "CloudFormationUnreachable",
-            Internal(_) => "Internal",
-        }
-    }
-
     /// Worth retrying as is (the state machine retries these with backoff).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            CmekError::Throttled(_)
-                | CmekError::AdminApiUnavailable(_)
-                | CmekError::KmsUnavailable(_)
-                | CmekError::StoreUnavailable(_)
-                | CmekError::CloudFormationUnreachable(_)
-        )
+        TRANSIENT_ERROR_TYPES.contains(&self.error_type())
+    }
+}
+
+impl From<crate::events::EventsError> for CmekError {
+    fn from(e: crate::events::EventsError) -> Self {
+        crate::aws::AwsFailure::from(e).into()
+    }
+}
+
+impl From<crate::aws::AwsFailure> for CmekError {
+    fn from(f: crate::aws::AwsFailure) -> Self {
+        use crate::aws::FailureKind;
+        let text = f.to_string();
+        match f.kind {
+            FailureKind::Throttled => CmekError::Throttled(text),
+            FailureKind::Unavailable => CmekError::AwsUnavailable(text),
+            FailureKind::AccessDenied => CmekError::AccessDenied(text),
+            FailureKind::Rejected => CmekError::Internal(text),
+        }
     }
 }
 
@@ -200,9 +211,8 @@ impl From<KmsError> for CmekError {
                 key: String::new(),
                 reason: text,
             },
-            KmsError::MalformedPolicy { .. } | KmsError::AccessDenied { .. } | KmsError::Other { .. } => {
-                CmekError::Internal(text)
-            }
+            KmsError::AccessDenied { .. } => CmekError::AccessDenied(text),
+            KmsError::MalformedPolicy { .. } | KmsError::Other { .. } => CmekError::Internal(text),
         }
     }
 }
@@ -216,6 +226,7 @@ impl From<StoreError> for CmekError {
             | StoreError::LeaseLost { .. }
             | StoreError::InvalidTransition { .. } => CmekError::StateConflict(text),
             StoreError::Unavailable { .. } => CmekError::StoreUnavailable(text),
+            StoreError::AccessDenied { .. } => CmekError::AccessDenied(text),
             StoreError::NotFound { .. } | StoreError::Corrupt { .. } | StoreError::Backend { .. } => {
                 CmekError::Internal(text)
             }
@@ -275,6 +286,8 @@ mod tests {
             CmekError::InvalidOrganization(String::new()),
             CmekError::AttachmentMismatch(String::new()),
             CmekError::CloudFormationUnreachable(String::new()),
+            CmekError::AccessDenied(String::new()),
+            CmekError::AwsUnavailable(String::new()),
             CmekError::Internal(String::new()),
         ];
         let names: Vec<&str> = samples.iter().map(CmekError::error_type).collect();

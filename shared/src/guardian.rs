@@ -101,8 +101,7 @@ impl Alerter {
                 ALERT_DETAIL_TYPE,
                 &serde_json::to_value(alert).unwrap_or_default(),
             )
-            .await
-            .map_err(CmekError::Throttled)?;
+            .await?;
         }
         if alert.severity >= Severity::High
             && let Some((sns, topic)) = &self.sns
@@ -121,12 +120,7 @@ impl Alerter {
                 .message(body)
                 .send()
                 .await
-                .map_err(|e| {
-                    CmekError::Throttled(format!(
-                        "SNS Publish: {}",
-                        aws_sdk_sns::error::DisplayErrorContext(&e)
-                    ))
-                })?;
+                .map_err(|e| crate::aws::classify("sns", "Publish", &e))?;
         }
         Ok(())
     }
@@ -673,8 +667,7 @@ pub async fn sweep(deps: &Deps, alerter: &Alerter, kind: SweepKind) -> Result<Sw
             SWEEP_DETAIL_TYPE,
             &serde_json::to_value(&report).unwrap_or_default(),
         )
-        .await
-        .map_err(CmekError::Throttled)?;
+        .await?;
     }
     if !report.findings.is_empty() {
         let alert = Alert {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, OriginType, Tag};
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
@@ -56,38 +56,30 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let (code, message) = match &err {
-        SdkError::ServiceError(e) => (
-            e.err().code().unwrap_or("Unknown").to_owned(),
-            e.err().message().unwrap_or_default().to_owned(),
-        ),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            return KmsError::Unavailable {
-                op,
-                message: format!("{}", DisplayErrorContext(&err))
-                    .chars()
-                    .take(300)
-                    .collect(),
-            };
-        }
-        _ => (
-            "Unknown".to_owned(),
-            format!("{}", DisplayErrorContext(&err))
-                .chars()
-                .take(300)
-                .collect(),
-        ),
-    };
-    match code.as_str() {
-        "ThrottlingException" => KmsError::Throttled { op, message },
-        "KMSInternalException" | "DependencyTimeoutException" | "ServiceUnavailableException" => {
-            KmsError::Unavailable { op, message }
-        }
+    use crate::aws::FailureKind;
+    let f = crate::aws::classify("kms", op, &err);
+    let message = f.message;
+    match f.code.as_str() {
         "NotFoundException" => KmsError::NotFound { what: message },
         "MalformedPolicyDocumentException" => KmsError::MalformedPolicy { message },
-        "AccessDeniedException" => KmsError::AccessDenied { op, message },
         "KMSInvalidStateException" | "DisabledException" => KmsError::InvalidState { op, message },
-        _ => KmsError::Other { op, code, message },
+        // A quota of KMS's (keys, aliases, grants per key), not a request
+        // rate, although the SDK's generic list counts it as throttling.
+        "LimitExceededException" => KmsError::Other {
+            op,
+            code: f.code,
+            message,
+        },
+        _ => match f.kind {
+            FailureKind::Throttled => KmsError::Throttled { op, message },
+            FailureKind::Unavailable => KmsError::Unavailable { op, message },
+            FailureKind::AccessDenied => KmsError::AccessDenied { op, message },
+            FailureKind::Rejected => KmsError::Other {
+                op,
+                code: f.code,
+                message,
+            },
+        },
     }
 }
 

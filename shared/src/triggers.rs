@@ -37,21 +37,21 @@ pub async fn start_provisioning(
             Ok(None)
         }
         Err(e) => {
-            let msg = format!(
-                "could not start the provisioning state machine: {}",
-                aws_sdk_sfn::error::DisplayErrorContext(&e)
-            );
-            // A wrong or missing state machine will not fix itself; anything else may.
+            // A wrong or missing state machine will not fix itself; anything
+            // else is what AWS said it was (throttled, unavailable, denied).
             let permanent = e.as_service_error().is_some_and(|s| {
                 s.is_state_machine_does_not_exist()
                     || s.is_invalid_arn()
                     || s.is_invalid_name()
                     || s.is_invalid_execution_input()
             });
+            let failure = crate::aws::classify("states", "StartExecution", &e);
             Err(if permanent {
-                CmekError::Configuration(msg)
+                CmekError::Configuration(format!(
+                    "could not start the provisioning state machine: {failure}"
+                ))
             } else {
-                CmekError::Throttled(msg)
+                failure.into()
             })
         }
     }

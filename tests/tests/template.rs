@@ -145,6 +145,32 @@ fn every_error_the_state_machine_matches_is_one_the_code_emits() {
     for must in ["ValidationFailed", "Throttled", "AdminApiUnavailable"] {
         assert!(names.contains(must), "the ASL must handle {must}");
     }
+    // Every Task retries every error the code calls transient (one list:
+    // cmek::error::TRANSIENT_ERROR_TYPES), so a new transient error cannot
+    // fail a workflow on its first occurrence.
+    for (name, state) in v["States"].as_object().unwrap() {
+        if state["Type"] != "Task" {
+            continue;
+        }
+        let retried: BTreeSet<&str> = state["Retry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| {
+                r["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|e| e.as_str())
+            })
+            .collect();
+        for t in cmek::error::TRANSIENT_ERROR_TYPES {
+            assert!(
+                retried.contains(t),
+                "{name} does not retry the transient error {t}"
+            );
+        }
+    }
     // Every Task catches everything to Finish (or, for Finish, to a Fail state).
     for (name, state) in v["States"].as_object().unwrap() {
         if state["Type"] == "Task" {
@@ -478,6 +504,40 @@ fn the_workspace_restriction_reaches_every_function() {
 
 fn readme() -> String {
     std::fs::read_to_string(root().join("README.md")).unwrap()
+}
+
+/// The README's error table names exactly the errors the code emits, and
+/// says "yes" (retried) for exactly the transient ones.
+#[test]
+fn the_readmes_error_table_is_the_codes() {
+    let text = readme();
+    let section = text
+        .split("### Error names (`errorType`)")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .unwrap();
+    let mut named = BTreeSet::new();
+    let mut retried = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for name in cells[1].split(" / ") {
+            let name = name.trim_matches('`').to_owned();
+            if cells[3].starts_with("yes") && name != "StateConflict" && name != "ValidationFailed" {
+                retried.insert(name.clone());
+            }
+            named.insert(name);
+        }
+    }
+    let emitted: BTreeSet<String> = cmek::error::ERROR_TYPES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(named, emitted, "README error table vs cmek::error::ERROR_TYPES");
+    let transient: BTreeSet<String> = cmek::error::TRANSIENT_ERROR_TYPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        retried, transient,
+        "README 'retried' column vs TRANSIENT_ERROR_TYPES"
+    );
 }
 
 #[test]

@@ -45,22 +45,18 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = err.code().unwrap_or_default().to_owned();
+    use crate::aws::FailureKind;
     let message = format!("{op}: {}", DisplayErrorContext(&err));
-    match (&err, code.as_str()) {
-        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_), _)
-        | (
-            _,
-            "ThrottlingException"
-            | "ProvisionedThroughputExceededException"
-            | "RequestLimitExceeded"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            // An item taking part in another transaction: nothing was
-            // written, and trying again is DynamoDB's own advice.
-            | "TransactionConflictException",
-        ) => StoreError::Unavailable { message },
-        _ => StoreError::Backend { message },
+    let code = err.code().unwrap_or_default().to_owned();
+    match crate::aws::classify("dynamodb", "", &err).kind {
+        FailureKind::Throttled | FailureKind::Unavailable => StoreError::Unavailable { message },
+        FailureKind::AccessDenied => StoreError::AccessDenied { message },
+        // An item taking part in another transaction: nothing was written,
+        // and trying again is DynamoDB's own advice.
+        FailureKind::Rejected if code == "TransactionConflictException" => {
+            StoreError::Unavailable { message }
+        }
+        FailureKind::Rejected => StoreError::Backend { message },
     }
 }
 

@@ -263,6 +263,8 @@ pub enum StoreError {
     Corrupt { workspace: String, message: String },
     #[error("workflow store unavailable: {message}")]
     Unavailable { message: String },
+    #[error("workflow store access denied: {message}")]
+    AccessDenied { message: String },
     #[error("workflow store error: {message}")]
     Backend { message: String },
 }

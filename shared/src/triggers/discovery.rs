@@ -108,9 +108,7 @@ pub trait EventSink: Send + Sync {
 #[async_trait]
 impl EventSink for crate::events::EventPublisher {
     async fn put(&self, details: &[Value]) -> Result<Vec<bool>, CmekError> {
-        self.put_batch(DETAIL_TYPE, details)
-            .await
-            .map_err(CmekError::Throttled)
+        Ok(self.put_batch(DETAIL_TYPE, details).await?)
     }
 }
 
