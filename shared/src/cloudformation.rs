@@ -8,8 +8,19 @@ use backon::{ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::CmekError;
 use crate::ids::shown;
+use crate::store::WorkflowRecord;
+
+/// Why a response could not go to CloudFormation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// Not CloudFormation's pre-signed URL: nothing is sent there.
+    #[error("ResponseURL {0:?} is not an https URL")]
+    BadUrl(String),
+    /// Every attempt to PUT the response failed.
+    #[error("{0}")]
+    Unreachable(String),
+}
 
 /// CloudFormation rejects larger response bodies.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
@@ -95,16 +106,121 @@ impl Response {
     }
 }
 
+/// How the workflow answers CloudFormation when a provisioning that a
+/// custom resource started ends. The custom resource function writes it
+/// into the execution's input (`trigger`, with `"source": "cloudformation"`)
+/// and Finish reads it back: one type for both, so neither can misspell a
+/// field the other needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Callback {
+    pub request_type: RequestType,
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    /// Reported on success: the workspace's stable id (`cmek:<workspace>`).
+    pub physical_resource_id: String,
+    /// Reported on failure: a failed Create made nothing (see [`FAILED_PREFIX`]).
+    pub failure_physical_resource_id: String,
+}
+
+impl Callback {
+    pub fn new(
+        envelope: &Envelope,
+        physical_resource_id: String,
+        failure_physical_resource_id: String,
+    ) -> Self {
+        Self {
+            request_type: envelope.request_type,
+            response_url: envelope.response_url.clone(),
+            stack_id: envelope.stack_id.clone(),
+            request_id: envelope.request_id.clone(),
+            logical_resource_id: envelope.logical_resource_id.clone(),
+            physical_resource_id,
+            failure_physical_resource_id,
+        }
+    }
+
+    /// The answer for how the provisioning ended; on success with the
+    /// resource's attributes from its record.
+    pub fn response(&self, succeeded: bool, record: Option<&WorkflowRecord>, reason: &str) -> Response {
+        let envelope = Envelope {
+            request_type: self.request_type,
+            response_url: self.response_url.clone(),
+            stack_id: self.stack_id.clone(),
+            request_id: self.request_id.clone(),
+            logical_resource_id: self.logical_resource_id.clone(),
+            physical_resource_id: None,
+        };
+        if succeeded {
+            let mut r = Response::to(&envelope, Status::Success, &self.physical_resource_id, reason);
+            if let Some(rec) = record {
+                r.data = attributes(rec);
+            }
+            r
+        } else {
+            Response::to(
+                &envelope,
+                Status::Failed,
+                &self.failure_physical_resource_id,
+                reason,
+            )
+        }
+    }
+
+    /// Send the answer (see [`send`]).
+    pub async fn answer(
+        &self,
+        http: &reqwest::Client,
+        succeeded: bool,
+        record: Option<&WorkflowRecord>,
+        reason: &str,
+    ) -> Result<(), CallbackError> {
+        send(
+            http,
+            &self.response_url,
+            &self.response(succeeded, record, reason),
+        )
+        .await
+    }
+}
+
+/// The documented `Fn::GetAtt` attributes of the custom resource.
+pub const ATTRIBUTES: [&str; 5] = ["KeyArn", "KeyId", "AliasName", "ExternalKeyId", "CompartmentId"];
+
+/// `Fn::GetAtt` attributes of the custom resource: every documented one,
+/// always — an empty string where there is nothing (an adopted key has no
+/// alias of ours). A missing attribute fails the caller's stack at
+/// `!GetAtt`, after the irreversible attach.
+pub fn attributes(rec: &WorkflowRecord) -> Map<String, Value> {
+    let values = [
+        rec.key_arn.clone(),
+        rec.key_arn
+            .as_deref()
+            .and_then(|a| a.rsplit('/').next())
+            .map(str::to_owned),
+        rec.alias.clone(),
+        rec.external_key_id.clone(),
+        rec.compartment_id.map(|c| c.to_string()),
+    ];
+    ATTRIBUTES
+        .iter()
+        .zip(values)
+        .map(|(k, v)| ((*k).to_owned(), Value::String(v.unwrap_or_default())))
+        .collect()
+}
+
 /// The response URL must be CloudFormation's https pre-signed URL (or, for
 /// the local stack's stand-in, plain http on loopback).
-pub fn check_response_url(url: &str) -> Result<(), CmekError> {
+pub fn check_response_url(url: &str) -> Result<(), CallbackError> {
     crate::admin_api::client::parse_base_url_allowing_query(url)
         .map(|_| ())
-        .map_err(|_| CmekError::InvalidInput(format!("ResponseURL {:?} is not an https URL", shown(url))))
+        .map_err(|_| CallbackError::BadUrl(shown(url)))
 }
 
 /// PUT the response, retrying transient failures (the stack is waiting on it).
-pub async fn send(http: &reqwest::Client, url: &str, response: &Response) -> Result<(), CmekError> {
+pub async fn send(http: &reqwest::Client, url: &str, response: &Response) -> Result<(), CallbackError> {
     check_response_url(url)?;
     let body = response.body();
     let retry = ExponentialBuilder::default()
@@ -142,7 +258,7 @@ pub async fn send(http: &reqwest::Client, url: &str, response: &Response) -> Res
     .sleep(tokio::time::sleep)
     .when(|(transient, _)| *transient)
     .await
-    .map_err(|(_, msg)| CmekError::CloudFormationUnreachable(msg))?;
+    .map_err(|(_, msg)| CallbackError::Unreachable(msg))?;
     // The pre-signed URL is a credential: log whom it answered, not where.
     tracing::info!(
         status = ?response.status,

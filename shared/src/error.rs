@@ -141,6 +141,16 @@ impl CmekError {
     }
 }
 
+impl From<crate::cloudformation::CallbackError> for CmekError {
+    fn from(e: crate::cloudformation::CallbackError) -> Self {
+        use crate::cloudformation::CallbackError;
+        match e {
+            CallbackError::BadUrl(_) => CmekError::InvalidInput(e.to_string()),
+            CallbackError::Unreachable(m) => CmekError::CloudFormationUnreachable(m),
+        }
+    }
+}
+
 impl From<crate::events::EventsError> for CmekError {
     fn from(e: crate::events::EventsError) -> Self {
         crate::aws::AwsFailure::from(e).into()

@@ -20,7 +20,7 @@ pub use create_key::create_key;
 pub use deps::{Clock, Deps, LazyHttp, Needs, http_client};
 pub use diagnose::{Diagnosis, diagnose, diagnose_key};
 pub use finish::{FinishOutput, finish};
-pub use input::{ProvisionRequest, StepInput, Trigger, TriggerSource};
+pub use input::{ProvisionRequest, StepInput, Trigger};
 pub use register_key::register_key;
 pub use validate_key::validate_key;
 

@@ -6,22 +6,26 @@
 //! detaches anything: CMEK is permanent.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::cloudformation::{self, Envelope, FAILED_PREFIX, PHYSICAL_PREFIX, RequestType, Response, Status};
+use crate::cloudformation::{
+    self, Callback, Envelope, FAILED_PREFIX, PHYSICAL_PREFIX, RequestType, Response, Status,
+};
 use crate::error::CmekError;
 use crate::ids::{WorkspaceId, shown};
-use crate::store::{self, AuditEvent, WorkflowRecord};
-use crate::workflow::{Deps, ProvisionRequest};
+use crate::store::{self, AuditEvent};
+use crate::workflow::{Deps, ProvisionRequest, Trigger};
 
 /// `ResourceProperties`, as CloudFormation sends them (every scalar may arrive as a string).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct Properties {
-    #[serde(default)]
-    service_token: Option<String>,
-    #[serde(default)]
-    service_timeout: Option<Value>,
+    // CloudFormation's own properties: accepted (unknown ones are refused)
+    // and not used.
+    #[serde(default, rename = "ServiceToken")]
+    _service_token: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "ServiceTimeout")]
+    _service_timeout: Option<serde::de::IgnoredAny>,
     workspace_id: String,
     #[serde(default)]
     display_name: Option<String>,
@@ -42,13 +46,12 @@ fn parse_properties(v: Option<&Value>) -> Result<Properties, CmekError> {
             shown(&e.into_inner().to_string())
         ))
     })?;
-    let _ = (&props.service_token, &props.service_timeout);
     Ok(props)
 }
 
 impl Properties {
     /// The workflow request these properties ask for, validated like any other.
-    fn request(&self, trigger: Value) -> Result<ProvisionRequest, CmekError> {
+    fn request(&self, trigger: Trigger) -> Result<ProvisionRequest, CmekError> {
         let manage = match &self.manage_key_policy {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -165,16 +168,7 @@ async fn handle(deps: &Deps, envelope: &Envelope, event: &Value) -> Result<Optio
 
 async fn start(deps: &Deps, envelope: &Envelope, props: &Properties) -> Result<Option<Response>, CmekError> {
     let physical = format!("{PHYSICAL_PREFIX}{}", props.workspace_id);
-    let trigger = json!({
-        "source": "cloudformation",
-        "requestType": envelope.request_type,
-        "responseUrl": envelope.response_url,
-        "stackId": envelope.stack_id,
-        "requestId": envelope.request_id,
-        "logicalResourceId": envelope.logical_resource_id,
-        "physicalResourceId": physical,
-        "failurePhysicalResourceId": failure_physical_id(envelope),
-    });
+    let trigger = Trigger::Cloudformation(Callback::new(envelope, physical, failure_physical_id(envelope)));
     let request = props.request(trigger)?;
     let name = crate::triggers::execution_name(
         "cfn",
@@ -224,7 +218,7 @@ async fn update_in_place(
         &reason,
     );
     if let Some(rec) = &record {
-        response.data = data(rec);
+        response.data = cloudformation::attributes(rec);
     }
     Ok(response)
 }
@@ -246,79 +240,4 @@ async fn delete(deps: &Deps, envelope: &Envelope) -> Result<Response, CmekError>
         "not a resource of cmek-provisioner: nothing done".to_owned()
     };
     Ok(Response::to(envelope, Status::Success, &physical, &reason))
-}
-
-/// The documented `Fn::GetAtt` attributes of the custom resource.
-pub const ATTRIBUTES: [&str; 5] = ["KeyArn", "KeyId", "AliasName", "ExternalKeyId", "CompartmentId"];
-
-/// `Fn::GetAtt` attributes of the custom resource: every documented one,
-/// always — an empty string where there is nothing (an adopted key has no
-/// alias of ours). A missing attribute fails the caller's stack at
-/// `!GetAtt`, after the irreversible attach.
-pub fn data(rec: &WorkflowRecord) -> Map<String, Value> {
-    let values = [
-        rec.key_arn.clone(),
-        rec.key_arn
-            .as_deref()
-            .and_then(|a| a.rsplit('/').next())
-            .map(str::to_owned),
-        rec.alias.clone(),
-        rec.external_key_id.clone(),
-        rec.compartment_id.map(|c| c.to_string()),
-    ];
-    ATTRIBUTES
-        .iter()
-        .zip(values)
-        .map(|(k, v)| ((*k).to_owned(), Value::String(v.unwrap_or_default())))
-        .collect()
-}
-
-pub async fn answer_from_finish(
-    deps: &Deps,
-    request: &ProvisionRequest,
-    succeeded: bool,
-    record: Option<&WorkflowRecord>,
-    reason: &str,
-) -> Result<(), CmekError> {
-    let Some(trigger) = &request.trigger else {
-        return Ok(());
-    };
-    if trigger.source != crate::workflow::TriggerSource::Cloudformation {
-        return Ok(());
-    }
-    let d = &trigger.detail;
-    let field = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
-    let (Some(url), Some(stack_id), Some(request_id), Some(logical)) = (
-        field("responseUrl"),
-        field("stackId"),
-        field("requestId"),
-        field("logicalResourceId"),
-    ) else {
-        // Only a hand-made request says it is from CloudFormation without
-        // saying where to answer; there is no one to tell but the log.
-        tracing::warn!(workspace_id = %request.workspace_id, "trigger says cloudformation but lacks responseUrl, stackId, requestId or logicalResourceId: no answer sent");
-        return Ok(());
-    };
-    let envelope = Envelope {
-        request_type: RequestType::Create,
-        response_url: url.clone(),
-        stack_id,
-        request_id: request_id.clone(),
-        logical_resource_id: logical,
-        physical_resource_id: None,
-    };
-    let response = if succeeded {
-        let physical = field("physicalResourceId")
-            .unwrap_or_else(|| format!("{PHYSICAL_PREFIX}{}", request.workspace_id));
-        let mut r = Response::to(&envelope, Status::Success, &physical, reason);
-        if let Some(rec) = record {
-            r.data = data(rec);
-        }
-        r
-    } else {
-        let physical =
-            field("failurePhysicalResourceId").unwrap_or_else(|| format!("{FAILED_PREFIX}{request_id}"));
-        Response::to(&envelope, Status::Failed, &physical, reason)
-    };
-    cloudformation::send(deps.http.get()?, &url, &response).await
 }

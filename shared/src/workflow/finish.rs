@@ -1,13 +1,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Deps, ProvisionRequest};
+use super::{Deps, ProvisionRequest, Trigger};
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
 use crate::ids::WorkspaceId;
 use crate::store::{self, AuditEvent, Status};
-use crate::triggers::custom_resource::answer_from_finish;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -87,7 +86,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                         rec.last_error.as_deref(),
                     )
                 };
-                answer_from_finish(deps, request, succeeded, Some(&rec), &reason).await?;
+                answer_cloudformation(deps, request, succeeded, Some(&rec), &reason).await?;
                 crash_point("finish.after-answer");
                 // An attached workspace stays ATTACHED even if a later step failed.
                 let to = if rec.status == Status::Attached {
@@ -145,7 +144,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 // Begin failed before claiming): note it without touching state.
                 let held_by = other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned));
                 let reason = failure_reason(error.as_deref(), message.as_deref(), diagnosis.as_ref(), None);
-                answer_from_finish(deps, request, false, None, &reason).await?;
+                answer_cloudformation(deps, request, false, None, &reason).await?;
                 // Begin refuses these before claiming: a workspace or key that
                 // does not exist leaves no trace, as bad input does not.
                 let refused_before_claim = matches!(
@@ -175,7 +174,7 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
     } else if let Some(request) = &request {
         // Invalid input is not recorded, but a CloudFormation caller still gets its answer.
         let reason = failure_reason(error.as_deref(), message.as_deref(), None, None);
-        answer_from_finish(deps, request, false, None, &reason).await?;
+        answer_cloudformation(deps, request, false, None, &reason).await?;
     }
 
     publish_and_return(deps, &execution, out).await
@@ -300,4 +299,21 @@ fn failure_reason(
         parts.push(last.unwrap_or("provisioning failed").to_owned());
     }
     parts.join(" | ")
+}
+
+/// Answer CloudFormation when a custom resource started this execution (its
+/// callback travels in the request's trigger).
+async fn answer_cloudformation(
+    deps: &Deps,
+    request: &ProvisionRequest,
+    succeeded: bool,
+    record: Option<&store::WorkflowRecord>,
+    reason: &str,
+) -> Result<(), CmekError> {
+    if let Some(Trigger::Cloudformation(callback)) = &request.trigger {
+        callback
+            .answer(deps.http.get()?, succeeded, record, reason)
+            .await?;
+    }
+    Ok(())
 }

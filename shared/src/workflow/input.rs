@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cloudformation::Callback;
 use crate::error::CmekError;
 use crate::ids::{KeyArn, WorkspaceId, shown};
 use crate::policy::FindingCode;
@@ -41,21 +42,23 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TriggerSource {
-    Manual,
-    Eventbridge,
-    Cloudformation,
-}
-
+/// What started the execution, recorded on the workflow record. The JSON is
+/// an object tagged by `source`; CloudFormation's carries how to answer it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Trigger {
-    pub source: TriggerSource,
-    /// Anything else the trigger wants recorded (request id, event id, user).
-    #[serde(flatten)]
-    pub detail: serde_json::Map<String, Value>,
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum Trigger {
+    /// A person or script (`cmekctl`, the console): whatever it wants recorded.
+    Manual {
+        #[serde(flatten)]
+        detail: serde_json::Map<String, Value>,
+    },
+    /// A `Workspace Discovered` event (`eventId`, `eventSource`) or discovery itself.
+    Eventbridge {
+        #[serde(flatten)]
+        detail: serde_json::Map<String, Value>,
+    },
+    /// A custom resource: Finish answers CloudFormation through it.
+    Cloudformation(Callback),
 }
 
 const MAX_DISPLAY_NAME: usize = 255;
@@ -167,11 +170,22 @@ mod tests {
             "workspaceId": "wrkspc_01ABC", "displayName": "prod", "manageKeyPolicy": false,
             "keyArn": "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
             "acceptFindings": ["EVERYONE_PRINCIPAL"], "restrictToWorkspaces": false,
-            "trigger": {"source": "cloudformation", "requestId": "r-1"}
+            "trigger": {"source": "cloudformation", "requestType": "Create", "requestId": "r-1",
+                        "responseUrl": "https://s3.example/r?sig=1", "stackId": "arn:aws:cloudformation:us-east-2:111122223333:stack/s/1",
+                        "logicalResourceId": "Key", "physicalResourceId": "cmek:wrkspc_01ABC",
+                        "failurePhysicalResourceId": "cmek-failed:r-1"}
         });
         let r = ProvisionRequest::from_value(&full).unwrap();
         assert_eq!(r.restrict_to_workspaces, Some(false));
-        assert_eq!(r.trigger.unwrap().detail["requestId"], "r-1");
+        let Some(Trigger::Cloudformation(callback)) = r.trigger else {
+            panic!("not a CloudFormation trigger: {:?}", r.trigger)
+        };
+        assert_eq!(callback.request_id, "r-1");
+        // The JSON round-trips unchanged (records store it as is).
+        assert_eq!(
+            serde_json::to_value(ProvisionRequest::from_value(&full).unwrap()).unwrap()["trigger"],
+            full["trigger"]
+        );
     }
 
     #[test]
@@ -199,7 +213,13 @@ mod tests {
             ),
             (
                 json!({"workspaceId": "wrkspc_1", "trigger": {"source": "email"}}),
-                "source",
+                "email",
+            ),
+            // A CloudFormation trigger that cannot be answered is refused,
+            // not run to an answer nobody receives.
+            (
+                json!({"workspaceId": "wrkspc_1", "trigger": {"source": "cloudformation", "requestId": "r-1"}}),
+                "trigger",
             ),
             (
                 json!({"workspaceId": "wrkspc_1", "displayName": "x".repeat(40_000)}),
