@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 mod error;
+mod retries;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -10,5 +11,6 @@ mod types;
 
 pub use client::{AdminApiClient, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
 pub use error::{AdminApiError, ApiFailure};
+pub use retries::RetryCounter;
 pub use secret::AdminKey;
 pub use types::*;

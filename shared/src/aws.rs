@@ -4,7 +4,6 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::admin_api::AdminKey;
-use crate::error::CmekError;
 
 /// Load credentials, Region and endpoint from the environment. Honours
 /// `AWS_ENDPOINT_URL`, which is how the local stack points the functions at moto.
@@ -209,7 +208,7 @@ pub fn secrets_client_for(sdk: &SdkConfig, secret_arn: &str) -> aws_sdk_secretsm
 pub async fn read_admin_key(
     client: &aws_sdk_secretsmanager::Client,
     secret_arn: &str,
-) -> Result<AdminKey, CmekError> {
+) -> Result<AdminKey, SecretError> {
     // Read at cold start, where a failure fails the invocation with an
     // error the state machine cannot retry: so a throttled or unavailable
     // Secrets Manager is retried here, beyond the SDK's own three attempts.
@@ -225,7 +224,7 @@ pub async fn read_admin_key(
                 tries += 1;
             }
             Err(e) => {
-                return Err(CmekError::Configuration(format!(
+                return Err(SecretError(format!(
                     "cannot read the Admin API key secret {secret_arn} (tried {tries} time(s)): {}",
                     aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
                 )));
@@ -234,13 +233,19 @@ pub async fn read_admin_key(
     };
     let raw = out
         .secret_string()
-        .ok_or_else(|| CmekError::Configuration(format!("secret {secret_arn} has no string value")))?;
+        .ok_or_else(|| SecretError(format!("secret {secret_arn} has no string value")))?;
     parse_admin_key_secret(raw).ok_or_else(|| {
-        CmekError::Configuration(format!(
+        SecretError(format!(
             "secret {secret_arn} holds no Admin API key (a plain string or {{\"admin_api_key\": \"...\"}})"
         ))
     })
 }
+
+/// The Admin API key could not be read: a configuration problem (the
+/// message names the secret, never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SecretError(String);
 
 /// Reads of the secret before giving up (each with the SDK's own retries).
 const SECRET_READ_TRIES: u32 = 4;

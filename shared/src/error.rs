@@ -151,6 +151,12 @@ impl From<crate::cloudformation::CallbackError> for CmekError {
     }
 }
 
+impl From<crate::aws::SecretError> for CmekError {
+    fn from(e: crate::aws::SecretError) -> Self {
+        CmekError::Configuration(e.to_string())
+    }
+}
+
 impl From<crate::events::EventsError> for CmekError {
     fn from(e: crate::events::EventsError) -> Self {
         crate::aws::AwsFailure::from(e).into()

@@ -12,13 +12,9 @@
 //! `ValidationAttempts` and, on success, `AttemptsToValidate`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
-
-use crate::error::CmekError;
 
 pub const NAMESPACE: &str = "CmekProvisioner";
 
@@ -113,26 +109,6 @@ pub fn emit(dimensions: &[(&str, &str)], metrics: &[(Metric, Unit, f64)]) {
     println!("{}", document(dimensions, metrics));
 }
 
-/// Admin API retries since the last drain, by HTTP status (`network` when
-/// there was no response). Shared by clones of one client.
-#[derive(Debug, Clone, Default)]
-pub struct RetryCounter(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl RetryCounter {
-    pub fn record(&self, status: Option<u16>) {
-        let key = status.map_or_else(|| "network".to_owned(), |s| s.to_string());
-        *self.lock().entry(key).or_default() += 1;
-    }
-
-    pub fn drain(&self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut *self.lock())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// The AWS SDK's retries since the last drain, by service. Process-wide: a
 /// Lambda instance runs one invocation at a time, and the SDK's interceptor
 /// ([`crate::aws::RetryCounting`]) has no handle on the invocation.
@@ -150,41 +126,32 @@ pub fn drain_aws_retries() -> BTreeMap<&'static str, u64> {
     std::mem::take(&mut *AWS_RETRIES.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Run one invocation of `function` and report it: latency, error (by type),
-/// and the Admin API retries it took.
-pub async fn measured<T, F>(function: &str, retries: Option<&RetryCounter>, work: F) -> Result<T, CmekError>
-where
-    F: Future<Output = Result<T, CmekError>>,
-{
-    let started = Instant::now();
-    let result = work.await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+/// Report one invocation of `function`: latency, its error type if it
+/// failed, the Admin API retries it took (by status) and the AWS SDK's
+/// retries since the last report (by service).
+pub fn report_invocation(
+    function: &str,
+    ms: f64,
+    error_type: Option<&str>,
+    admin_api_retries: BTreeMap<String, u64>,
+) {
     let dims = [("Function", function)];
-    match &result {
-        Ok(_) => emit(
-            &dims,
-            &[
-                (Metric::Invocations, Unit::Count, 1.0),
-                (Metric::Errors, Unit::Count, 0.0),
-                (Metric::Latency, Unit::Milliseconds, ms),
-            ],
-        ),
-        Err(e) => {
-            emit(
-                &dims,
-                &[
-                    (Metric::Invocations, Unit::Count, 1.0),
-                    (Metric::Errors, Unit::Count, 1.0),
-                    (Metric::Latency, Unit::Milliseconds, ms),
-                ],
-            );
-            emit(
-                &[("Function", function), ("ErrorType", e.error_type())],
-                &[(Metric::Errors, Unit::Count, 1.0)],
-            );
-        }
+    let errors = if error_type.is_some() { 1.0 } else { 0.0 };
+    emit(
+        &dims,
+        &[
+            (Metric::Invocations, Unit::Count, 1.0),
+            (Metric::Errors, Unit::Count, errors),
+            (Metric::Latency, Unit::Milliseconds, ms),
+        ],
+    );
+    if let Some(kind) = error_type {
+        emit(
+            &[("Function", function), ("ErrorType", kind)],
+            &[(Metric::Errors, Unit::Count, 1.0)],
+        );
     }
-    for (status, n) in retries.map(RetryCounter::drain).unwrap_or_default() {
+    for (status, n) in admin_api_retries {
         emit(
             &[("Function", function), ("Status", status.as_str())],
             &[(Metric::AdminApiRetries, Unit::Count, n as f64)],
@@ -196,7 +163,6 @@ where
             &[(Metric::AwsRetries, Unit::Count, n as f64)],
         );
     }
-    result
 }
 
 #[cfg(test)]
@@ -220,18 +186,5 @@ mod tests {
                 .as_i64()
                 .is_some_and(|t| t > 1_700_000_000_000)
         );
-    }
-
-    #[test]
-    fn retries_are_counted_by_status_and_drained() {
-        let c = RetryCounter::default();
-        let clone = c.clone();
-        c.record(Some(429));
-        clone.record(Some(429));
-        c.record(None);
-        let drained = c.drain();
-        assert_eq!(drained.get("429"), Some(&2));
-        assert_eq!(drained.get("network"), Some(&1));
-        assert!(c.drain().is_empty());
     }
 }

@@ -36,8 +36,18 @@ pub async fn measured<T, F>(deps: &Deps, function: &str, work: F) -> Result<T, c
 where
     F: std::future::Future<Output = Result<T, crate::error::CmekError>>,
 {
-    let retries = deps.admin.as_ref().map(|a| a.retries());
-    crate::metrics::measured(function, retries, work).await
+    let started = std::time::Instant::now();
+    let result = work.await;
+    crate::metrics::report_invocation(
+        function,
+        started.elapsed().as_secs_f64() * 1000.0,
+        result.as_ref().err().map(crate::error::CmekError::error_type),
+        deps.admin
+            .as_ref()
+            .map(|a| a.retries().drain())
+            .unwrap_or_default(),
+    );
+    result
 }
 
 /// Logs to stdout as Lambda's advanced logging controls ask: JSON when

@@ -121,7 +121,7 @@ pub struct AdminApiClient {
     base: Url,
     key: AdminKey,
     options: ClientOptions,
-    retries: crate::metrics::RetryCounter,
+    retries: super::RetryCounter,
     org: std::sync::Arc<tokio::sync::OnceCell<OrgUuid>>,
 }
 
@@ -204,7 +204,7 @@ impl AdminApiClient {
     }
 
     /// Retries made since the last drain, by status (for the metrics).
-    pub fn retries(&self) -> &crate::metrics::RetryCounter {
+    pub fn retries(&self) -> &super::RetryCounter {
         &self.retries
     }
 
