@@ -2,11 +2,12 @@
 //! missing or malformed variable stops the function before it takes any
 //! event, with a message naming the variable.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::admin_api::{DEFAULT_BASE_URL, client::parse_base_url};
 use crate::geo::Geo;
-use crate::ids::{AccountId, Region};
+use crate::ids::{AccountId, Region, WorkspaceId};
 
 pub const TABLE_NAME: &str = "CMEK_TABLE_NAME";
 pub const ADMIN_KEY_SECRET_ARN: &str = "CMEK_ADMIN_KEY_SECRET_ARN";
@@ -19,6 +20,10 @@ pub const EVENT_BUS_NAME: &str = "CMEK_EVENT_BUS_NAME";
 pub const ACCOUNT_ID: &str = "CMEK_ACCOUNT_ID";
 pub const STATE_MACHINE_ARN: &str = "CMEK_STATE_MACHINE_ARN";
 pub const RESTRICT_TO_WORKSPACES: &str = "CMEK_RESTRICT_TO_WORKSPACES";
+/// The guardian: cancel a scheduled deletion of a key of ours (default true).
+pub const GUARDIAN_CANCEL_DELETION: &str = "CMEK_GUARDIAN_CANCEL_DELETION";
+/// The guardian: the SNS topic for alerts to people.
+pub const ALERT_TOPIC_ARN: &str = "CMEK_ALERT_TOPIC_ARN";
 
 pub const DEFAULT_ALIAS_PREFIX: &str = "alias/anthropic-cmek";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1800);
@@ -51,6 +56,13 @@ pub struct Config {
     /// (`StringEqualsIfExists` on the compartment) or are bound to the
     /// organization only. A request's `restrictToWorkspaces` overrides it.
     pub restrict_to_workspaces: bool,
+    /// Discovery: which new workspaces are provisioned without a person.
+    pub auto_provision: OptIn,
+    /// The guardian: whether it cancels a scheduled deletion of a key this
+    /// project created.
+    pub guardian_cancels_deletion: bool,
+    /// The guardian: where alerts for people go (SNS).
+    pub alert_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -133,7 +145,32 @@ impl Config {
                 ));
             }
         };
+        let bool_var = |var: &'static str, default: bool| match get(var).as_deref() {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(invalid(
+                var,
+                format!("must be true or false, got {:?}", crate::ids::shown(other)),
+            )),
+        };
+        let guardian_cancels_deletion = bool_var(GUARDIAN_CANCEL_DELETION, true)?;
+        let alert_topic_arn = get(ALERT_TOPIC_ARN);
+        if let Some(arn) = &alert_topic_arn
+            && !is_sns_topic_arn(arn)
+        {
+            return Err(invalid(
+                ALERT_TOPIC_ARN,
+                format!(
+                    "must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {:?}",
+                    crate::ids::shown(arn)
+                ),
+            ));
+        }
         Ok(Self {
+            auto_provision: OptIn::from_lookup(get)?,
+            guardian_cancels_deletion,
+            alert_topic_arn,
             restrict_to_workspaces,
             state_machine_arn,
             account_id,
@@ -157,6 +194,76 @@ impl Config {
         self.admin_key_secret_arn
             .as_deref()
             .ok_or(ConfigError::Missing(ADMIN_KEY_SECRET_ARN))
+    }
+}
+
+fn is_sns_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty()
+}
+
+/// Who may be provisioned without a person starting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptIn {
+    pub enabled: bool,
+    pub workspace_ids: HashSet<String>,
+    /// `*` and `?` wildcards, matched against the workspace name.
+    pub name_pattern: Option<String>,
+}
+
+impl OptIn {
+    pub const ENABLED: &'static str = "CMEK_AUTO_PROVISION";
+    pub const IDS: &'static str = "CMEK_AUTO_PROVISION_WORKSPACE_IDS";
+    pub const PATTERN: &'static str = "CMEK_AUTO_PROVISION_NAME_PATTERN";
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let enabled = match get(Self::ENABLED).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: Self::ENABLED,
+                    reason: format!("must be true or false, got {:?}", crate::ids::shown(other)),
+                });
+            }
+        };
+        let mut workspace_ids = HashSet::new();
+        for id in get(Self::IDS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let ws: WorkspaceId = id
+                .parse()
+                .map_err(|e: crate::ids::IdError| ConfigError::Invalid {
+                    var: Self::IDS,
+                    reason: e.to_string(),
+                })?;
+            workspace_ids.insert(ws.to_string());
+        }
+        Ok(Self {
+            enabled,
+            workspace_ids,
+            name_pattern: get(Self::PATTERN),
+        })
+    }
+
+    pub fn admits(&self, w: &crate::admin_api::Workspace) -> bool {
+        self.enabled
+            && (self.workspace_ids.contains(&w.id)
+                || self
+                    .name_pattern
+                    .as_deref()
+                    .is_some_and(|p| crate::policy::glob_match(p, &w.name, false)))
     }
 }
 
@@ -219,5 +326,63 @@ mod tests {
     #[test]
     fn loopback_http_is_allowed_for_the_sandbox() {
         assert!(with(&[(TABLE_NAME, "t"), (ADMIN_API_BASE_URL, "http://127.0.0.1:4010")]).is_ok());
+    }
+
+    #[test]
+    fn opt_in_is_explicit() {
+        let w = |id: &str, name: &str| crate::admin_api::Workspace {
+            id: id.into(),
+            name: name.into(),
+            created_at: None,
+            archived_at: None,
+            compartment_id: None,
+            external_key_id: None,
+        };
+        let off = OptIn::from_lookup(|_| None).unwrap();
+        assert!(!off.admits(&w("wrkspc_1", "prod")));
+        let vars = |k: &str| match k {
+            OptIn::ENABLED => Some("true".into()),
+            OptIn::IDS => Some("wrkspc_1, wrkspc_2".into()),
+            OptIn::PATTERN => Some("prod-*".into()),
+            _ => None,
+        };
+        let on = OptIn::from_lookup(vars).unwrap();
+        assert!(on.admits(&w("wrkspc_1", "x")));
+        assert!(on.admits(&w("wrkspc_9", "prod-eu")));
+        assert!(!on.admits(&w("wrkspc_9", "staging")));
+        let enabled_only = OptIn::from_lookup(|k| (k == OptIn::ENABLED).then(|| "true".into())).unwrap();
+        assert!(
+            !enabled_only.admits(&w("wrkspc_1", "prod")),
+            "enabled without a list or pattern admits nothing"
+        );
+        assert!(OptIn::from_lookup(|k| (k == OptIn::ENABLED).then(|| "yes".into())).is_err());
+        assert!(OptIn::from_lookup(|k| (k == OptIn::IDS).then(|| "ws-1".into())).is_err());
+    }
+
+    #[test]
+    fn guardian_settings_are_checked_not_ignored() {
+        let c = with(&[(TABLE_NAME, "t")]).unwrap();
+        assert!(c.guardian_cancels_deletion);
+        assert_eq!(c.alert_topic_arn, None);
+        let c = with(&[
+            (TABLE_NAME, "t"),
+            (GUARDIAN_CANCEL_DELETION, "false"),
+            (ALERT_TOPIC_ARN, "arn:aws:sns:us-east-2:123456789012:cmek-alerts"),
+        ])
+        .unwrap();
+        assert!(!c.guardian_cancels_deletion);
+        assert_eq!(
+            c.alert_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-2:123456789012:cmek-alerts")
+        );
+        for (var, value) in [
+            (GUARDIAN_CANCEL_DELETION, "no"),
+            (ALERT_TOPIC_ARN, "cmek-alerts"),
+            (ALERT_TOPIC_ARN, "arn:aws:sqs:us-east-2:123456789012:q"),
+            (OptIn::ENABLED, "yes"),
+        ] {
+            let err = with(&[(TABLE_NAME, "t"), (var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
     }
 }

@@ -151,6 +151,12 @@ impl From<crate::cloudformation::CallbackError> for CmekError {
     }
 }
 
+impl From<crate::config::ConfigError> for CmekError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CmekError::Configuration(e.to_string())
+    }
+}
+
 impl From<crate::aws::SecretError> for CmekError {
     fn from(e: crate::aws::SecretError) -> Self {
         CmekError::Configuration(e.to_string())

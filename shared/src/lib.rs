@@ -5,6 +5,7 @@ pub mod admin_api;
 pub mod aws;
 pub mod cloudformation;
 pub mod config;
+pub mod context;
 pub mod crash_point;
 pub mod error;
 pub mod events;

@@ -9,7 +9,22 @@
 
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::workflow::{Deps, Needs};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::context::{Deps, Handler, Needs};
+
+/// Run a function: set up at cold start what the handler declared it
+/// needs, then serve its events, reporting each invocation's metrics. All
+/// a `main` does.
+pub async fn serve<H: Handler>() -> Result<(), lambda_runtime::Error> {
+    let deps = init(H::NEEDS).await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        measured(deps, H::NAME, H::handle(deps, event.payload)).await
+    }))
+    .await
+}
 
 /// Initialise logging (honours `AWS_LAMBDA_LOG_LEVEL` / `AWS_LAMBDA_LOG_FORMAT`)
 /// and build the function's dependencies. A configuration problem stops the

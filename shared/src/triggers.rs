@@ -5,11 +5,14 @@ pub mod discovery;
 mod execution_name;
 mod from_event;
 
+pub use custom_resource::CustomResource;
+pub use discovery::DiscoverWorkspaces;
 pub use execution_name::execution_name;
-pub use from_event::start_from_event;
+pub use from_event::{StartFromEvent, start_from_event};
 
+use crate::context::Deps;
 use crate::error::CmekError;
-use crate::workflow::{Deps, ProvisionRequest};
+use crate::workflow::ProvisionRequest;
 
 /// Start a provisioning under an idempotent name. `Ok(Some(arn))`: started
 /// (or, with the same input while it runs, the same execution again);

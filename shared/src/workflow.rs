@@ -7,26 +7,25 @@
 mod attach_key;
 mod begin;
 mod create_key;
-mod deps;
 mod diagnose;
 mod finish;
 mod input;
 mod register_key;
 mod validate_key;
 
-pub use attach_key::attach_key;
-pub use begin::{BeginOutput, begin, organization as organization_of};
-pub use create_key::create_key;
-pub use deps::{Clock, Deps, LazyHttp, Needs, http_client};
-pub use diagnose::{Diagnosis, diagnose, diagnose_key};
-pub use finish::{FinishOutput, finish};
+pub use attach_key::{AttachKey, attach_key};
+pub use begin::{Begin, BeginOutput, begin, organization as organization_of};
+pub use create_key::{CreateKey, create_key};
+pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_key};
+pub use finish::{Finish, FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger};
-pub use register_key::register_key;
-pub use validate_key::validate_key;
+pub use register_key::{RegisterKey, register_key};
+pub use validate_key::{ValidateKey, validate_key};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::{CompartmentId, ExternalKeyId, KeyArn, OrgUuid};
 use crate::store::{self, AuditEvent, Status, WorkflowRecord};

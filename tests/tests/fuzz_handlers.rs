@@ -15,8 +15,9 @@
 use std::sync::{Arc, OnceLock};
 
 use cmek::config::Config;
+use cmek::context::{self, Clock, Deps};
 use cmek::store::MemoryStore;
-use cmek::workflow::{self, Clock, Deps};
+use cmek::workflow;
 use proptest::prelude::*;
 use sandbox::admin_api::{OrgSeed, SandboxApi, SandboxConfig};
 use serde_json::{Value, json};
@@ -96,7 +97,8 @@ fn build_world() -> World {
             admin: Some(admin),
             events: None,
             sfn: None,
-            http: workflow::http_client(),
+            sns: None,
+            http: context::http_client(),
             clock: Clock::default(),
         };
         World { rt, api, deps, ws }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cmek::config::Config;
+use cmek::context::{self, Clock, Deps};
 use cmek::ids::WorkspaceId;
 use cmek::kms::KeyManager;
 use cmek::store::{self, AuditEvent, MemoryStore, Status};
-use cmek::workflow::{self, Clock, Deps};
+use cmek::workflow;
 use sandbox::admin_api::{OrgSeed, SandboxApi, SandboxConfig};
 use serde_json::{Value, json};
 
@@ -77,7 +78,8 @@ async fn world() -> World {
         admin: Some(admin),
         events: None,
         sfn: None,
-        http: workflow::http_client(),
+        sns: None,
+        http: context::http_client(),
         clock: Clock::default(),
     };
     World { deps, api, ws }
@@ -410,7 +412,8 @@ impl cmek::triggers::discovery::EventSink for Bus {
 
 #[tokio::test]
 async fn a_discovered_workspace_whose_event_was_lost_is_announced_again() {
-    use cmek::triggers::discovery::{OptIn, REANNOUNCE_AFTER, discover};
+    use cmek::config::OptIn;
+    use cmek::triggers::discovery::{REANNOUNCE_AFTER, discover};
     let w = world().await;
     let opt_in = OptIn::from_lookup(|k| match k {
         OptIn::ENABLED => Some("true".into()),

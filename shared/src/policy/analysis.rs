@@ -96,6 +96,37 @@ impl FindingCode {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{self:?}"))
     }
+
+    /// A stored name back: the stable name, or the Rust spelling
+    /// (`ExtraActions`) that records written before the stable one hold.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let parse = |n: String| serde_json::from_value(serde_json::Value::String(n)).ok();
+        parse(name.to_owned()).or_else(|| {
+            // `ExtraActions` → `EXTRA_ACTIONS`.
+            let mut screaming = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    screaming.push('_');
+                }
+                screaming.push(c.to_ascii_uppercase());
+            }
+            parse(screaming)
+        })
+    }
+}
+
+impl Finding {
+    /// Whether this finding stops the key from being used (CreateKey refuses
+    /// it; the guardian alerts on it): an error always, an over-permissive
+    /// grant unless the operator accepted its code, a warning never. The one
+    /// place that decides, from [`FindingCode::severity`].
+    pub fn blocks(&self, accepted: &[FindingCode]) -> bool {
+        match self.code.severity() {
+            Severity::Error => true,
+            Severity::OverPermissive => !accepted.contains(&self.code),
+            Severity::Warning => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

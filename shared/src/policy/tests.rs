@@ -655,3 +655,31 @@ mod properties {
         }
     }
 }
+
+/// Accepted findings are stored by their stable name; records written
+/// before that hold the Rust spelling. Both read back as the same code.
+#[test]
+fn finding_names_read_back_in_both_spellings() {
+    use FindingCode::*;
+    for code in [ExtraActions, EveryonePrincipal, NotPrincipalGrant, NoOrgCondition] {
+        assert_eq!(FindingCode::from_name(&code.name()), Some(code));
+        assert_eq!(FindingCode::from_name(&format!("{code:?}")), Some(code));
+    }
+    assert_eq!(FindingCode::from_name("EXTRA_ACTION"), None);
+    assert_eq!(FindingCode::from_name(""), None);
+}
+
+/// Only the finding's code decides whether it blocks.
+#[test]
+fn what_blocks_is_decided_by_severity_and_acceptance() {
+    let finding = |code: FindingCode| Finding {
+        code,
+        severity: code.severity(),
+        message: String::new(),
+        fix: String::new(),
+    };
+    assert!(finding(FindingCode::NoOrgCondition).blocks(&[FindingCode::NoOrgCondition]));
+    assert!(finding(FindingCode::EveryonePrincipal).blocks(&[]));
+    assert!(!finding(FindingCode::EveryonePrincipal).blocks(&[FindingCode::EveryonePrincipal]));
+    assert!(!finding(FindingCode::NoRootAdmin).blocks(&[]));
+}

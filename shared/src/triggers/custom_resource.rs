@@ -11,10 +11,21 @@ use serde_json::{Value, json};
 use crate::cloudformation::{
     self, Callback, Envelope, FAILED_PREFIX, PHYSICAL_PREFIX, RequestType, Response, Status,
 };
+use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::{WorkspaceId, shown};
 use crate::store::{self, AuditEvent};
-use crate::workflow::{Deps, ProvisionRequest, Trigger};
+use crate::workflow::{ProvisionRequest, Trigger};
+
+crate::context::lambda_function!(
+    /// `Custom::AnthropicCmek`: CloudFormation's entry point (its ServiceToken).
+    CustomResource: custom_resource => Value,
+    crate::context::Needs {
+        admin_api: true,
+        sfn: true,
+        ..crate::context::Needs::NONE
+    }
+);
 
 /// `ResourceProperties`, as CloudFormation sends them (every scalar may arrive as a string).
 #[derive(Debug, Clone, Deserialize)]

@@ -13,12 +13,21 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::admin_api::Workspace;
+use crate::config::OptIn;
+use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::WorkspaceId;
-use crate::policy::glob_match;
 use crate::store::{AuditEvent, Expected, WorkflowRecord, timestamp};
-use crate::workflow::Deps;
+
+crate::context::lambda_function!(
+    /// Scheduled: find new workspaces and announce the opted-in ones on the bus.
+    DiscoverWorkspaces: on_schedule => DiscoveryReport,
+    crate::context::Needs {
+        admin_api: true,
+        events: true,
+        ..crate::context::Needs::NONE
+    }
+);
 
 pub const DETAIL_TYPE: &str = "Workspace Discovered";
 pub const SOURCE: &str = crate::events::SOURCE;
@@ -29,61 +38,6 @@ const PUT_ATTEMPTS: usize = 5;
 /// (its event was lost: every invocation of the rule's target failed) is
 /// announced again. Long enough for EventBridge's and Lambda's own retries.
 pub const REANNOUNCE_AFTER: Duration = Duration::from_secs(3600);
-
-/// Who may be provisioned without a person starting it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OptIn {
-    pub enabled: bool,
-    pub workspace_ids: HashSet<String>,
-    /// `*` and `?` wildcards, matched against the workspace name.
-    pub name_pattern: Option<String>,
-}
-
-impl OptIn {
-    pub const ENABLED: &'static str = "CMEK_AUTO_PROVISION";
-    pub const IDS: &'static str = "CMEK_AUTO_PROVISION_WORKSPACE_IDS";
-    pub const PATTERN: &'static str = "CMEK_AUTO_PROVISION_NAME_PATTERN";
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, CmekError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let enabled = match get(Self::ENABLED).as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(CmekError::Configuration(format!(
-                    "{} must be true or false, got {other:?}",
-                    Self::ENABLED
-                )));
-            }
-        };
-        let mut workspace_ids = HashSet::new();
-        for id in get(Self::IDS)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let ws: WorkspaceId = id
-                .parse()
-                .map_err(|e| CmekError::Configuration(format!("{}: {e}", Self::IDS)))?;
-            workspace_ids.insert(ws.to_string());
-        }
-        Ok(Self {
-            enabled,
-            workspace_ids,
-            name_pattern: get(Self::PATTERN),
-        })
-    }
-
-    pub fn admits(&self, w: &Workspace) -> bool {
-        self.enabled
-            && (self.workspace_ids.contains(&w.id)
-                || self
-                    .name_pattern
-                    .as_deref()
-                    .is_some_and(|p| glob_match(p, &w.name, false)))
-    }
-}
 
 /// The event's `detail`; anyone's workspace-vending tooling may put the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,7 +141,13 @@ fn stuck(r: &WorkflowRecord, now: time::OffsetDateTime, after: Duration) -> bool
 }
 
 /// The scheduled Lambda's work: one poll, publishing through the project's bus.
-pub async fn poll(deps: &Deps, opt_in: &OptIn) -> Result<DiscoveryReport, CmekError> {
+/// The schedule's event says nothing discovery needs.
+async fn on_schedule(deps: &Deps, _event: Value) -> Result<DiscoveryReport, CmekError> {
+    poll(deps).await
+}
+
+pub async fn poll(deps: &Deps) -> Result<DiscoveryReport, CmekError> {
+    let opt_in = &deps.config.auto_provision;
     let sink = deps
         .events
         .as_ref()
@@ -380,36 +340,5 @@ mod tests {
         let accepted = put_all(&sink, &details, Duration::from_millis(1)).await.unwrap();
         assert_eq!(accepted, vec![true, true, false]);
         assert_eq!(sink.seen.lock().unwrap().len(), PUT_ATTEMPTS, "bounded");
-    }
-
-    #[test]
-    fn opt_in_is_explicit() {
-        let w = |id: &str, name: &str| Workspace {
-            id: id.into(),
-            name: name.into(),
-            created_at: None,
-            archived_at: None,
-            compartment_id: None,
-            external_key_id: None,
-        };
-        let off = OptIn::from_lookup(|_| None).unwrap();
-        assert!(!off.admits(&w("wrkspc_1", "prod")));
-        let vars = |k: &str| match k {
-            OptIn::ENABLED => Some("true".into()),
-            OptIn::IDS => Some("wrkspc_1, wrkspc_2".into()),
-            OptIn::PATTERN => Some("prod-*".into()),
-            _ => None,
-        };
-        let on = OptIn::from_lookup(vars).unwrap();
-        assert!(on.admits(&w("wrkspc_1", "x")));
-        assert!(on.admits(&w("wrkspc_9", "prod-eu")));
-        assert!(!on.admits(&w("wrkspc_9", "staging")));
-        let enabled_only = OptIn::from_lookup(|k| (k == OptIn::ENABLED).then(|| "true".into())).unwrap();
-        assert!(
-            !enabled_only.admits(&w("wrkspc_1", "prod")),
-            "enabled without a list or pattern admits nothing"
-        );
-        assert!(OptIn::from_lookup(|k| (k == OptIn::ENABLED).then(|| "yes".into())).is_err());
-        assert!(OptIn::from_lookup(|k| (k == OptIn::IDS).then(|| "ws-1".into())).is_err());
     }
 }

@@ -5,9 +5,19 @@
 use serde_json::{Value, json};
 
 use super::discovery::{DETAIL_TYPE, Discovered};
+use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::shown;
-use crate::workflow::{Deps, ProvisionRequest};
+use crate::workflow::ProvisionRequest;
+
+crate::context::lambda_function!(
+    /// Bus rule target: `Workspace Discovered` → one provisioning per event.
+    StartFromEvent: start_from_event => Value,
+    crate::context::Needs {
+        sfn: true,
+        ..crate::context::Needs::NONE
+    }
+);
 
 pub async fn start_from_event(deps: &Deps, event: Value) -> Result<Value, CmekError> {
     let detail_type = event

@@ -11,6 +11,16 @@ use crate::error::CmekError;
 use crate::policy::{self, AnalysisTarget, FindingCode};
 use crate::store::Status;
 
+crate::context::lambda_function!(
+    /// AttachKey: attach the validated key to the workspace (irreversible; checked first).
+    AttachKey: attach_key => StepOutput,
+    crate::context::Needs {
+        kms: true,
+        admin_api: true,
+        ..crate::context::Needs::NONE
+    }
+);
+
 /// Attach the validated key to the workspace — the irreversible step, so it
 /// checks everything again first: validated by this execution, the policy
 /// still admits the workspace's own compartment (validation may use another

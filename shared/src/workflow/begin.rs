@@ -7,6 +7,16 @@ use crate::error::CmekError;
 use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::store::{self, Status};
 
+crate::context::lambda_function!(
+    /// Begin: validate the input, read the workspace (and an adopted key), claim it.
+    Begin: begin => BeginOutput,
+    crate::context::Needs {
+        admin_api: true,
+        kms: true,
+        ..crate::context::Needs::NONE
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BeginOutput {

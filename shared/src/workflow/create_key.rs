@@ -5,8 +5,17 @@ use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
-use crate::policy::{self, AnalysisTarget, Finding, Merge, MergeOutcome, Scope, Severity};
+use crate::policy::{self, AnalysisTarget, Finding, Merge, MergeOutcome, Scope};
 use crate::store::{Status, WorkflowRecord};
+
+crate::context::lambda_function!(
+    /// CreateKey: create the workspace's KMS key (or adopt one) with the documented policy.
+    CreateKey: create_key => StepOutput,
+    crate::context::Needs {
+        kms: true,
+        ..crate::context::Needs::NONE
+    }
+);
 
 const DESCRIPTION: &str = "Anthropic CMEK";
 
@@ -151,13 +160,7 @@ pub(super) fn check_findings(
     findings: &[Finding],
     accepted: &[policy::FindingCode],
 ) -> Result<(), CmekError> {
-    let blocking: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| {
-            f.severity == Severity::Error
-                || f.severity == Severity::OverPermissive && !accepted.contains(&f.code)
-        })
-        .collect();
+    let blocking: Vec<&Finding> = findings.iter().filter(|f| f.blocks(accepted)).collect();
     if blocking.is_empty() {
         return Ok(());
     }

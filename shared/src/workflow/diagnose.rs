@@ -12,6 +12,15 @@ use crate::policy::{
     self, AnalysisTarget, ContractGeneration, Finding, FindingCode, PolicyDocument, Severity,
 };
 
+crate::context::lambda_function!(
+    /// Diagnose: name the documented cause when validation never succeeded.
+    DiagnoseKey: diagnose => Diagnosis,
+    crate::context::Needs {
+        kms: true,
+        ..crate::context::Needs::NONE
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {

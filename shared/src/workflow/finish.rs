@@ -8,6 +8,15 @@ use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
 use crate::ids::WorkspaceId;
 use crate::store::{self, AuditEvent, Status};
 
+crate::context::lambda_function!(
+    /// Finish: record the outcome, whatever happened, and publish the result event.
+    Finish: finish => FinishOutput,
+    crate::context::Needs {
+        events: true,
+        ..crate::context::Needs::NONE
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FinishOutput {

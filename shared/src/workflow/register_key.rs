@@ -6,6 +6,15 @@ use crate::error::CmekError;
 use crate::ids::ExternalKeyId;
 use crate::store::Status;
 
+crate::context::lambda_function!(
+    /// RegisterKey: register the key with Anthropic exactly once.
+    RegisterKey: register_key => StepOutput,
+    crate::context::Needs {
+        admin_api: true,
+        ..crate::context::Needs::NONE
+    }
+);
+
 /// Register the key with Anthropic, exactly once: the recorded registration,
 /// else one found by the key's ARN (an earlier attempt whose answer was lost),
 /// else a new one.

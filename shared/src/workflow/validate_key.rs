@@ -5,6 +5,15 @@ use crate::error::CmekError;
 use crate::metrics::{Metric, Unit, emit};
 use crate::store::Status;
 
+crate::context::lambda_function!(
+    /// ValidateKey: ask Anthropic to validate the key; failures are retried by the state machine.
+    ValidateKey: validate_key => StepOutput,
+    crate::context::Needs {
+        admin_api: true,
+        ..crate::context::Needs::NONE
+    }
+);
+
 /// Ask Anthropic to validate the key. A `failure` verdict leaves as
 /// `ValidationFailed`, which the state machine retries on its propagation
 /// schedule before handing over to Diagnose.

@@ -1,4 +1,6 @@
-//! What the step handlers need, built once per cold start.
+//! What a function's handler works with — configuration, the workflow
+//! store, the clients it declared it needs, the clock — built once per cold
+//! start, and the [`Handler`] contract each Lambda entry point implements.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,8 @@ pub struct Deps {
     pub events: Option<EventPublisher>,
     /// Starts executions (triggers only).
     pub sfn: Option<aws_sdk_sfn::Client>,
+    /// Sends alerts to people (the guardian only; the topic is in `config`).
+    pub sns: Option<aws_sdk_sns::Client>,
     /// Answers CloudFormation's pre-signed URLs.
     pub http: LazyHttp,
     pub clock: Clock,
@@ -30,13 +34,63 @@ pub struct Deps {
 
 /// Which clients a function needs, so none pays for clients it never uses
 /// (reading the admin key is a Secrets Manager call on every cold start).
-#[derive(Debug, Clone, Copy, Default)]
+/// Declared by each [`Handler`], so `main` cannot build fewer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
     pub kms: bool,
     pub admin_api: bool,
     pub events: bool,
     pub sfn: bool,
+    pub sns: bool,
 }
+
+impl Needs {
+    /// The store and configuration only; add to it with `..Needs::NONE`.
+    pub const NONE: Needs = Needs {
+        kms: false,
+        admin_api: false,
+        events: false,
+        sfn: false,
+        sns: false,
+    };
+}
+
+/// One Lambda function: its name (the `Function` dimension of its metrics),
+/// what it needs built at cold start, and what it does with an event. Each
+/// `main` is `cmek::runtime::serve::<TheHandler>()`.
+pub trait Handler {
+    const NAME: &'static str;
+    const NEEDS: Needs;
+    type Output: serde::Serialize;
+    fn handle(
+        deps: &Deps,
+        event: serde_json::Value,
+    ) -> impl std::future::Future<Output = Result<Self::Output, CmekError>>;
+}
+
+/// Declares a Lambda function's [`Handler`]: a unit struct named as the
+/// function's `Function` metric dimension, the clients it needs, and the
+/// handler it runs.
+macro_rules! lambda_function {
+    ($(#[$doc:meta])* $name:ident: $handler:path => $output:ty, $needs:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl $crate::context::Handler for $name {
+            const NAME: &'static str = stringify!($name);
+            const NEEDS: $crate::context::Needs = $needs;
+            type Output = $output;
+            fn handle(
+                deps: &$crate::context::Deps,
+                event: serde_json::Value,
+            ) -> impl std::future::Future<Output = Result<$output, $crate::error::CmekError>> {
+                $handler(deps, event)
+            }
+        }
+    };
+}
+pub(crate) use lambda_function;
 
 /// The time source; tests move it to check lease expiry.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +110,7 @@ impl Clock {
 
 impl Deps {
     pub async fn from_env(needs: Needs) -> Result<Self, CmekError> {
-        let config = Config::from_env().map_err(|e| CmekError::Configuration(e.to_string()))?;
+        let config = Config::from_env()?;
         let sdk = crate::aws::sdk_config().await;
         let store = Arc::new(DynamoStore::new(
             crate::aws::dynamodb_client(&sdk),
@@ -86,6 +140,7 @@ impl Deps {
             _ => None,
         };
         let sfn = needs.sfn.then(|| crate::aws::sfn_client(&sdk));
+        let sns = needs.sns.then(|| crate::aws::sns_client(&sdk));
         Ok(Self {
             config,
             store,
@@ -93,6 +148,7 @@ impl Deps {
             admin,
             events,
             sfn,
+            sns,
             http: http_client(),
             clock: Clock::default(),
         })

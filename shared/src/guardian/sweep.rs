@@ -1,0 +1,201 @@
+//! The guardian's sweep of every attached workspace (daily; weekly with
+//! Anthropic's validation too): what no KMS event shows.
+
+use serde::{Deserialize, Serialize};
+
+use super::accepted;
+use super::alert::{Alert, Severity, notify};
+use crate::context::Deps;
+use crate::error::CmekError;
+use crate::ids::{KeyArn, WorkspaceId};
+use crate::policy::{self, AnalysisTarget, Severity as PolicySeverity};
+use crate::store::{self, AuditEvent, Status};
+
+pub const SWEEP_DETAIL_TYPE: &str = "CMEK Key Sweep Completed";
+
+/// What the sweep found for one workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepFinding {
+    pub workspace_id: String,
+    pub key_arn: Option<String>,
+    pub codes: Vec<String>,
+    pub messages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub checked: usize,
+    /// Keys Anthropic was asked to validate (validation sweeps only).
+    #[serde(default)]
+    pub validated: usize,
+    pub findings: Vec<SweepFinding>,
+}
+
+/// What a sweep checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepKind {
+    /// Key state, pending deletion, rotation, policy, attachment (daily).
+    KeysAndPolicies,
+    /// All of that, plus Anthropic's validate for each attached key: what an
+    /// AWS Organizations resource control policy (invisible in the key
+    /// policy) breaks shows up within one period, not when users notice.
+    /// Each validation leaves four access-denied events in CloudTrail.
+    WithValidation,
+}
+
+/// Check every attached workspace: key state, pending deletion, rotation,
+/// policy (the organization condition included: without it the next
+/// validation fails), and that the workspace still names the recorded
+/// external key; with [`SweepKind::WithValidation`], ask Anthropic to
+/// validate each key too.
+pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekError> {
+    use crate::policy::FindingCode;
+    let kms = deps.kms()?;
+    let admin = deps.admin()?;
+    let attached = deps.store.list(Some(Status::Attached)).await?;
+    // Records from before the organization condition do not carry the UUID.
+    let org = if attached.iter().any(|r| r.org_uuid.is_none()) {
+        Some(crate::workflow::organization_of(deps).await?)
+    } else {
+        None
+    };
+    let mut report = SweepReport {
+        checked: attached.len(),
+        validated: 0,
+        findings: Vec::new(),
+    };
+    for r in &attached {
+        let mut codes = Vec::new();
+        let mut messages = Vec::new();
+        let mut add = |c: &str, m: String| {
+            codes.push(c.to_owned());
+            messages.push(m);
+        };
+        match r.key_arn.as_deref() {
+            None => add("NO_KEY_RECORDED", "the record names no key".into()),
+            Some(arn) => match kms.describe(arn).await? {
+                None => add("KEY_MISSING", format!("{arn} cannot be described")),
+                Some(info) => {
+                    if info.state == "PendingDeletion" {
+                        add(
+                            "KEY_PENDING_DELETION",
+                            format!(
+                                "{arn} is scheduled for deletion on {}",
+                                info.deletion_date.clone().unwrap_or_default()
+                            ),
+                        );
+                    } else if info.state != "Enabled" {
+                        add("KEY_NOT_ENABLED", format!("{arn} is {}", info.state));
+                    }
+                    if !kms.rotation_enabled(arn).await.unwrap_or(true) {
+                        add("ROTATION_DISABLED", format!("automatic rotation of {arn} is off"));
+                    }
+                    if let (Some(compartment), Ok(parsed)) = (r.compartment_id, arn.parse::<KeyArn>()) {
+                        let text = kms.get_policy(arn).await?;
+                        let target = AnalysisTarget {
+                            geo: deps.config.geo,
+                            compartment,
+                            org: r.org_uuid.as_ref().or(org.as_ref()),
+                            key_account: Some(parsed.account()),
+                        };
+                        match policy::analyse(&text, target) {
+                            Err(e) => add("POLICY_BROKEN", e.to_string()),
+                            Ok(findings) => {
+                                let accepted = accepted(r);
+                                for f in findings.iter().filter(|f| f.blocks(&accepted)) {
+                                    let code = match (f.code.severity(), f.code) {
+                                        (
+                                            PolicySeverity::Error,
+                                            FindingCode::NoOrgCondition | FindingCode::OrgConditionMismatch,
+                                        ) => "POLICY_MISSING_ORG_CONDITION",
+                                        (PolicySeverity::Error, _) => "POLICY_BROKEN",
+                                        _ => "POLICY_OVER_PERMISSIVE",
+                                    };
+                                    add(code, f.message.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        }
+        let ws: &WorkspaceId = &r.workspace_id;
+        match admin.get_workspace(ws).await {
+            Ok(w) if w.external_key_id == r.external_key_id => {}
+            Ok(w) => add(
+                "EXTERNAL_KEY_MISMATCH",
+                format!(
+                    "the workspace names {:?}, the record {:?}",
+                    w.external_key_id, r.external_key_id
+                ),
+            ),
+            Err(e) => add("WORKSPACE_UNREADABLE", e.to_string()),
+        }
+        if kind == SweepKind::WithValidation
+            && let Some(id) = r.external_key_id.as_deref().and_then(|id| id.parse().ok())
+        {
+            report.validated += 1;
+            match admin.validate_external_key(&id).await {
+                Ok(v) if v.succeeded() => {}
+                Ok(v) => add(
+                    "VALIDATION_FAILING",
+                    format!(
+                        "Anthropic's validation of {id} fails now ({}): live traffic will fail too. Check the key policy and any AWS Organizations resource control policy.",
+                        v.error_text().unwrap_or_else(|| "no reason given".into())
+                    ),
+                ),
+                Err(e) => add("VALIDATION_UNAVAILABLE", e.to_string()),
+            }
+        }
+        if !codes.is_empty() {
+            let finding = SweepFinding {
+                workspace_id: ws.to_string(),
+                key_arn: r.key_arn.clone(),
+                codes,
+                messages,
+            };
+            let event = AuditEvent::new(
+                "Guardian",
+                "sweep_findings",
+                None,
+                serde_json::to_value(&finding).unwrap_or_default(),
+            );
+            store::append_event(&*deps.store, ws, event, deps.now()).await?;
+            report.findings.push(finding);
+        }
+    }
+    // One summary event; the alarm reads the metric below.
+    if let Some(bus) = &deps.events {
+        bus.publish(
+            SWEEP_DETAIL_TYPE,
+            &serde_json::to_value(&report).unwrap_or_default(),
+        )
+        .await?;
+    }
+    if !report.findings.is_empty() {
+        let alert = Alert {
+            severity: Severity::High,
+            code: "SWEEP_FINDINGS".into(),
+            key_arn: String::new(),
+            workspaces: report.findings.iter().map(|f| f.workspace_id.clone()).collect(),
+            message: format!(
+                "The sweep found problems with {} of {} attached workspaces.",
+                report.findings.len(),
+                report.checked
+            ),
+            detail: serde_json::to_value(&report.findings).unwrap_or_default(),
+        };
+        notify(deps, &alert).await?;
+    }
+    crate::metrics::emit(
+        &[],
+        &[(
+            crate::metrics::Metric::GuardianFindings,
+            crate::metrics::Unit::Count,
+            report.findings.len() as f64,
+        )],
+    );
+    Ok(report)
+}
