@@ -170,6 +170,16 @@ impl Deps {
         self.clock.now()
     }
 
+    /// The organization's UUID (`GET /v1/organizations/me`), or
+    /// `InvalidOrganization` when the Admin API answers something that is
+    /// not one: nothing is created on the strength of a garbled id.
+    pub async fn organization(&self) -> Result<crate::ids::OrgUuid, CmekError> {
+        self.admin()?.organization_uuid().await.map_err(|e| match e {
+            crate::admin_api::AdminApiError::Decode(message) => CmekError::InvalidOrganization(message),
+            other => other.into(),
+        })
+    }
+
     pub fn state_machine(&self) -> Result<(&aws_sdk_sfn::Client, &str), CmekError> {
         match (&self.sfn, self.config.state_machine_arn.as_deref()) {
             (Some(c), Some(arn)) => Ok((c, arn)),

@@ -14,7 +14,7 @@ mod register_key;
 mod validate_key;
 
 pub use attach_key::{AttachKey, attach_key};
-pub use begin::{Begin, BeginOutput, begin, organization as organization_of};
+pub use begin::{Begin, BeginOutput, begin};
 pub use create_key::{CreateKey, create_key};
 pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_key};
 pub use finish::{Finish, FinishOutput, finish};

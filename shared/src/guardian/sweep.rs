@@ -57,7 +57,7 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
     let attached = deps.store.list(Some(Status::Attached)).await?;
     // Records from before the organization condition do not carry the UUID.
     let org = if attached.iter().any(|r| r.org_uuid.is_none()) {
-        Some(crate::workflow::organization_of(deps).await?)
+        Some(deps.organization().await?)
     } else {
         None
     };

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use super::{Deps, ProvisionRequest, StepInput, advance};
 use crate::admin_api::AdminApiError;
 use crate::error::CmekError;
-use crate::ids::{CompartmentId, KeyArn, OrgUuid};
+use crate::ids::{CompartmentId, KeyArn};
 use crate::store::{self, Status};
 
 crate::context::lambda_function!(
@@ -71,7 +71,7 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     }
     // The organization the key policy binds to. Read once per cold start;
     // an answer that is not a bare UUID stops here, before anything exists.
-    let org = organization(deps).await?;
+    let org = deps.organization().await?;
     let key_protects = match &req.key_arn {
         Some(arn) => protected_compartments(deps, arn).await?,
         None => Vec::new(),
@@ -181,15 +181,6 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
         compartment_id: compartment.to_string(),
         already_attached,
         status: rec.status,
-    })
-}
-
-/// The organization's UUID, or `InvalidOrganization` when the Admin API
-/// answers something that is not one.
-pub async fn organization(deps: &Deps) -> Result<OrgUuid, CmekError> {
-    deps.admin()?.organization_uuid().await.map_err(|e| match e {
-        AdminApiError::Decode(message) => CmekError::InvalidOrganization(message),
-        other => other.into(),
     })
 }
 
