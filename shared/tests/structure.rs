@@ -15,6 +15,8 @@
 //! Within the entry points one direction is allowed: `triggers` start the
 //! workflow, so they may use its input types; nothing else crosses.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // a test: fail loudly
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
