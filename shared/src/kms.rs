@@ -152,10 +152,6 @@ impl KeyManager {
         Self { client, retry }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Run one KMS call with the bounded backoff, retrying the errors
     /// `retryable` accepts (each call site says which are safe for it).
     async fn with_retries<T, Fut>(

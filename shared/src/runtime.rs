@@ -3,9 +3,10 @@
 //! Every `main` runs on tokio's current-thread runtime. Lambda hands an
 //! instance one event at a time, so worker threads add nothing but their
 //! start-up: measured on the release build, the multi-threaded runtime cost
-//! ~2 ms of wall and ~1.5 ms of CPU per cold start. Concurrency inside an
-//! invocation (the guardian's sweep, discovery's pages) is I/O and interleaves
-//! on the one thread; blocking DNS lookups still go to tokio's blocking pool.
+//! ~2 ms of wall and ~1.5 ms of CPU per cold start. Nothing inside an
+//! invocation runs concurrently today (the guardian's sweep and discovery's
+//! pages make one call at a time); blocking DNS lookups still go to tokio's
+//! blocking pool.
 
 use tracing_subscriber::filter::LevelFilter;
 

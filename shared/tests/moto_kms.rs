@@ -132,7 +132,9 @@ async fn encryption_context_round_trip() {
     // context, and decrypt only with the same context.
     let kms = manager().await;
     let key = kms.create_key("{}", "ctx", &workspace()).await.unwrap();
-    let client = kms.client();
+    // Anthropic's side, with a client of its own: KeyManager has no
+    // general-purpose client to lend (it offers no delete, nor a way around that).
+    let client = aws_sdk_kms::Client::new(&common::moto().await);
     let ct = client
         .encrypt()
         .key_id(&key.arn)

@@ -40,7 +40,7 @@ pub async fn run_all(store: Arc<dyn WorkflowStore>) {
     non_owner_cannot_advance(&*store).await;
     attached_is_never_failed(&*store).await;
     release_clears_lease_and_list_filters(&*store).await;
-    renew_extends_the_lease(&*store).await;
+    progress_extends_the_lease(&*store).await;
     append_event_without_lease(&*store).await;
     records_are_found_by_their_key(&*store).await;
     concurrent_claims_have_one_winner(store.clone()).await;
@@ -369,23 +369,6 @@ async fn release_clears_lease_and_list_filters(store: &dyn WorkflowStore) {
     );
 }
 
-async fn renew_extends_the_lease(store: &dyn WorkflowStore) {
-    let ws = fresh_workspace();
-    let t0 = now();
-    let rec = claim(store, &ws, "exec-a", None, t0, TTL).await.unwrap();
-    let later = t0 + Duration::from_secs(600);
-    let renewed = renew_lease(store, &rec, "exec-a", later, TTL).await.unwrap();
-    assert_eq!(
-        renewed.lease.as_ref().unwrap().expires_at,
-        later.unix_timestamp() + 900
-    );
-    // Past the original expiry but within the renewed one, exec-b is refused.
-    let err = claim(store, &ws, "exec-b", None, t0 + TTL + Duration::from_secs(1), TTL)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::ConcurrentExecution { .. }));
-}
-
 async fn append_event_without_lease(store: &dyn WorkflowStore) {
     let ws = fresh_workspace();
     let skipped = AuditEvent::new("discovery", "skipped", None, json!({"why": "not opted in"}));
@@ -442,4 +425,28 @@ mod tests {
     async fn memory_store_passes_the_contract() {
         super::run_all(std::sync::Arc::new(super::MemoryStore::new())).await;
     }
+}
+
+/// Each step's progress moves the lease on (the workflow's `advance` does
+/// this on every write), so a long provisioning keeps its workspace.
+async fn progress_extends_the_lease(store: &dyn WorkflowStore) {
+    let ws = fresh_workspace();
+    let t0 = now();
+    let rec = claim(store, &ws, "exec-a", None, t0, TTL).await.unwrap();
+    let later = t0 + Duration::from_secs(600);
+    let expires_at = later.unix_timestamp() + TTL.as_secs() as i64;
+    let event = AuditEvent::new("CreateKey", "key_created", Some("exec-a"), json!({}));
+    let advanced = advance(store, &rec, "exec-a", Status::KeyCreated, event, later, |r| {
+        if let Some(lease) = r.lease.as_mut() {
+            lease.expires_at = expires_at;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(advanced.lease.as_ref().unwrap().expires_at, expires_at);
+    // Past the original expiry but within the moved one, exec-b is refused.
+    let err = claim(store, &ws, "exec-b", None, t0 + TTL + Duration::from_secs(1), TTL)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ConcurrentExecution { .. }));
 }

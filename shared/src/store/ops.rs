@@ -142,30 +142,6 @@ pub async fn load_held(
     Ok(rec)
 }
 
-/// Extend this execution's lease (long validation waits call this).
-pub async fn renew_lease(
-    store: &dyn WorkflowStore,
-    current: &WorkflowRecord,
-    execution: &str,
-    now: OffsetDateTime,
-    ttl: Duration,
-) -> Result<WorkflowRecord, StoreError> {
-    let expires_at = now.unix_timestamp() + ttl.as_secs() as i64;
-    let event = AuditEvent::new(
-        "Lease",
-        "renewed",
-        Some(execution),
-        serde_json::json!({"lease_expires_at": expires_at}),
-    );
-    advance(store, current, execution, current.status, event, now, |r| {
-        r.lease = Some(Lease {
-            owner: execution.to_owned(),
-            expires_at,
-        });
-    })
-    .await
-}
-
 /// End this execution's hold on the workspace with its final status.
 pub async fn release(
     store: &dyn WorkflowStore,

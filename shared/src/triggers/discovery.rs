@@ -140,12 +140,12 @@ fn stuck(r: &WorkflowRecord, now: time::OffsetDateTime, after: Duration) -> bool
         && announced.is_some_and(|at| now - at >= after)
 }
 
-/// The scheduled Lambda's work: one poll, publishing through the project's bus.
 /// The schedule's event says nothing discovery needs.
 async fn on_schedule(deps: &Deps, _event: Value) -> Result<DiscoveryReport, CmekError> {
     poll(deps).await
 }
 
+/// The scheduled Lambda's work: one poll, publishing through the project's bus.
 pub async fn poll(deps: &Deps) -> Result<DiscoveryReport, CmekError> {
     let opt_in = &deps.config.auto_provision;
     let sink = deps
