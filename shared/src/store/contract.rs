@@ -419,14 +419,6 @@ async fn concurrent_claims_have_one_winner(store: Arc<dyn WorkflowStore>) {
     assert_eq!(store.events(&ws).await.unwrap().len(), 1);
 }
 
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn memory_store_passes_the_contract() {
-        super::run_all(std::sync::Arc::new(super::MemoryStore::new())).await;
-    }
-}
-
 /// Each step's progress moves the lease on (the workflow's `advance` does
 /// this on every write), so a long provisioning keeps its workspace.
 async fn progress_extends_the_lease(store: &dyn WorkflowStore) {
@@ -449,4 +441,12 @@ async fn progress_extends_the_lease(store: &dyn WorkflowStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::ConcurrentExecution { .. }));
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_passes_the_contract() {
+        super::run_all(std::sync::Arc::new(super::MemoryStore::new())).await;
+    }
 }
