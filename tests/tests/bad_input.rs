@@ -344,6 +344,40 @@ async fn every_malformed_input_gets_a_named_error_and_changes_nothing() {
         assert_nothing_changed(&stack, case).await;
         checked += 1;
     }
+    // The request itself malformed (CloudFormation never sends these, a
+    // hand-made invoke might): still answered FAILED, naming the field.
+    for (i, (case, strip, field)) in [
+        ("no ResourceType", "ResourceType", "ResourceType"),
+        (
+            "no ResourceProperties",
+            "ResourceProperties",
+            "ResourceProperties",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("bad-request-{i}");
+        let mut request = json!({
+            "RequestType": "Create",
+            "ResponseURL": catcher.url_for(&id), "RequestId": id,
+            "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/app/1",
+            "LogicalResourceId": "WorkspaceKey", "ResourceType": "Custom::AnthropicCmek",
+            "ResourceProperties": {"WorkspaceId": ws},
+        });
+        request.as_object_mut().unwrap().remove(strip);
+        let (err, body) = invoke(&stack, "CustomResourceFunction", &request).await;
+        assert_eq!(err, None, "{case}: {body}");
+        let answer = catcher.wait(&id, std::time::Duration::from_secs(10)).await;
+        assert_eq!(answer["Status"], "FAILED", "{case}: {answer}");
+        let reason = answer["Reason"].as_str().unwrap();
+        assert!(
+            reason.contains("InvalidInput") && reason.contains(field),
+            "{case}: {answer}"
+        );
+        assert_nothing_changed(&stack, case).await;
+        checked += 1;
+    }
     figure(
         "bad_input",
         &format!(

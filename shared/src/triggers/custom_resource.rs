@@ -5,6 +5,7 @@
 //! waits for CloudFormation's timeout. Delete never deletes, disables or
 //! detaches anything: CMEK is permanent.
 
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -48,8 +49,7 @@ struct Properties {
     accept_findings: Option<Vec<String>>,
 }
 
-fn parse_properties(v: Option<&Value>) -> Result<Properties, CmekError> {
-    let v = v.ok_or_else(|| CmekError::InvalidInput("ResourceProperties is missing".into()))?;
+fn parse_properties(v: &Value) -> Result<Properties, CmekError> {
     let props: Properties = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
         let path = e.path().to_string();
         CmekError::InvalidInput(format!(
@@ -153,19 +153,34 @@ fn workspace_of(physical: &str) -> Option<WorkspaceId> {
     physical.strip_prefix(PHYSICAL_PREFIX)?.parse().ok()
 }
 
+/// CloudFormation's request, as `aws_lambda_events` types it.
+type Request = CloudFormationCustomResourceRequest<Value, Value>;
+
 async fn handle(deps: &Deps, envelope: &Envelope, event: &Value) -> Result<Option<Response>, CmekError> {
-    match envelope.request_type {
-        RequestType::Delete => delete(deps, envelope).await.map(Some),
-        RequestType::Create => {
-            let props = parse_properties(event.get("ResourceProperties"))?;
+    // The envelope (enough to answer) is already read; the rest of the
+    // request is checked here, so a malformed one is answered FAILED.
+    let request: Request = serde_path_to_error::deserialize(event.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        CmekError::InvalidInput(format!(
+            "not a CloudFormation custom resource request: {path}: {}",
+            shown(&e.into_inner().to_string())
+        ))
+    })?;
+    match request {
+        Request::Delete(_) => delete(deps, envelope).await.map(Some),
+        Request::Create(create) => {
+            let props = parse_properties(&create.resource_properties)?;
             start(deps, envelope, &props).await
         }
-        RequestType::Update => {
-            let props = parse_properties(event.get("ResourceProperties"))?;
-            let current = envelope.physical_resource_id.as_deref().and_then(workspace_of);
-            match current {
+        Request::Update(update) => {
+            let props = parse_properties(&update.resource_properties)?;
+            let old_name = update
+                .old_resource_properties
+                .get("DisplayName")
+                .and_then(Value::as_str);
+            match workspace_of(&update.physical_resource_id) {
                 Some(ws) if ws.as_str() == props.workspace_id => {
-                    update_in_place(deps, envelope, event, &props, &ws)
+                    update_in_place(deps, envelope, old_name, &props, &ws)
                         .await
                         .map(Some)
                 }
@@ -174,6 +189,10 @@ async fn handle(deps: &Deps, envelope: &Envelope, event: &Value) -> Result<Optio
                 _ => start(deps, envelope, &props).await,
             }
         }
+        other => Err(CmekError::InvalidInput(format!(
+            "unsupported custom resource request: {:?}",
+            shown(&format!("{other:?}"))
+        ))),
     }
 }
 
@@ -203,14 +222,11 @@ async fn start(deps: &Deps, envelope: &Envelope, props: &Properties) -> Result<O
 async fn update_in_place(
     deps: &Deps,
     envelope: &Envelope,
-    event: &Value,
+    old_name: Option<&str>,
     props: &Properties,
     ws: &WorkspaceId,
 ) -> Result<Response, CmekError> {
     let record = deps.store.load(ws).await?;
-    let old_name = event
-        .pointer("/OldResourceProperties/DisplayName")
-        .and_then(Value::as_str);
     let mut reason = "no change: the workspace keeps its key (CMEK is permanent)".to_owned();
     if let (Some(new_name), Some(rec)) = (props.display_name.as_deref(), &record)
         && old_name != Some(new_name)
