@@ -12,6 +12,7 @@ pub mod events;
 pub mod geo;
 pub mod guardian;
 pub mod ids;
+pub mod inbound;
 pub mod kms;
 pub mod metrics;
 pub mod policy;

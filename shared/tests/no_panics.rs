@@ -44,6 +44,10 @@ proptest! {
         let _ = StepInput::from_value(&v);
         let _ = StepInput::from_value(&json!({"request": v, "execution": "x"}));
         let _ = serde_json::from_value::<cmek::cloudformation::Envelope>(v.clone());
+        let _ = cmek::inbound::eventbridge::<cmek::inbound::KmsCall>(v.clone());
+        if let Ok(e) = cmek::inbound::eventbridge::<cmek::inbound::KmsCall>(json!({"detail-type": "x", "source": "aws.kms", "detail": v})) {
+            let _ = (e.detail.actor(), e.detail.key_arn(), e.detail.key_id_parameter(), e.detail.deletion_date());
+        }
     }
 
     #[test]

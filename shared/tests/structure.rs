@@ -7,7 +7,7 @@
 //! 0. identifiers and test hooks: `ids`, `crash_point`
 //! 1. domain: `geo`, `policy`, `metrics` (pure: no I/O but stdout)
 //! 2. adapters: `tls`, `aws`, `admin_api`, `kms`, `store`, `events`, `cloudformation`
-//! 3. the functions' error type and configuration: `error`, `config`
+//! 3. the functions' error type, configuration and inbound events: `error`, `config`, `inbound`
 //! 4. what a handler works with: `context`
 //! 5. entry points: `workflow`, `triggers`, `guardian`
 //! 6. the Lambda runtime glue: `runtime`
@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("cloudformation", 2),
     ("error", 3),
     ("config", 3),
+    ("inbound", 3),
     ("context", 4),
     ("workflow", 5),
     ("triggers", 5),

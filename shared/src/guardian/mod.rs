@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::context::{Deps, Handler, Needs};
 use crate::error::CmekError;
+use crate::inbound::{self, CLOUDTRAIL_DETAIL_TYPE, KmsCall, SCHEDULED_DETAIL_TYPE};
 use crate::policy::FindingCode;
 use crate::store::WorkflowRecord;
 
@@ -47,7 +48,8 @@ impl Handler for KeyGuardian {
     }
 }
 
-/// The Lambda entry point: a CloudTrail KMS event or the sweep schedule.
+/// The Lambda entry point: a CloudTrail KMS event, the daily schedule, or
+/// the weekly validation sweep's constant input.
 pub async fn handle(deps: &Deps, event: Value) -> Result<Value, CmekError> {
     if event.get("sweep").and_then(Value::as_str) == Some(VALIDATION_SWEEP_INPUT) {
         return sweep(deps, SweepKind::WithValidation)
@@ -55,10 +57,13 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<Value, CmekError> {
             .map(|r| serde_json::to_value(r).unwrap_or_default());
     }
     match event.get("detail-type").and_then(Value::as_str) {
-        Some("AWS API Call via CloudTrail") => watch(deps, &event).await,
-        Some("Scheduled Event") => sweep(deps, SweepKind::KeysAndPolicies)
-            .await
-            .map(|r| serde_json::to_value(r).unwrap_or_default()),
+        Some(CLOUDTRAIL_DETAIL_TYPE) => watch(deps, &inbound::eventbridge::<KmsCall>(event)?).await,
+        Some(SCHEDULED_DETAIL_TYPE) => {
+            inbound::eventbridge::<Value>(event)?;
+            sweep(deps, SweepKind::KeysAndPolicies)
+                .await
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+        }
         other => Err(CmekError::InvalidInput(format!(
             "expected a CloudTrail KMS event, the sweep schedule or {{\"sweep\": \"{VALIDATION_SWEEP_INPUT}\"}}, got detail-type {other:?}"
         ))),

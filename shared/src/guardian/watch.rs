@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::{Value, json};
 
 use super::accepted;
@@ -10,6 +11,7 @@ use super::alert::{Alert, Severity, notify};
 use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::KeyArn;
+use crate::inbound::KmsCall;
 use crate::kms::{TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
 use crate::policy::{self, AnalysisTarget, Severity as PolicySeverity};
 use crate::store::{self, AuditEvent, Status, WorkflowRecord};
@@ -32,16 +34,11 @@ pub const WATCHED_EVENTS: &[&str] = &[
 ];
 
 /// The key an event is about, as an ARN.
-async fn event_key(deps: &Deps, detail: &Value) -> Result<Option<String>, CmekError> {
-    if let Some(arn) = detail
-        .get("resources")
-        .and_then(Value::as_array)
-        .and_then(|r| r.iter().find_map(|x| x.get("ARN").and_then(Value::as_str)))
-        .filter(|a| a.contains(":key/"))
-    {
+async fn event_key(deps: &Deps, call: &KmsCall) -> Result<Option<String>, CmekError> {
+    if let Some(arn) = call.key_arn() {
         return Ok(Some(arn.to_owned()));
     }
-    let Some(id) = detail.pointer("/requestParameters/keyId").and_then(Value::as_str) else {
+    let Some(id) = call.key_id_parameter() else {
         return Ok(None);
     };
     if id.starts_with("arn:") && id.contains(":key/") {
@@ -77,19 +74,15 @@ async fn record_on_all(
 
 /// Act on one CloudTrail KMS event: record it on every workspace of the
 /// key, undo a scheduled deletion of a key of ours, and alert.
-pub async fn watch(deps: &Deps, event: &Value) -> Result<Value, CmekError> {
-    let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-    let name = detail
-        .get("eventName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+pub async fn watch(deps: &Deps, event: &EventBridgeEvent<KmsCall>) -> Result<Value, CmekError> {
+    let call = &event.detail;
+    let name = call.event_name.clone();
     // Before anything else, so that no other event (an access-denied
     // validation probe on Encrypt, say) is recorded or alerted on.
     if !WATCHED_EVENTS.contains(&name.as_str()) {
         return Ok(json!({"ignored": true, "why": format!("{} is not watched", crate::ids::shown(&name))}));
     }
-    let Some(key_arn) = event_key(deps, &detail).await? else {
+    let Some(key_arn) = event_key(deps, call).await? else {
         return Ok(json!({"ignored": true, "why": "the event names no KMS key"}));
     };
     let records = records_on(deps, &key_arn).await?;
@@ -101,14 +94,9 @@ pub async fn watch(deps: &Deps, event: &Value) -> Result<Value, CmekError> {
         .filter(|r| r.status == Status::Attached)
         .map(|r| r.workspace_id.to_string())
         .collect();
-    let actor = detail
-        .pointer("/userIdentity/arn")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_owned();
-    let mut note =
-        json!({"event": name, "actor": actor, "key_arn": key_arn, "event_id": detail.get("eventID")});
-    if let Some(code) = detail.get("errorCode").and_then(Value::as_str) {
+    let actor = call.actor().to_owned();
+    let mut note = json!({"event": name, "actor": actor, "key_arn": key_arn, "event_id": call.event_id});
+    if let Some(code) = call.error_code.as_deref() {
         // The call failed (often AccessDenied): nothing changed, but someone tried.
         note["error_code"] = json!(code);
         record_on_all(deps, &records, "attempt_failed", &note).await?;
@@ -130,7 +118,7 @@ pub async fn watch(deps: &Deps, event: &Value) -> Result<Value, CmekError> {
     }
     let alert = match name.as_str() {
         "ScheduleKeyDeletion" => {
-            on_deletion_scheduled(deps, &records, &key_arn, attached, &detail, note).await?
+            on_deletion_scheduled(deps, &records, &key_arn, attached, call, note).await?
         }
         "DisableKey" => {
             record_on_all(deps, &records, "key_disabled", &note).await?;
@@ -190,13 +178,10 @@ async fn on_deletion_scheduled(
     records: &[WorkflowRecord],
     key_arn: &str,
     attached: Vec<String>,
-    detail: &Value,
+    call: &KmsCall,
     mut note: Value,
 ) -> Result<Alert, CmekError> {
-    let deletion_date = detail
-        .pointer("/responseElements/deletionDate")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let deletion_date = call.deletion_date();
     note["deletion_date"] = deletion_date.clone();
     let kms = deps.kms()?;
     let tagged = kms

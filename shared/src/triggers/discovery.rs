@@ -140,8 +140,16 @@ fn stuck(r: &WorkflowRecord, now: time::OffsetDateTime, after: Duration) -> bool
         && announced.is_some_and(|at| now - at >= after)
 }
 
-/// The schedule's event says nothing discovery needs.
-async fn on_schedule(deps: &Deps, _event: Value) -> Result<DiscoveryReport, CmekError> {
+/// The schedule's event (checked to be one) says nothing discovery needs.
+async fn on_schedule(deps: &Deps, event: Value) -> Result<DiscoveryReport, CmekError> {
+    let event = crate::inbound::eventbridge::<Value>(event)?;
+    if event.detail_type != crate::inbound::SCHEDULED_DETAIL_TYPE {
+        return Err(CmekError::InvalidInput(format!(
+            "expected the discovery schedule's {:?} event, got {:?}",
+            crate::inbound::SCHEDULED_DETAIL_TYPE,
+            crate::ids::shown(&event.detail_type)
+        )));
+    }
     poll(deps).await
 }
 

@@ -30,21 +30,16 @@ pub async fn start_from_event(deps: &Deps, event: Value) -> Result<Value, CmekEr
             shown(detail_type)
         )));
     }
+    let event = crate::inbound::eventbridge::<Discovered>(event)?;
     let id = event
-        .get("id")
-        .and_then(Value::as_str)
+        .id
+        .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CmekError::InvalidInput("the event has no id".into()))?;
-    let detail: Discovered = serde_path_to_error::deserialize(
-        event.get("detail").cloned().unwrap_or(Value::Null),
-    )
-    .map_err(|e| {
-        let path = e.path().to_string();
-        CmekError::InvalidInput(format!("detail.{path}: {}", shown(&e.into_inner().to_string())))
-    })?;
+    let detail = &event.detail;
     let mut req = json!({
         "workspaceId": detail.workspace_id,
-        "trigger": {"source": "eventbridge", "eventId": id, "eventSource": event.get("source")},
+        "trigger": {"source": "eventbridge", "eventId": id, "eventSource": event.source},
     });
     if let Some(n) = &detail.display_name {
         req["displayName"] = json!(n);
