@@ -38,22 +38,50 @@ pub struct FinishOutput {
     pub cause: Option<String>,
 }
 
+/// What Finish is told: the state machine's `$.error` and `$.diagnosis`
+/// next to the request and execution.
+struct Ending {
+    execution: String,
+    error: Option<String>,
+    message: Option<String>,
+    diagnosis: Option<Value>,
+}
+
+impl Ending {
+    fn reason(&self, last_error: Option<&str>) -> String {
+        failure_reason(
+            self.error.as_deref(),
+            self.message.as_deref(),
+            self.diagnosis.as_ref(),
+            last_error,
+        )
+    }
+
+    /// For bad input: the error alone (a diagnosis cannot exist yet).
+    fn failure_without_record(&self) -> String {
+        failure_reason(self.error.as_deref(), self.message.as_deref(), None, None)
+    }
+}
+
 /// Record how the execution ended, whatever happened, and announce it.
 /// Input: `{request, execution, error?: {Error, Cause}, diagnosis?}`.
 pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError> {
-    let execution = event
-        .get("execution")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
     let (error, message) = caught_error(event.get("error"));
-    let diagnosis = event.get("diagnosis").filter(|d| !d.is_null()).cloned();
+    let ending = Ending {
+        execution: event
+            .get("execution")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        error,
+        message,
+        diagnosis: event.get("diagnosis").filter(|d| !d.is_null()).cloned(),
+    };
     let workspace: Option<WorkspaceId> = event
         .pointer("/request/workspaceId")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok());
     let request = ProvisionRequest::from_value(event.get("request").unwrap_or(&Value::Null)).ok();
-
     let mut out = FinishOutput {
         outcome: "FAILED".into(),
         workspace_id: workspace.as_ref().map(ToString::to_string),
@@ -62,77 +90,25 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
         alias: None,
         external_key_id: None,
         compartment_id: None,
-        error: error.clone(),
-        error_message: message.clone(),
-        diagnosis: diagnosis.clone(),
+        error: ending.error.clone(),
+        error_message: ending.message.clone(),
+        diagnosis: ending.diagnosis.clone(),
         cause: None,
     };
-
-    // Bad input changes nothing, not even the audit trail.
-    if let Some(request) = request
-        .as_ref()
-        .filter(|_| error.as_deref() != Some("InvalidInput"))
-    {
-        let ws = &request.workspace_id;
-        let now = deps.now();
-        let current = deps.store.load(ws).await?;
-        match current {
-            Some(rec) if rec.lease_owner() == Some(execution.as_str()) => {
-                let succeeded = rec.status == Status::Attached && error.is_none() && diagnosis.is_none();
-                // CloudFormation first: if its answer cannot be delivered,
-                // this step fails while still holding the record and is retried.
-                let reason = if succeeded {
-                    format!(
-                        "workspace {ws} attached to {} (key {})",
-                        rec.external_key_id.as_deref().unwrap_or("?"),
-                        rec.key_arn.as_deref().unwrap_or("?")
-                    )
-                } else {
-                    failure_reason(
-                        error.as_deref(),
-                        message.as_deref(),
-                        diagnosis.as_ref(),
-                        rec.last_error.as_deref(),
-                    )
-                };
-                answer_cloudformation(deps, request, succeeded, Some(&rec), &reason).await?;
-                crash_point("finish.after-answer");
-                // An attached workspace stays ATTACHED even if a later step failed.
-                let to = if rec.status == Status::Attached {
-                    Status::Attached
-                } else {
-                    Status::Failed
-                };
-                let detail = json!({"error": error, "message": message, "diagnosis": diagnosis});
-                let outcome = if succeeded { "succeeded" } else { "failed" };
-                let event = AuditEvent::new("Finish", outcome, Some(&execution), detail);
-                let rec = store::release(&*deps.store, &rec, &execution, to, event, now, |r| {
-                    if to == Status::Failed {
-                        r.last_error = message
-                            .clone()
-                            .or_else(|| error.clone())
-                            .or_else(|| r.last_error.clone());
-                    }
-                })
-                .await?;
-                crash_point("finish.after-release");
-                out.outcome = if succeeded {
-                    "SUCCEEDED".into()
-                } else {
-                    "FAILED".into()
-                };
-                out.status = Some(rec.status);
-                out.key_arn = rec.key_arn.clone();
-                out.alias = rec.alias.clone();
-                out.external_key_id = rec.external_key_id.clone();
-                out.compartment_id = rec.compartment_id.map(|c| c.to_string());
+    match &request {
+        // Bad input changes nothing, not even the audit trail, but a
+        // CloudFormation caller still gets its answer.
+        Some(request) if ending.error.as_deref() == Some("InvalidInput") => {
+            answer_cloudformation(deps, request, false, None, &ending.failure_without_record()).await?;
+        }
+        Some(request) => match deps.store.load(&request.workspace_id).await? {
+            Some(rec) if rec.lease_owner() == Some(ending.execution.as_str()) => {
+                finish_held(deps, request, &ending, rec, &mut out).await?;
             }
             other => {
-                let earlier = match &other {
-                    Some(rec) => finished_before(deps, rec, &execution).await?,
-                    None => None,
-                };
-                if let (Some(outcome), Some(rec)) = (earlier, other.as_ref()) {
+                if let Some(rec) = &other
+                    && let Some(outcome) = finished_before(deps, rec, &ending.execution).await?
+                {
                     // A retry of this Finish after it released the record and
                     // died: the outcome stands and CloudFormation already has
                     // its answer; only the result event may still be missing.
@@ -142,51 +118,114 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                         "FAILED"
                     }
                     .into();
-                    out.status = Some(rec.status);
-                    out.key_arn = rec.key_arn.clone();
-                    out.alias = rec.alias.clone();
-                    out.external_key_id = rec.external_key_id.clone();
-                    out.compartment_id = rec.compartment_id.map(|c| c.to_string());
-                    return publish_and_return(deps, &execution, out).await;
+                    out.fill_from(rec);
+                } else {
+                    not_held(deps, request, &ending, other.as_ref(), &mut out).await?;
                 }
-                // This execution never held the workspace (another one does, or
-                // Begin failed before claiming): note it without touching state.
-                let held_by = other.as_ref().and_then(|r| r.lease_owner().map(str::to_owned));
-                let reason = failure_reason(error.as_deref(), message.as_deref(), diagnosis.as_ref(), None);
-                answer_cloudformation(deps, request, false, None, &reason).await?;
-                // Begin refuses these before claiming: a workspace or key that
-                // does not exist leaves no trace, as bad input does not.
-                let refused_before_claim = matches!(
-                    error.as_deref(),
-                    Some(
-                        "WorkspaceNotFound"
-                            | "WorkspaceArchived"
-                            | "KeyNotUsable"
-                            | "AdminApiRejected"
-                            | "InvalidOrganization"
-                    )
-                );
-                if refused_before_claim && other.is_none() {
-                    return publish_and_return(deps, &execution, out).await;
-                }
-                let detail = json!({"error": error, "message": message, "held_by": held_by});
-                store::append_event(
-                    &*deps.store,
-                    ws,
-                    AuditEvent::new("Finish", "not_run", Some(&execution), detail),
-                    now,
-                )
-                .await?;
-                out.status = other.as_ref().map(|r| r.status);
             }
-        }
-    } else if let Some(request) = &request {
-        // Invalid input is not recorded, but a CloudFormation caller still gets its answer.
-        let reason = failure_reason(error.as_deref(), message.as_deref(), None, None);
-        answer_cloudformation(deps, request, false, None, &reason).await?;
+        },
+        None => {}
     }
+    publish_and_return(deps, &ending.execution, out).await
+}
 
-    publish_and_return(deps, &execution, out).await
+impl FinishOutput {
+    fn fill_from(&mut self, rec: &store::WorkflowRecord) {
+        self.status = Some(rec.status);
+        self.key_arn = rec.key_arn.clone();
+        self.alias = rec.alias.clone();
+        self.external_key_id = rec.external_key_id.clone();
+        self.compartment_id = rec.compartment_id.map(|c| c.to_string());
+    }
+}
+
+/// This execution holds the workspace: answer CloudFormation, then record
+/// the outcome and let the workspace go.
+async fn finish_held(
+    deps: &Deps,
+    request: &ProvisionRequest,
+    ending: &Ending,
+    rec: store::WorkflowRecord,
+    out: &mut FinishOutput,
+) -> Result<(), CmekError> {
+    let ws = &request.workspace_id;
+    let execution = ending.execution.as_str();
+    let succeeded = rec.status == Status::Attached && ending.error.is_none() && ending.diagnosis.is_none();
+    // CloudFormation first: if its answer cannot be delivered, this step
+    // fails while still holding the record and is retried.
+    let reason = if succeeded {
+        format!(
+            "workspace {ws} attached to {} (key {})",
+            rec.external_key_id.as_deref().unwrap_or("?"),
+            rec.key_arn.as_deref().unwrap_or("?")
+        )
+    } else {
+        ending.reason(rec.last_error.as_deref())
+    };
+    answer_cloudformation(deps, request, succeeded, Some(&rec), &reason).await?;
+    crash_point("finish.after-answer");
+    // An attached workspace stays ATTACHED even if a later step failed.
+    let to = if rec.status == Status::Attached {
+        Status::Attached
+    } else {
+        Status::Failed
+    };
+    let detail = json!({"error": ending.error, "message": ending.message, "diagnosis": ending.diagnosis});
+    let outcome = if succeeded { "succeeded" } else { "failed" };
+    let event = AuditEvent::new("Finish", outcome, Some(execution), detail);
+    let rec = store::release(&*deps.store, &rec, execution, to, event, deps.now(), |r| {
+        if to == Status::Failed {
+            r.last_error = ending
+                .message
+                .clone()
+                .or_else(|| ending.error.clone())
+                .or_else(|| r.last_error.clone());
+        }
+    })
+    .await?;
+    crash_point("finish.after-release");
+    out.outcome = if succeeded { "SUCCEEDED" } else { "FAILED" }.into();
+    out.fill_from(&rec);
+    Ok(())
+}
+
+/// This execution never held the workspace (another one does, or Begin
+/// failed before claiming): answer CloudFormation and note it without
+/// touching state.
+async fn not_held(
+    deps: &Deps,
+    request: &ProvisionRequest,
+    ending: &Ending,
+    record: Option<&store::WorkflowRecord>,
+    out: &mut FinishOutput,
+) -> Result<(), CmekError> {
+    let held_by = record.and_then(|r| r.lease_owner().map(str::to_owned));
+    answer_cloudformation(deps, request, false, None, &ending.reason(None)).await?;
+    // Begin refuses these before claiming: a workspace or key that does not
+    // exist leaves no trace, as bad input does not.
+    let refused_before_claim = matches!(
+        ending.error.as_deref(),
+        Some(
+            "WorkspaceNotFound"
+                | "WorkspaceArchived"
+                | "KeyNotUsable"
+                | "AdminApiRejected"
+                | "InvalidOrganization"
+        )
+    );
+    if refused_before_claim && record.is_none() {
+        return Ok(());
+    }
+    let detail = json!({"error": ending.error, "message": ending.message, "held_by": held_by});
+    store::append_event(
+        &*deps.store,
+        &request.workspace_id,
+        AuditEvent::new("Finish", "not_run", Some(&ending.execution), detail),
+        deps.now(),
+    )
+    .await?;
+    out.status = record.map(|r| r.status);
+    Ok(())
 }
 
 /// Announce the result on the bus (best effort) and hand it to the state machine.
