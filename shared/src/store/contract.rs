@@ -41,6 +41,7 @@ pub async fn run_all(store: Arc<dyn WorkflowStore>) {
     attached_is_never_failed(&*store).await;
     release_clears_lease_and_list_filters(&*store).await;
     progress_extends_the_lease(&*store).await;
+    unclaimed_records_follow_the_rules(&*store).await;
     append_event_without_lease(&*store).await;
     records_are_found_by_their_key(&*store).await;
     concurrent_claims_have_one_winner(store.clone()).await;
@@ -441,6 +442,43 @@ async fn progress_extends_the_lease(store: &dyn WorkflowStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::ConcurrentExecution { .. }));
+}
+
+/// What discovery writes: a first record only where none exists, and
+/// changes to it only while no execution has claimed it since.
+async fn unclaimed_records_follow_the_rules(store: &dyn WorkflowStore) {
+    let ws = fresh_workspace();
+    let t0 = now();
+    let event = || AuditEvent::new("Discovery", "discovered", None, json!({}));
+    assert!(record_unclaimed(store, &ws, event(), t0, |_| {}).await.unwrap());
+    assert!(
+        !record_unclaimed(store, &ws, event(), t0, |_| {}).await.unwrap(),
+        "the first record wins"
+    );
+    let seen = store.load(&ws).await.unwrap().unwrap();
+    assert_eq!((seen.version, seen.status), (1, Status::Pending));
+    let updated = update_unheld(store, &seen, event(), t0, |r| {
+        r.trigger = Some(json!({"again": true}))
+    })
+    .await
+    .unwrap();
+    assert_eq!((updated.version, updated.status), (2, Status::Pending));
+    // An execution claims it: a change from the old read loses, and one
+    // from a fresh read is refused while the lease is held.
+    claim(store, &ws, "exec-a", None, t0, TTL).await.unwrap();
+    let err = update_unheld(store, &updated, event(), t0, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { .. }), "{err}");
+    let claimed = store.load(&ws).await.unwrap().unwrap();
+    let err = update_unheld(store, &claimed, event(), t0, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ConcurrentExecution { .. }), "{err}");
+    assert_eq!(
+        store.load(&ws).await.unwrap().unwrap().lease_owner(),
+        Some("exec-a")
+    );
 }
 
 #[cfg(test)]

@@ -159,6 +159,52 @@ pub async fn release(
     .await
 }
 
+/// Record a workspace no execution has touched yet, with its first audit
+/// event (discovery remembers what it announced, so the next poll does not
+/// announce it again). `Ok(false)`: a record exists already, and wins.
+pub async fn record_unclaimed(
+    store: &dyn WorkflowStore,
+    workspace: &WorkspaceId,
+    event: AuditEvent,
+    now: OffsetDateTime,
+    patch: impl FnOnce(&mut WorkflowRecord),
+) -> Result<bool, StoreError> {
+    let mut rec = WorkflowRecord::new(workspace.clone(), now);
+    patch(&mut rec);
+    match write(store, None, rec, event, now).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::VersionConflict { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Change a record no execution holds, keeping its status, with one audit
+/// event: a versioned write that loses (`VersionConflict`) to anything
+/// written since `current` was read, above all an execution's claim.
+pub async fn update_unheld(
+    store: &dyn WorkflowStore,
+    current: &WorkflowRecord,
+    event: AuditEvent,
+    now: OffsetDateTime,
+    patch: impl FnOnce(&mut WorkflowRecord),
+) -> Result<WorkflowRecord, StoreError> {
+    if let Some(owner) = current.lease_owner() {
+        return Err(StoreError::ConcurrentExecution {
+            workspace: current.workspace_id.to_string(),
+            owner: owner.to_owned(),
+            expires_at: current.lease.as_ref().map_or(0, |l| l.expires_at),
+        });
+    }
+    let mut next = current.clone();
+    patch(&mut next);
+    next.status = current.status;
+    let expected = Expected {
+        version: current.version,
+        status: current.status,
+    };
+    write(store, Some(expected), next, event, now).await
+}
+
 /// Append an audit event without changing the workflow (used by triggers,
 /// by Finish for executions that never held the workspace, and by the guardian).
 pub async fn append_event(

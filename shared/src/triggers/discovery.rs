@@ -17,7 +17,7 @@ use crate::config::OptIn;
 use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::WorkspaceId;
-use crate::store::{AuditEvent, Expected, WorkflowRecord, timestamp};
+use crate::store::{self, AuditEvent, StoreError, WorkflowRecord, timestamp};
 
 crate::context::lambda_function!(
     /// Scheduled: find new workspaces and announce the opted-in ones on the bus.
@@ -232,25 +232,19 @@ pub async fn discover(
         }
         // Versioned: if an execution claimed it meanwhile, this write loses
         // and nothing is recorded twice.
-        let mut next = rec.clone();
-        next.version += 1;
-        next.trigger = Some(json!({"source": "eventbridge", "discoveredAt": now, "reannounced": true}));
-        next.updated_at = now.clone();
-        let mut event = AuditEvent::new(
+        let event = AuditEvent::new(
             "Discovery",
             "reannounced",
             None,
             json!({"after_seconds": REANNOUNCE_AFTER.as_secs()}),
         );
-        event.at = now.clone();
-        event.version = next.version;
-        let expected = Expected {
-            version: rec.version,
-            status: rec.status,
-        };
-        match deps.store.save(Some(expected), &next, &event).await {
-            Ok(()) => report.reannounced.push(rec.workspace_id.to_string()),
-            Err(crate::store::StoreError::VersionConflict { .. }) => {}
+        match store::update_unheld(&*deps.store, rec, event, deps.now(), |r| {
+            r.trigger = Some(json!({"source": "eventbridge", "discoveredAt": now, "reannounced": true}));
+        })
+        .await
+        {
+            Ok(_) => report.reannounced.push(rec.workspace_id.to_string()),
+            Err(StoreError::VersionConflict { .. } | StoreError::ConcurrentExecution { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -260,16 +254,11 @@ pub async fn discover(
             continue;
         }
         // Remember the decision, so the next poll does not announce it again.
-        let mut rec = WorkflowRecord::new(id.clone(), deps.now());
-        rec.version = 1;
-        rec.trigger = Some(json!({"source": "eventbridge", "discoveredAt": now}));
-        let mut event = AuditEvent::new("Discovery", "discovered", None, json!({"workspace_name": name}));
-        event.at = now.clone();
-        event.version = 1;
-        match deps.store.save(None::<Expected>, &rec, &event).await {
-            Ok(()) | Err(crate::store::StoreError::VersionConflict { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let event = AuditEvent::new("Discovery", "discovered", None, json!({"workspace_name": name}));
+        store::record_unclaimed(&*deps.store, &id, event, deps.now(), |r| {
+            r.trigger = Some(json!({"source": "eventbridge", "discoveredAt": now}));
+        })
+        .await?;
         report.discovered.push(id.to_string());
     }
     tracing::info!(
