@@ -431,7 +431,10 @@ async fn provision(
                 println!(
                     "✓ attached in {:.1}s: key {}",
                     t0.elapsed().as_secs_f64(),
-                    rec.as_ref().and_then(|r| r.key_arn.clone()).unwrap_or_default()
+                    rec.as_ref()
+                        .and_then(|r| r.key_arn.as_ref())
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
                 );
             } else {
                 println!(
@@ -496,9 +499,12 @@ async fn status(json_out: bool, workspace: Option<&str>, table: &str) -> anyhow:
     println!("{ws}  {}", rec.status);
     for (k, v) in [
         ("compartment", rec.compartment_id.map(|c| c.to_string())),
-        ("key", rec.key_arn.clone()),
+        ("key", rec.key_arn.as_ref().map(ToString::to_string)),
         ("alias", rec.alias.clone()),
-        ("external key", rec.external_key_id.clone()),
+        (
+            "external key",
+            rec.external_key_id.as_ref().map(ToString::to_string),
+        ),
         (
             "lease",
             rec.lease

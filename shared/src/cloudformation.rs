@@ -195,13 +195,10 @@ pub const ATTRIBUTES: [&str; 5] = ["KeyArn", "KeyId", "AliasName", "ExternalKeyI
 /// `!GetAtt`, after the irreversible attach.
 pub fn attributes(rec: &WorkflowRecord) -> Map<String, Value> {
     let values = [
-        rec.key_arn.clone(),
-        rec.key_arn
-            .as_deref()
-            .and_then(|a| a.rsplit('/').next())
-            .map(str::to_owned),
+        rec.key_arn.as_ref().map(ToString::to_string),
+        rec.key_arn.as_ref().map(|a| a.key_id().to_owned()),
         rec.alias.clone(),
-        rec.external_key_id.clone(),
+        rec.external_key_id.as_ref().map(ToString::to_string),
         rec.compartment_id.map(|c| c.to_string()),
     ];
     ATTRIBUTES

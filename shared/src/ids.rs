@@ -52,6 +52,14 @@ macro_rules! string_id {
             }
         }
 
+        /// Read as the text it was parsed from (`Option::as_deref`, `&*id`).
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
@@ -278,6 +286,14 @@ impl KeyArn {
     /// The key id (a UUID), the last part of the ARN.
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+}
+
+/// Read as the ARN text (`Option::as_deref`, `&*arn`).
+impl std::ops::Deref for KeyArn {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.arn
     }
 }
 

@@ -37,11 +37,11 @@ pub struct StepOutput {
     pub workspace_id: String,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_arn: Option<String>,
+    pub key_arn: Option<KeyArn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_key_id: Option<String>,
+    pub external_key_id: Option<ExternalKeyId>,
     #[serde(default)]
     pub validation_attempts: u32,
 }
@@ -84,8 +84,9 @@ async fn advance(
     .await?)
 }
 
-/// What earlier steps recorded and later steps depend on. Missing means the
-/// earlier step did not complete; malformed means the record was tampered with.
+/// What earlier steps recorded and later steps depend on; missing means the
+/// earlier step did not complete. (A malformed value cannot get this far: the
+/// record's ids are typed, and a tampered one fails to load as `Corrupt`.)
 fn recorded_compartment(rec: &WorkflowRecord) -> Result<CompartmentId, CmekError> {
     rec.compartment_id
         .ok_or_else(|| CmekError::StateConflict("no compartment recorded: Begin did not complete".into()))
@@ -98,20 +99,14 @@ fn recorded_org(rec: &WorkflowRecord) -> Result<OrgUuid, CmekError> {
 
 fn recorded_key_arn(rec: &WorkflowRecord) -> Result<KeyArn, CmekError> {
     rec.key_arn
-        .as_deref()
-        .ok_or_else(|| CmekError::StateConflict("no key recorded: CreateKey did not complete".into()))?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("recorded key ARN is malformed: {e}")))
+        .clone()
+        .ok_or_else(|| CmekError::StateConflict("no key recorded: CreateKey did not complete".into()))
 }
 
 fn recorded_external_key_id(rec: &WorkflowRecord) -> Result<ExternalKeyId, CmekError> {
-    rec.external_key_id
-        .as_deref()
-        .ok_or_else(|| {
-            CmekError::StateConflict("no registration recorded: RegisterKey did not complete".into())
-        })?
-        .parse()
-        .map_err(|e| CmekError::StateConflict(format!("recorded external key id is malformed: {e}")))
+    rec.external_key_id.clone().ok_or_else(|| {
+        CmekError::StateConflict("no registration recorded: RegisterKey did not complete".into())
+    })
 }
 
 /// The record this execution holds, or the reason it may not act.

@@ -297,8 +297,8 @@ pub async fn attach_directly(stack: &LocalStack, workspace: &Value) -> (Workspac
     cmek::store::release(&store, &rec, "setup", Status::Attached, ev, now, |r| {
         r.compartment_id = Some(compartment);
         r.org_uuid = Some(org);
-        r.key_arn = Some(key.arn.clone());
-        r.external_key_id = Some(reg.id.clone());
+        r.key_arn = Some(key.arn.parse().unwrap());
+        r.external_key_id = Some(reg.id.parse().unwrap());
     })
     .await
     .unwrap();

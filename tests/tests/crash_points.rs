@@ -113,8 +113,9 @@ async fn exactly_once(
             .get_workspace(ws)
             .await
             .unwrap()
-            .external_key_id,
-        rec.external_key_id
+            .external_key_id
+            .as_deref(),
+        rec.external_key_id.as_deref()
     );
     // One answer: every PUT to the pre-signed URL carries the same body, a
     // success. A PUT is repeated only when its outcome was unknown (a 500, a

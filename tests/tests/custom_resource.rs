@@ -87,7 +87,13 @@ async fn create_answers_success_with_data_after_the_workflow_and_update_and_dele
     assert_eq!(err, None);
     let resp = catcher.wait("delete-1", Duration::from_secs(5)).await;
     assert_eq!(resp["Status"], "SUCCESS");
-    let key = stack.kms().describe_key().key_id(&key_arn).send().await.unwrap();
+    let key = stack
+        .kms()
+        .describe_key()
+        .key_id(key_arn.as_str())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         key.key_metadata().unwrap().key_state().unwrap().as_str(),
         "Enabled"
@@ -98,8 +104,9 @@ async fn create_answers_success_with_data_after_the_workflow_and_update_and_dele
             .get_workspace(&ws)
             .await
             .unwrap()
-            .external_key_id,
-        rec.external_key_id
+            .external_key_id
+            .as_deref(),
+        rec.external_key_id.as_deref()
     );
     assert!(
         events(&stack, &ws)

@@ -642,7 +642,11 @@ async fn a_kms_event_costs_at_most_two_reads_however_large_the_table() {
         let id: cmek::ids::WorkspaceId = format!("wrkspc_bulk{i:04}").parse().unwrap();
         let mut rec = cmek::store::WorkflowRecord::new(id, time::OffsetDateTime::now_utc());
         if i % 2 == 0 {
-            rec.key_arn = Some(format!("arn:aws:kms:us-east-2:123456789012:key/bulk-{i}"));
+            rec.key_arn = Some(
+                format!("arn:aws:kms:us-east-2:123456789012:key/00000000-0000-4000-8000-{i:012}")
+                    .parse()
+                    .unwrap(),
+            );
         }
         let note = cmek::store::AuditEvent::new("Test", "filler", None, json!({}));
         store.save(None, &rec, &note).await.unwrap();

@@ -28,7 +28,7 @@ async fn happy_path_provisions_a_workspace() {
     let rec = record(&stack, &ws).await;
     assert_eq!(rec.status, Status::Attached);
     assert_eq!(rec.lease, None);
-    let key_arn = rec.key_arn.clone().unwrap();
+    let key_arn = rec.key_arn.clone().unwrap().to_string();
     assert_eq!(out["keyArn"], key_arn.as_str());
 
     // The key policy is the documented one for this workspace.
@@ -66,7 +66,7 @@ async fn happy_path_provisions_a_workspace() {
     assert_eq!(keys[0]["provider_config"]["kms_arn"], key_arn.as_str());
     assert_eq!(keys[0]["display_name"], "prod");
     let ws_now = stack.admin_client().get_workspace(&ws).await.unwrap();
-    assert_eq!(ws_now.external_key_id, rec.external_key_id);
+    assert_eq!(ws_now.external_key_id.as_deref(), rec.external_key_id.as_deref());
     let outcomes: Vec<String> = events(&stack, &ws)
         .await
         .iter()
@@ -365,7 +365,7 @@ async fn rerunning_a_provisioned_workspace_creates_nothing() {
         .map_err(|e| format!("{e:#}"))
         .unwrap();
     assert_eq!(first.status, "SUCCEEDED", "{first:?}");
-    let key = record(&stack, &ws).await.key_arn.unwrap();
+    let key = record(&stack, &ws).await.key_arn.unwrap().to_string();
     let before = stack.admin.requests().len();
     let second = stack
         .run(&json!({"workspaceId": ws}), TIMEOUT)
@@ -501,8 +501,9 @@ async fn intermittent_admin_api_errors_still_provision_exactly_once() {
                 .get_workspace(&ws)
                 .await
                 .unwrap()
-                .external_key_id,
-            rec.external_key_id
+                .external_key_id
+                .as_deref(),
+            rec.external_key_id.as_deref()
         );
     }
     assert!(
@@ -572,7 +573,7 @@ async fn reusing_a_key_for_a_second_workspace_keeps_the_first() {
     let (w1, w2) = (workspace_id(&all[0]), workspace_id(&all[1]));
     let first = stack.run(&json!({"workspaceId": w1}), TIMEOUT).await.unwrap();
     assert_eq!(first.status, "SUCCEEDED");
-    let arn = record(&stack, &w1).await.key_arn.unwrap();
+    let arn = record(&stack, &w1).await.key_arn.unwrap().to_string();
     let second = stack
         .run(&json!({"workspaceId": w2, "keyArn": arn}), TIMEOUT)
         .await

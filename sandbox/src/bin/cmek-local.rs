@@ -384,13 +384,13 @@ async fn report(
         let attached = stack.admin_client().get_workspace(&id).await?.external_key_id;
         println!(
             "  attached         {}",
-            attached.is_some() && attached == r.external_key_id
+            attached.is_some() && attached.as_deref() == r.external_key_id.as_deref()
         );
         if let Some(arn) = &r.key_arn {
             let p = stack
                 .kms()
                 .get_key_policy()
-                .key_id(arn)
+                .key_id(arn.as_str())
                 .policy_name("default")
                 .send()
                 .await?;

@@ -7,7 +7,7 @@ use super::accepted;
 use super::alert::{Alert, Severity, notify};
 use crate::context::Deps;
 use crate::error::CmekError;
-use crate::ids::{KeyArn, WorkspaceId};
+use crate::ids::WorkspaceId;
 use crate::policy::{self, AnalysisTarget, Severity as PolicySeverity};
 use crate::store::{self, AuditEvent, Status};
 
@@ -73,32 +73,35 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
             codes.push(c.to_owned());
             messages.push(m);
         };
-        match r.key_arn.as_deref() {
+        match &r.key_arn {
             None => add("NO_KEY_RECORDED", "the record names no key".into()),
-            Some(arn) => match kms.describe(arn).await? {
-                None => add("KEY_MISSING", format!("{arn} cannot be described")),
+            Some(key_arn) => match kms.describe(key_arn.as_str()).await? {
+                None => add("KEY_MISSING", format!("{key_arn} cannot be described")),
                 Some(info) => {
                     if info.state == "PendingDeletion" {
                         add(
                             "KEY_PENDING_DELETION",
                             format!(
-                                "{arn} is scheduled for deletion on {}",
+                                "{key_arn} is scheduled for deletion on {}",
                                 info.deletion_date.clone().unwrap_or_default()
                             ),
                         );
                     } else if info.state != "Enabled" {
-                        add("KEY_NOT_ENABLED", format!("{arn} is {}", info.state));
+                        add("KEY_NOT_ENABLED", format!("{key_arn} is {}", info.state));
                     }
-                    if !kms.rotation_enabled(arn).await.unwrap_or(true) {
-                        add("ROTATION_DISABLED", format!("automatic rotation of {arn} is off"));
+                    if !kms.rotation_enabled(key_arn).await.unwrap_or(true) {
+                        add(
+                            "ROTATION_DISABLED",
+                            format!("automatic rotation of {key_arn} is off"),
+                        );
                     }
-                    if let (Some(compartment), Ok(parsed)) = (r.compartment_id, arn.parse::<KeyArn>()) {
-                        let text = kms.get_policy(arn).await?;
+                    if let Some(compartment) = r.compartment_id {
+                        let text = kms.get_policy(key_arn).await?;
                         let target = AnalysisTarget {
                             geo: deps.config.geo,
                             compartment,
                             org: r.org_uuid.as_ref().or(org.as_ref()),
-                            key_account: Some(parsed.account()),
+                            key_account: Some(key_arn.account()),
                         };
                         match policy::analyse(&text, target) {
                             Err(e) => add("POLICY_BROKEN", e.to_string()),
@@ -123,7 +126,7 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
         }
         let ws: &WorkspaceId = &r.workspace_id;
         match admin.get_workspace(ws).await {
-            Ok(w) if w.external_key_id == r.external_key_id => {}
+            Ok(w) if w.external_key_id.as_deref() == r.external_key_id.as_deref() => {}
             Ok(w) => add(
                 "EXTERNAL_KEY_MISMATCH",
                 format!(
@@ -134,10 +137,10 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
             Err(e) => add("WORKSPACE_UNREADABLE", e.to_string()),
         }
         if kind == SweepKind::WithValidation
-            && let Some(id) = r.external_key_id.as_deref().and_then(|id| id.parse().ok())
+            && let Some(id) = &r.external_key_id
         {
             report.validated += 1;
-            match admin.validate_external_key(&id).await {
+            match admin.validate_external_key(id).await {
                 Ok(v) if v.succeeded() => {}
                 Ok(v) => add(
                     "VALIDATION_FAILING",
@@ -152,7 +155,7 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
         if !codes.is_empty() {
             let finding = SweepFinding {
                 workspace_id: ws.to_string(),
-                key_arn: r.key_arn.clone(),
+                key_arn: r.key_arn.as_ref().map(ToString::to_string),
                 codes,
                 messages,
             };

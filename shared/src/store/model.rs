@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ids::{CompartmentId, OrgUuid, WorkspaceId};
+use crate::ids::{CompartmentId, ExternalKeyId, KeyArn, OrgUuid, WorkspaceId};
 
 /// Where a workspace is in the workflow. Progress only moves forward, except
 /// that a new execution resumes a failed one from what was recorded.
@@ -97,7 +97,7 @@ pub struct WorkflowRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_protects: Vec<CompartmentId>,
     #[serde(default)]
-    pub key_arn: Option<String>,
+    pub key_arn: Option<KeyArn>,
     #[serde(default)]
     pub key_region: Option<String>,
     #[serde(default)]
@@ -113,7 +113,7 @@ pub struct WorkflowRecord {
     #[serde(default)]
     pub registration_started: bool,
     #[serde(default)]
-    pub external_key_id: Option<String>,
+    pub external_key_id: Option<ExternalKeyId>,
     /// The execution whose validation succeeded; attach requires it to be the current one.
     #[serde(default)]
     pub validated_by: Option<String>,

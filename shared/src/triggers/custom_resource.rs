@@ -230,11 +230,10 @@ async fn update_in_place(
     let mut reason = "no change: the workspace keeps its key (CMEK is permanent)".to_owned();
     if let (Some(new_name), Some(rec)) = (props.display_name.as_deref(), &record)
         && old_name != Some(new_name)
-        && let Some(id) = rec.external_key_id.as_deref()
+        && let Some(id) = &rec.external_key_id
     {
-        let id = id.parse().map_err(|e| CmekError::Internal(format!("{e}")))?;
         deps.admin()?
-            .update_external_key_display_name(&id, new_name)
+            .update_external_key_display_name(id, new_name)
             .await?;
         reason = format!("display name of {id} updated");
     }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use super::{Deps, ProvisionRequest, StepInput, advance};
 use crate::admin_api::AdminApiError;
 use crate::error::CmekError;
-use crate::ids::{CompartmentId, KeyArn};
+use crate::ids::{CompartmentId, ExternalKeyId, KeyArn};
 use crate::store::{self, Status};
 
 crate::context::lambda_function!(
@@ -124,8 +124,8 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             let candidates: Vec<String> = rec
                 .key_arn
                 .iter()
-                .cloned()
-                .chain(req.key_arn.iter().map(|k| k.to_string()))
+                .chain(req.key_arn.iter())
+                .map(ToString::to_string)
                 .collect();
             if candidates.is_empty() {
                 false
@@ -152,7 +152,13 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     } else {
         rec.status
     };
-    let attached_id = workspace.external_key_id.clone();
+    // Recorded only when the workspace is attached to a registration of ours.
+    let attached_id: Option<ExternalKeyId> = match workspace.external_key_id.as_deref() {
+        Some(id) if already_attached => Some(id.parse().map_err(|e| {
+            CmekError::AdminApiRejected(format!("the Admin API named a malformed external key id: {e}"))
+        })?),
+        _ => None,
+    };
     let rec = advance(
         deps,
         &rec,

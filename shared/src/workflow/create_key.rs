@@ -194,6 +194,9 @@ async fn adopt(
     compartment: CompartmentId,
 ) -> Result<WorkflowRecord, CmekError> {
     let info = usable_key(deps, kms, arn.as_str()).await?;
+    let key_arn = info
+        .parsed_arn()
+        .map_err(|e| CmekError::Internal(e.to_string()))?;
     let mut adopted = rec;
     adopted.key_adopted = true;
     let (findings, rec) = ensure_policy(deps, kms, input, &adopted, &info, compartment).await?;
@@ -210,7 +213,7 @@ async fn adopt(
         "key_adopted",
         json!({"key_arn": info.arn, "accepted_findings": accepted, "policy_managed": input.request.manage_key_policy}),
         |r| {
-            r.key_arn = Some(info.arn.clone());
+            r.key_arn = Some(key_arn);
             r.key_region = Some(arn.region().to_string());
             r.key_adopted = true;
             r.accepted_findings = accepted.iter().map(|f| f.code.name()).collect();
@@ -311,7 +314,11 @@ async fn create(
     kms.ensure_alias(&alias, &info.key_id).await?;
     crash_point("create-key.after-alias");
     kms.enable_rotation(&info.key_id).await?;
-    let region = info.parsed_arn().map(|a| a.region().to_string()).ok();
+    // usable_key parsed it already: a key this function cannot name is refused there.
+    let key_arn = info
+        .parsed_arn()
+        .map_err(|e| CmekError::Internal(e.to_string()))?;
+    let region = Some(key_arn.region().to_string());
     let rec = advance(
         deps,
         &rec,
@@ -321,7 +328,7 @@ async fn create(
         "key_created",
         json!({"key_arn": info.arn, "alias": alias, "rotation": true}),
         |r| {
-            r.key_arn = Some(info.arn.clone());
+            r.key_arn = Some(key_arn);
             r.key_region = region;
             r.alias = Some(alias.clone());
         },

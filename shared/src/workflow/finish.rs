@@ -5,7 +5,7 @@ use super::{Deps, ProvisionRequest, Trigger};
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
-use crate::ids::WorkspaceId;
+use crate::ids::{ExternalKeyId, KeyArn, WorkspaceId};
 use crate::store::{self, AuditEvent, Status};
 
 crate::context::lambda_function!(
@@ -24,9 +24,9 @@ pub struct FinishOutput {
     pub outcome: String,
     pub workspace_id: Option<String>,
     pub status: Option<Status>,
-    pub key_arn: Option<String>,
+    pub key_arn: Option<KeyArn>,
     pub alias: Option<String>,
-    pub external_key_id: Option<String>,
+    pub external_key_id: Option<ExternalKeyId>,
     pub compartment_id: Option<String>,
     pub error: Option<String>,
     pub error_message: Option<String>,

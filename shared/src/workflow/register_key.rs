@@ -84,7 +84,7 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
         "RegisterKey",
         outcome,
         json!({"external_key_id": id, "key_arn": arn}),
-        |r| r.external_key_id = Some(id.to_string()),
+        |r| r.external_key_id = Some(id.clone()),
     )
     .await?;
     crash_point("register-key.after-record");
