@@ -151,6 +151,31 @@ impl From<crate::cloudformation::CallbackError> for CmekError {
     }
 }
 
+/// Read outside input as a `T`. A mismatch is `InvalidInput` naming the
+/// field's path after `context` (`ResourceProperties.WorkspaceId: …`), with
+/// serde's message stripped of control characters and kept short: it may
+/// quote the offending value.
+pub fn parse_input<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    context: &str,
+) -> Result<T, CmekError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message: String = e
+            .into_inner()
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        CmekError::InvalidInput(match (path.as_str(), context) {
+            (".", "") => message,
+            (".", context) => format!("{}: {message}", context.trim_end_matches(['.', ':', ' '])),
+            (path, context) => format!("{context}{path}: {message}"),
+        })
+    })
+}
+
 impl From<crate::config::ConfigError> for CmekError {
     fn from(e: crate::config::ConfigError) -> Self {
         CmekError::Configuration(e.to_string())

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CmekError;
-use crate::ids::shown;
 
 /// `detail-type` of a CloudTrail record EventBridge delivers.
 pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
@@ -22,15 +21,7 @@ pub fn eventbridge<T>(event: Value) -> Result<EventBridgeEvent<T>, CmekError>
 where
     T: Serialize + DeserializeOwned,
 {
-    serde_path_to_error::deserialize(event).map_err(|e| {
-        let path = e.path().to_string();
-        let why = shown(&e.into_inner().to_string());
-        CmekError::InvalidInput(if path == "." {
-            format!("not an EventBridge event: {why}")
-        } else {
-            format!("{path}: {why}")
-        })
-    })
+    crate::error::parse_input(event, "not an EventBridge event: ")
 }
 
 /// The part of a CloudTrail record of a KMS call that the guardian reads

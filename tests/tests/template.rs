@@ -108,6 +108,22 @@ fn every_lambda_in_the_state_machine_is_a_template_function() {
     assert_eq!(all, function_ids);
 }
 
+/// Every error name a state's `Retry` rules match.
+fn retried_errors(state: &serde_json::Value) -> BTreeSet<&str> {
+    state["Retry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            r["ErrorEquals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn every_error_the_state_machine_matches_is_one_the_code_emits() {
     // The definition as deployed: template defaults substituted.
@@ -152,18 +168,7 @@ fn every_error_the_state_machine_matches_is_one_the_code_emits() {
         if state["Type"] != "Task" {
             continue;
         }
-        let retried: BTreeSet<&str> = state["Retry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|r| {
-                r["ErrorEquals"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|e| e.as_str())
-            })
-            .collect();
+        let retried = retried_errors(state);
         for t in cmek::error::TRANSIENT_ERROR_TYPES {
             assert!(
                 retried.contains(t),
@@ -618,18 +623,7 @@ fn every_task_retries_every_crash_and_service_error_lambda_documents() {
             continue;
         }
         tasks += 1;
-        let retried: BTreeSet<&str> = state["Retry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|r| {
-                r["ErrorEquals"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e.as_str().unwrap())
-            })
-            .collect();
+        let retried = retried_errors(state);
         for e in DOCUMENTED {
             assert!(retried.contains(e), "{name} does not retry {e}");
         }

@@ -50,14 +50,7 @@ struct Properties {
 }
 
 fn parse_properties(v: &Value) -> Result<Properties, CmekError> {
-    let props: Properties = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        CmekError::InvalidInput(format!(
-            "ResourceProperties.{path}: {}",
-            shown(&e.into_inner().to_string())
-        ))
-    })?;
-    Ok(props)
+    crate::error::parse_input(v.clone(), "ResourceProperties.")
 }
 
 impl Properties {
@@ -159,13 +152,8 @@ type Request = CloudFormationCustomResourceRequest<Value, Value>;
 async fn handle(deps: &Deps, envelope: &Envelope, event: &Value) -> Result<Option<Response>, CmekError> {
     // The envelope (enough to answer) is already read; the rest of the
     // request is checked here, so a malformed one is answered FAILED.
-    let request: Request = serde_path_to_error::deserialize(event.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        CmekError::InvalidInput(format!(
-            "not a CloudFormation custom resource request: {path}: {}",
-            shown(&e.into_inner().to_string())
-        ))
-    })?;
+    let request: Request =
+        crate::error::parse_input(event.clone(), "not a CloudFormation custom resource request: ")?;
     match request {
         Request::Delete(_) => delete(deps, envelope).await.map(Some),
         Request::Create(create) => {

@@ -80,15 +80,7 @@ impl ProvisionRequest {
             ));
         }
         // The error names the field (e.g. `trigger.source: unknown variant …`).
-        let req: ProvisionRequest = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = shown_error(&e.into_inner().to_string());
-            CmekError::InvalidInput(if path == "." {
-                msg
-            } else {
-                format!("{path}: {msg}")
-            })
-        })?;
+        let req: ProvisionRequest = crate::error::parse_input(value.clone(), "")?;
         if let Some(name) = &req.display_name {
             let n = name.chars().count();
             if n == 0 || n > MAX_DISPLAY_NAME || name.chars().any(|c| c.is_control() || is_invisible(c)) {
@@ -125,12 +117,6 @@ impl ProvisionRequest {
 /// name shown in Anthropic's console they can make one key look like another.
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// serde's messages can quote the offending value; keep them short and printable.
-fn shown_error(msg: &str) -> String {
-    let cleaned: String = msg.chars().filter(|c| !c.is_control()).take(300).collect();
-    cleaned
 }
 
 /// What every step after Begin receives from the state machine.
