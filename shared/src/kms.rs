@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, OriginType, Tag};
+use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, OriginType, Tag};
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 
@@ -83,18 +83,26 @@ where
     }
 }
 
+/// The SDK's enums as KMS spells them (`Enabled`, `SYMMETRIC_DEFAULT`…).
+fn as_text<S: serde::Serializer>(value: &impl AsRef<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_ref())
+}
+
 /// What the workflow needs to know about a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyInfo {
     pub arn: String,
     pub key_id: String,
     pub account: String,
-    /// `Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`, …
-    pub state: String,
+    #[serde(serialize_with = "as_text")]
+    pub state: KeyState,
     pub enabled: bool,
-    pub key_spec: String,
-    pub key_usage: String,
-    pub origin: String,
+    #[serde(serialize_with = "as_text")]
+    pub key_spec: KeySpec,
+    #[serde(serialize_with = "as_text")]
+    pub key_usage: KeyUsageType,
+    #[serde(serialize_with = "as_text")]
+    pub origin: OriginType,
     pub multi_region: bool,
     pub deletion_date: Option<String>,
     pub customer_managed: bool,
@@ -107,20 +115,24 @@ impl KeyInfo {
 
     /// Why this key cannot serve as a CMEK, if it cannot.
     pub fn unusable_reason(&self) -> Option<String> {
-        if self.state != "Enabled" {
-            return Some(format!("key state is {} (must be Enabled)", self.state));
+        if self.state != KeyState::Enabled {
+            return Some(format!("key state is {} (must be Enabled)", self.state.as_str()));
         }
-        if self.key_spec != "SYMMETRIC_DEFAULT" || self.key_usage != "ENCRYPT_DECRYPT" {
+        if self.key_spec != KeySpec::SymmetricDefault || self.key_usage != KeyUsageType::EncryptDecrypt {
             return Some(format!(
                 "key is {} / {} (must be SYMMETRIC_DEFAULT / ENCRYPT_DECRYPT)",
-                self.key_spec, self.key_usage
+                self.key_spec.as_str(),
+                self.key_usage.as_str()
             ));
         }
         if self.multi_region {
             return Some("key is multi-Region (must be single-Region)".into());
         }
-        if self.origin != "AWS_KMS" {
-            return Some(format!("key origin is {} (must be AWS_KMS)", self.origin));
+        if self.origin != OriginType::AwsKms {
+            return Some(format!(
+                "key origin is {} (must be AWS_KMS)",
+                self.origin.as_str()
+            ));
         }
         if !self.customer_managed {
             return Some("key is AWS-managed (must be customer-managed)".into());
@@ -433,7 +445,7 @@ impl KeyManager {
                         .any(|(k, v)| k == TAG_WORKSPACE && v == workspace.as_str());
                 if ours
                     && let Some(info) = self.describe(id).await?
-                    && info.state != "PendingDeletion"
+                    && info.state != KeyState::PendingDeletion
                 {
                     found.push(info);
                 }
@@ -453,18 +465,17 @@ fn key_info(meta: &aws_sdk_kms::types::KeyMetadata) -> KeyInfo {
         account: meta.aws_account_id().unwrap_or_default().to_owned(),
         state: meta
             .key_state()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_else(|| "Unknown".into()),
+            .cloned()
+            .unwrap_or_else(|| KeyState::from("Unknown")),
         enabled: meta.enabled(),
-        key_spec: meta.key_spec().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        key_spec: meta.key_spec().cloned().unwrap_or_else(|| KeySpec::from("")),
         // KMS defaults KeyUsage to ENCRYPT_DECRYPT; moto omits it when not given.
         key_usage: meta
             .key_usage()
-            .map(|s| s.as_str())
-            .filter(|s| !s.is_empty())
-            .unwrap_or("ENCRYPT_DECRYPT")
-            .to_owned(),
-        origin: meta.origin().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            .filter(|u| !u.as_str().is_empty())
+            .cloned()
+            .unwrap_or(KeyUsageType::EncryptDecrypt),
+        origin: meta.origin().cloned().unwrap_or_else(|| OriginType::from("")),
         multi_region: meta.multi_region().unwrap_or(false),
         deletion_date: meta.deletion_date().map(|d| d.to_string()),
         // moto may omit KeyManager; only an explicit AWS value disqualifies.
@@ -500,4 +511,49 @@ pub fn validate_alias_prefix(prefix: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(state: KeyState) -> KeyInfo {
+        KeyInfo {
+            arn: "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            account: "111122223333".into(),
+            state,
+            enabled: true,
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsageType::EncryptDecrypt,
+            origin: OriginType::AwsKms,
+            multi_region: false,
+            deletion_date: None,
+            customer_managed: true,
+        }
+    }
+
+    /// States and specs are KMS's enums, shown (and serialized) as KMS
+    /// spells them; a state the SDK does not know yet is still not Enabled.
+    #[test]
+    fn only_an_enabled_symmetric_kms_key_is_usable() {
+        assert_eq!(key(KeyState::Enabled).unusable_reason(), None);
+        let why = key(KeyState::PendingDeletion)
+            .unusable_reason()
+            .unwrap_or_default();
+        assert!(why.contains("PendingDeletion"), "{why}");
+        assert!(key(KeyState::from("SomethingNew")).unusable_reason().is_some());
+        let mut hmac = key(KeyState::Enabled);
+        hmac.key_spec = KeySpec::Hmac256;
+        assert!(hmac.unusable_reason().unwrap_or_default().contains("HMAC_256"));
+        let json = serde_json::to_value(key(KeyState::Enabled)).unwrap_or_default();
+        assert_eq!(
+            (&json["state"], &json["key_spec"], &json["origin"]),
+            (
+                &serde_json::json!("Enabled"),
+                &serde_json::json!("SYMMETRIC_DEFAULT"),
+                &serde_json::json!("AWS_KMS")
+            )
+        );
+    }
 }

@@ -42,7 +42,7 @@ async fn create_alias_describe_and_policy_round_trip() {
         .create_key(&built.to_string(), "Anthropic CMEK", &ws)
         .await
         .unwrap();
-    assert_eq!(key.state, "Enabled");
+    assert_eq!(key.state, aws_sdk_kms::types::KeyState::Enabled);
     assert_eq!(
         (key.key_spec.as_str(), key.key_usage.as_str()),
         ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")

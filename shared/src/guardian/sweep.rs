@@ -1,6 +1,7 @@
 //! The guardian's sweep of every attached workspace (daily; weekly with
 //! Anthropic's validation too): what no KMS event shows.
 
+use aws_sdk_kms::types::KeyState;
 use serde::{Deserialize, Serialize};
 
 use super::accepted;
@@ -78,7 +79,7 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
             Some(key_arn) => match kms.describe(key_arn.as_str()).await? {
                 None => add("KEY_MISSING", format!("{key_arn} cannot be described")),
                 Some(info) => {
-                    if info.state == "PendingDeletion" {
+                    if info.state == KeyState::PendingDeletion {
                         add(
                             "KEY_PENDING_DELETION",
                             format!(
@@ -86,8 +87,8 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
                                 info.deletion_date.clone().unwrap_or_default()
                             ),
                         );
-                    } else if info.state != "Enabled" {
-                        add("KEY_NOT_ENABLED", format!("{key_arn} is {}", info.state));
+                    } else if info.state != KeyState::Enabled {
+                        add("KEY_NOT_ENABLED", format!("{key_arn} is {}", info.state.as_str()));
                     }
                     if !kms.rotation_enabled(key_arn).await.unwrap_or(true) {
                         add(
