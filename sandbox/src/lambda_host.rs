@@ -695,30 +695,6 @@ async fn aws_call(
         .filter(|i| i.action == "dynamodb:TransactWriteItems")
         .and_then(|i| i.params.get("ClientRequestToken").and_then(Value::as_str))
         .map(str::to_owned);
-    if let Some((status, body)) = token.as_deref().and_then(|t| host.aws.token_answer(t)) {
-        if let Some(i) = &id {
-            host.aws.record(AwsCall {
-                function: function.to_owned(),
-                service: i.service.clone(),
-                action: i.action.clone(),
-                resource: i.resource.clone(),
-                status,
-                fault: Some("repeated ClientRequestToken: the first answer".into()),
-                authorizations: authorized.clone(),
-            });
-        }
-        let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-        r.headers_mut().insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.0"),
-        );
-        return r;
-    }
-    let fault = id.as_ref().and_then(|i| {
-        host.aws
-            .fault_for(function, &i.service, &i.action)
-            .map(|f| (i.clone(), f))
-    });
     let record = |status: u16, fault: Option<String>| {
         if let Some(i) = &id {
             host.aws.record(AwsCall {
@@ -732,6 +708,23 @@ async fn aws_call(
             });
         }
     };
+    if let Some((status, body)) = token.as_deref().and_then(|t| host.aws.token_answer(t)) {
+        record(
+            status,
+            Some("repeated ClientRequestToken: the first answer".into()),
+        );
+        let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        return r;
+    }
+    let fault = id.as_ref().and_then(|i| {
+        host.aws
+            .fault_for(function, &i.service, &i.action)
+            .map(|f| (i.clone(), f))
+    });
     let answer = |i: &crate::aws_proxy::Identified, f: &crate::aws_proxy::AwsFault| {
         let (status, headers, body) = error_response(i, f);
         let mut r = (

@@ -102,6 +102,23 @@ pub async fn all_keys(stack: &LocalStack) -> Vec<String> {
 /// Keys in moto (any state) whose `cmek:workspace-id` tag names the
 /// workspace, read with the SDK directly (not `KeyManager::find_tagged_keys`,
 /// which skips keys pending deletion).
+/// A KMS key made by hand, outside the workflow (none of our tags), with
+/// `policy` or KMS's default one: a customer's existing key, or a stranger's.
+pub async fn key_made_by_hand(stack: &LocalStack, policy: Option<&str>) -> String {
+    stack
+        .kms()
+        .create_key()
+        .set_policy(policy.map(str::to_owned))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
 pub async fn keys_for(stack: &LocalStack, ws: &WorkspaceId) -> Vec<String> {
     let kms = stack.kms();
     let mut out = Vec::new();

@@ -51,21 +51,6 @@ fn current_policy(org: &str, compartments: &[&str]) -> String {
     .to_string()
 }
 
-async fn key_with_policy(stack: &LocalStack, policy: &str) -> String {
-    stack
-        .kms()
-        .create_key()
-        .policy(policy)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned()
-}
-
 async fn policy_of(stack: &LocalStack, arn: &str) -> Value {
     let out = stack
         .kms()
@@ -156,7 +141,7 @@ async fn an_august_key_that_protects_data_is_upgraded_when_adopted_and_nobody_lo
     // the same way, for A2 (the negative control below).
     let mut keys = Vec::new();
     for (w, ws) in [(a, &ws_a), (a2, &ws_a2)] {
-        let arn = key_with_policy(&stack, &august_policy(&[compartment(w)])).await;
+        let arn = key_made_by_hand(&stack, Some(&august_policy(&[compartment(w)]))).await;
         let reg = admin
             .create_external_key("by hand", cmek::geo::Geo::Us, &arn.parse().unwrap())
             .await
@@ -258,7 +243,7 @@ async fn a_key_without_the_org_condition_is_refused_unless_its_policy_is_managed
     let w = &workspaces(&stack)[0];
     let ws = workspace_id(w);
     let original = august_policy(&[compartment(w)]);
-    let arn = key_with_policy(&stack, &original).await;
+    let arn = key_made_by_hand(&stack, Some(&original)).await;
 
     // Managed elsewhere: refused before registration, policy untouched.
     let refused = stack
@@ -311,7 +296,7 @@ async fn the_console_wizard_key_is_refused_before_anything_is_registered() {
     let wizard = json!({"Version": "2012-10-17", "Statement": [root(),
         {"Sid": "Allow use of the key", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::915198916910:root"},
          "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}]});
-    let arn = key_with_policy(&stack, &wizard.to_string()).await;
+    let arn = key_made_by_hand(&stack, Some(&wizard.to_string())).await;
 
     // Even with the policy managed: the workflow would add its statements,
     // but the wizard's grant would remain, and validation refuses it. The

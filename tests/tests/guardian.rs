@@ -161,17 +161,7 @@ async fn a_key_that_was_disabled_stays_disabled_after_cancelling_and_disable_is_
 async fn unmanaged_and_adopted_keys() {
     let stack = stack("guardian-unmanaged", |o| o.bus_rules = false).await;
     // A key no workflow record names: ignored, its deletion left alone.
-    let other = stack
-        .kms()
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let other = key_made_by_hand(&stack, None).await;
     stack
         .kms()
         .schedule_key_deletion()
@@ -200,18 +190,7 @@ async fn unmanaged_and_adopted_keys() {
         &org_uuid(&stack),
         cmek::policy::Scope::Workspaces(&[compartment]),
     );
-    let adopted = stack
-        .kms()
-        .create_key()
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let adopted = key_made_by_hand(&stack, Some(&policy.to_string())).await;
     let r = stack
         .run(&json!({"workspaceId": ws, "keyArn": adopted}), TIMEOUT)
         .await
@@ -591,17 +570,7 @@ async fn a_kms_event_costs_at_most_two_reads_however_large_the_table() {
     let r = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
     assert_eq!(r.status, "SUCCEEDED", "{r:?}");
     let key = record(&stack, &ws).await.key_arn.unwrap();
-    let foreign = stack
-        .kms()
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let foreign = key_made_by_hand(&stack, None).await;
     let mut grant = cloudtrail("cloudtrail-put-key-policy.json", &key);
     grant["detail"]["eventName"] = json!("CreateGrant");
     let events = [

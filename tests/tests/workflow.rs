@@ -643,14 +643,7 @@ async fn an_over_permissive_key_is_registered_only_when_the_operator_accepts_it(
         "arn:aws:iam::915198916910:role/anthropic-cmek-client-us",
         "arn:aws:iam::915198916910:role/cmek-helper"
     ]);
-    let key = stack
-        .kms()
-        .create_key()
-        .policy(doc.to_string())
-        .send()
-        .await
-        .unwrap();
-    let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    let arn = key_made_by_hand(&stack, Some(&doc.to_string())).await;
 
     let refused = stack
         .run(

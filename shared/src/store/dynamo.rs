@@ -79,6 +79,19 @@ impl DynamoStore {
         ])
     }
 
+    /// One page of a Scan or Query of records: its records into `out`, and
+    /// where the next page starts (`None`: this was the last).
+    fn read_page(
+        items: &[Item],
+        last_key: Option<&Item>,
+        out: &mut Vec<WorkflowRecord>,
+    ) -> Result<Option<Item>, StoreError> {
+        for item in items {
+            out.push(Self::record_from(item)?);
+        }
+        Ok(last_key.filter(|k| !k.is_empty()).cloned())
+    }
+
     fn record_from(item: &Item) -> Result<WorkflowRecord, StoreError> {
         let workspace = match item.get("pk") {
             Some(AttributeValue::S(pk)) => pk.trim_start_matches("WORKSPACE#").to_owned(),
@@ -296,12 +309,9 @@ impl WorkflowStore for DynamoStore {
                 None => req.filter_expression("sk = :state"),
             };
             let page = req.send().await.map_err(|e| sdk_error("Scan", e))?;
-            for item in page.items() {
-                out.push(Self::record_from(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+            start = Self::read_page(page.items(), page.last_evaluated_key(), &mut out)?;
+            if start.is_none() {
+                break;
             }
         }
         out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
@@ -323,12 +333,9 @@ impl WorkflowStore for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", e))?;
-            for item in page.items() {
-                out.push(Self::record_from(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+            start = Self::read_page(page.items(), page.last_evaluated_key(), &mut out)?;
+            if start.is_none() {
+                break;
             }
         }
         out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
