@@ -11,6 +11,6 @@ mod types;
 
 pub use client::{AdminApiClient, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
 pub use error::{AdminApiError, ApiFailure};
-pub use retries::RetryCounter;
+pub use retries::{Retries, RetryCounter};
 pub use secret::AdminKey;
 pub use types::*;

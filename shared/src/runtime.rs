@@ -22,9 +22,32 @@ pub async fn serve<H: Handler>() -> Result<(), lambda_runtime::Error> {
     let deps = init(H::NEEDS).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        measured(deps, H::NAME, H::handle(deps, event.payload)).await
+        let (result, retries) = measured(deps, H::NAME, H::handle(deps, event.payload)).await;
+        result.and_then(|output| with_retries(output, &retries))
     }))
     .await
+}
+
+/// The output as Lambda returns it, carrying the Admin API retries the
+/// invocation absorbed as `adminApiRetries` when there were any: the
+/// execution's history then shows every rate limit met along the way,
+/// which is what `cmekctl onboard` paces itself on. The state machine
+/// keeps each output under its own path, so the field reaches no handler.
+fn with_retries<T: serde::Serialize>(
+    output: T,
+    retries: &crate::admin_api::Retries,
+) -> Result<Value, crate::error::CmekError> {
+    let mut value = serde_json::to_value(output)
+        .map_err(|e| crate::error::CmekError::Internal(format!("output not serializable: {e}")))?;
+    if !retries.is_empty()
+        && let Some(object) = value.as_object_mut()
+    {
+        object.insert(
+            "adminApiRetries".into(),
+            serde_json::to_value(retries).unwrap_or_default(),
+        );
+    }
+    Ok(value)
 }
 
 /// Initialise logging (honours `AWS_LAMBDA_LOG_LEVEL` / `AWS_LAMBDA_LOG_FORMAT`)
@@ -47,23 +70,30 @@ pub async fn init(needs: Needs) -> Result<Deps, lambda_runtime::Error> {
 }
 
 /// Run one invocation and report its metrics (latency, errors by type, Admin
-/// API retries by status) as Embedded Metric Format lines.
-pub async fn measured<T, F>(deps: &Deps, function: &str, work: F) -> Result<T, crate::error::CmekError>
+/// API retries by status) as Embedded Metric Format lines; the retries are
+/// returned as well.
+pub async fn measured<T, F>(
+    deps: &Deps,
+    function: &str,
+    work: F,
+) -> (Result<T, crate::error::CmekError>, crate::admin_api::Retries)
 where
     F: std::future::Future<Output = Result<T, crate::error::CmekError>>,
 {
     let started = std::time::Instant::now();
     let result = work.await;
+    let retries = deps
+        .admin
+        .as_ref()
+        .map(|a| a.retries().drain())
+        .unwrap_or_default();
     crate::metrics::report_invocation(
         function,
         started.elapsed().as_secs_f64() * 1000.0,
         result.as_ref().err().map(crate::error::CmekError::error_type),
-        deps.admin
-            .as_ref()
-            .map(|a| a.retries().drain())
-            .unwrap_or_default(),
+        retries.by_status.clone(),
     );
-    result
+    (result, retries)
 }
 
 /// Logs to stdout as Lambda's advanced logging controls ask: JSON when

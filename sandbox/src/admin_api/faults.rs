@@ -31,6 +31,16 @@ pub struct Faults {
     pub propagation_delay_secs: f64,
     /// A fixed request-per-minute limit per organization (429 with retry-after past it).
     pub requests_per_minute: Option<u32>,
+    /// How `requests_per_minute` is enforced. Anthropic does not publish the
+    /// Admin API's limits; for its API it documents a token bucket ("capacity
+    /// continuously replenished up to your maximum limit"), adding that a
+    /// per-minute limit "may be enforced over shorter time intervals", e.g.
+    /// 60 RPM as 1 request per second (platform.claude.com, "Rate limits").
+    /// Both readings are a switch: `rate_limit_burst_secs`.
+    pub rate_limiter: RateLimiterKind,
+    /// The token bucket's capacity, in seconds of the rate: 60 (default) lets
+    /// a full minute's requests through at once; 1 enforces the limit per second.
+    pub rate_limit_burst_secs: Option<f64>,
     /// Faults apply only to paths starting with one of these, if set.
     pub only_paths: Option<Vec<String>>,
     /// Answer `GET /v1/organizations/me` with this body instead (a garbage
@@ -151,6 +161,78 @@ impl Faults {
     }
 }
 
+/// The algorithm behind `requests_per_minute`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateLimiterKind {
+    /// Anthropic's documented algorithm for its API.
+    #[default]
+    TokenBucket,
+    /// At most R requests in any 60 s: what the stand-in played before it
+    /// followed the documented algorithm, kept as the harsher reading.
+    SlidingWindow,
+}
+
+/// One organization's limiter state.
+#[derive(Debug)]
+pub enum Limiter {
+    Bucket(TokenBucket),
+    Window(RateWindow),
+}
+
+impl Limiter {
+    pub fn new(faults: &Faults, now: Instant) -> Self {
+        match faults.rate_limiter {
+            RateLimiterKind::TokenBucket => Self::Bucket(TokenBucket::full(
+                faults.rate_limit_burst_secs.unwrap_or(60.0),
+                now,
+            )),
+            RateLimiterKind::SlidingWindow => Self::Window(RateWindow::default()),
+        }
+    }
+
+    /// Admit a request now, or say how long until one would be admitted.
+    pub fn admit(&mut self, limit: u32, now: Instant) -> Result<(), Duration> {
+        match self {
+            Self::Bucket(b) => b.admit(limit, now),
+            Self::Window(w) => w.admit(limit, now),
+        }
+    }
+}
+
+/// A token bucket refilled at `limit` per minute, holding at most
+/// `burst_secs` seconds of it (never less than one request).
+#[derive(Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    burst_secs: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn full(burst_secs: f64, now: Instant) -> Self {
+        Self {
+            tokens: f64::INFINITY,
+            burst_secs: burst_secs.max(0.0),
+            last: now,
+        }
+    }
+
+    pub fn admit(&mut self, limit: u32, now: Instant) -> Result<(), Duration> {
+        let per_sec = f64::from(limit.max(1)) / 60.0;
+        let capacity = (per_sec * self.burst_secs).max(1.0);
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_sec).min(capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_sec))
+        }
+    }
+}
+
 /// A sliding one-minute window of request times.
 #[derive(Debug, Default)]
 pub struct RateWindow {
@@ -192,6 +274,43 @@ mod tests {
         let wait = w.admit(3, t0 + Duration::from_secs(10)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
         assert!(w.admit(3, t0 + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn token_bucket_lets_a_burst_through_then_refills_at_the_rate() {
+        let t0 = Instant::now();
+        // 60 a minute, a minute of burst: 60 at once, then one a second.
+        let mut b = TokenBucket::full(60.0, t0);
+        for _ in 0..60 {
+            assert!(b.admit(60, t0).is_ok());
+        }
+        let wait = b.admit(60, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 1.0).abs() < 1e-9, "{wait:?}");
+        assert!(b.admit(60, t0 + Duration::from_millis(1500)).is_ok());
+        assert!(b.admit(60, t0 + Duration::from_millis(1600)).is_err());
+        // Enforced per second: 120 a minute is 2 at once, at most.
+        let mut b = TokenBucket::full(1.0, t0);
+        assert!(b.admit(120, t0).is_ok());
+        assert!(b.admit(120, t0).is_ok());
+        assert!(b.admit(120, t0).is_err());
+        // A long pause never banks more than the capacity.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.admit(120, later).is_ok());
+        assert!(b.admit(120, later).is_ok());
+        assert!(b.admit(120, later).is_err());
+    }
+
+    #[test]
+    fn the_limiter_follows_the_switch() {
+        let t0 = Instant::now();
+        let window = Faults {
+            rate_limiter: RateLimiterKind::SlidingWindow,
+            ..Faults::default()
+        };
+        assert!(matches!(Limiter::new(&window, t0), Limiter::Window(_)));
+        assert!(matches!(Limiter::new(&Faults::default(), t0), Limiter::Bucket(_)));
+        let parsed: Faults = serde_json::from_value(serde_json::json!({"rate_limiter": "sliding-window"})).unwrap();
+        assert_eq!(parsed.rate_limiter, RateLimiterKind::SlidingWindow);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use contract::{
     VALIDATION_COMPARTMENT,
 };
 pub use evaluator::{Decision, KmsRequest, evaluate};
-pub use faults::{Faults, Injected, Scripted};
+pub use faults::{Faults, Injected, RateLimiterKind, Scripted};
 use state::{Org, World, random_suffix};
 pub use state::{OrgSeed, WorkspaceRec};
 pub use validate::{Check, Validator};
@@ -83,7 +83,7 @@ pub struct Shared {
     world: Mutex<World>,
     faults: Mutex<Faults>,
     requests: Mutex<Vec<RecordedRequest>>,
-    windows: Mutex<HashMap<String, faults::RateWindow>>,
+    limiters: Mutex<HashMap<String, faults::Limiter>>,
     attach_warnings: Mutex<Vec<Value>>,
     /// Attachments of keys no validate call had succeeded for (the real API
     /// allows them; this product must never make one).
@@ -128,7 +128,7 @@ impl SandboxApi {
             world: Mutex::new(world),
             faults: Mutex::new(config.faults.clone()),
             requests: Mutex::new(Vec::new()),
-            windows: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
             attach_warnings: Mutex::new(Vec::new()),
             unvalidated_attachments: Mutex::new(Vec::new()),
             cloudtrail: Mutex::new(Vec::new()),
@@ -344,10 +344,11 @@ async fn process(
         return Err(invalid("anthropic-version header is required"));
     }
     if let Some(limit) = faults.requests_per_minute {
-        let admitted = lock(&shared.windows)
+        let now = Instant::now();
+        let admitted = lock(&shared.limiters)
             .entry(key.clone())
-            .or_default()
-            .admit(limit, Instant::now());
+            .or_insert_with(|| faults::Limiter::new(faults, now))
+            .admit(limit, now);
         if let Err(wait) = admitted {
             record.fault = Some("requests_per_minute".into());
             return Err(ApiError {
@@ -445,9 +446,27 @@ fn scripted_error(f: &faults::Scripted) -> ApiError {
     }
 }
 
+/// The query's parameters. A repeated `id[]` (the workspaces list's id
+/// filter, an array sent as Anthropic's SDKs send arrays: `id[]=a&id[]=b`)
+/// keeps every value, joined with commas (no id contains one).
 fn url_decode_pairs(q: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()).into_owned() {
+        match out.get_mut(&k) {
+            Some(all) if k == "id[]" => {
+                all.push(',');
+                all.push_str(&v);
+            }
+            _ => {
+                out.insert(k, v);
+            }
+        }
+    }
+    out
 }
+
+/// At most this many ids in one list call (the API reference: "at most 100").
+const MAX_ID_FILTER: usize = 100;
 
 fn parse_limit(query: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
     match query.get("limit") {
@@ -545,6 +564,16 @@ fn list_workspaces(
     if query.contains_key("after_id") && query.contains_key("before_id") {
         return Err(invalid("after_id and before_id cannot both be set"));
     }
+    // Only the workspaces with these ids; `include_archived` and
+    // `include_default` still apply, and unknown ids are left out.
+    let ids: Option<Vec<&str>> = query.get("id[]").map(|v| v.split(',').collect());
+    if let Some(ids) = &ids
+        && (ids.len() > MAX_ID_FILTER || ids.iter().any(|i| i.is_empty()))
+    {
+        return Err(invalid(format!(
+            "id: at most {MAX_ID_FILTER} non-empty workspace ids"
+        )));
+    }
     let world = lock(&shared.world);
     let org = &world.orgs[key];
     let all: Vec<&WorkspaceRec> = org
@@ -552,6 +581,7 @@ fn list_workspaces(
         .into_iter()
         .filter(|w| include_archived || w.archived_at.is_none())
         .filter(|w| include_default || !w.is_default)
+        .filter(|w| ids.as_ref().is_none_or(|ids| ids.contains(&w.id.as_str())))
         .collect();
     let position = |id: &str| all.iter().position(|w| w.id == id);
     let (start, end) = if let Some(after) = query.get("after_id") {

@@ -20,6 +20,8 @@ const KEY_PAGE_LIMIT: u32 = 100;
 const WORKSPACE_PAGE_LIMIT: u32 = 1000;
 /// A guard against a server that keeps saying `has_more` forever.
 const MAX_PAGES: usize = 10_000;
+/// Ids per call of the list's `id` filter ("at most 100", the API reference).
+const ID_FILTER_LIMIT: usize = 100;
 
 /// Retries as Anthropic's SDKs do them.
 #[derive(Debug, Clone, Copy)]
@@ -287,6 +289,34 @@ impl AdminApiClient {
         )))
     }
 
+    /// The workspaces with these ids, 100 ids a call (the list's `id` filter,
+    /// sent as the SDKs send arrays: `id[]=…`; Anthropic's Python SDK builds
+    /// its query strings with `array_format="brackets"`). Archived workspaces
+    /// are included; ids the organization does not have are absent from the
+    /// answer. A server that ignored the filter would answer with workspaces
+    /// nobody asked for: that is refused as `Decode`, never taken as an answer.
+    pub async fn workspaces_by_id(&self, ids: &[WorkspaceId]) -> Result<Vec<Workspace>, AdminApiError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ID_FILTER_LIMIT) {
+            let mut req = self.req(Method::GET, "/v1/organizations/workspaces".into());
+            req.query.push(("limit", ID_FILTER_LIMIT.to_string()));
+            req.query.push(("include_archived", "true".into()));
+            req.query.push(("include_default", "true".into()));
+            for id in chunk {
+                req.query.push(("id[]", id.to_string()));
+            }
+            let page: WorkspacePage = self.call(req).await?;
+            if let Some(stranger) = page.data.iter().find(|w| !chunk.iter().any(|id| id.as_str() == w.id)) {
+                return Err(AdminApiError::Decode(format!(
+                    "list workspaces answered {} to an id filter that did not name it: the filter was ignored",
+                    stranger.id
+                )));
+            }
+            out.extend(page.data);
+        }
+        Ok(out)
+    }
+
     /// Set the workspace's `external_key_id`. Irreversible on Anthropic's side:
     /// callers must have validated the key and checked the workspace first.
     pub async fn attach_key(
@@ -432,7 +462,7 @@ impl AdminApiClient {
                 })
             })
             .notify(|a: &Attempt, after| {
-                self.retries.record(a.error.status());
+                self.retries.record(a.error.status(), a.retry_after);
                 tracing::warn!(
                     method = %req.method,
                     path = %req.path,

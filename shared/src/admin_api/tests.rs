@@ -713,3 +713,58 @@ fn plain_http_is_refused_outside_loopback() {
         );
     }
 }
+
+/// The id filter: 100 ids a call as `id[]`, and a server that ignored the
+/// filter (answering with workspaces nobody asked for) is refused, not believed.
+#[tokio::test]
+async fn workspaces_by_id_sends_100_ids_a_call_and_refuses_an_ignored_filter() {
+    struct Echo;
+    impl Respond for Echo {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let ids: Vec<String> = req
+                .url
+                .query_pairs()
+                .filter(|(k, _)| k == "id[]")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            let data: Vec<_> = ids
+                .iter()
+                .filter(|id| !id.ends_with("MISSING"))
+                .map(|id| json!({"id": id, "type": "workspace", "name": id, "archived_at": null}))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"data": data, "has_more": false}))
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/organizations/workspaces"))
+        .and(query_param("include_archived", "true"))
+        .respond_with(Echo)
+        .expect(3)
+        .mount(&server)
+        .await;
+    let mut ids: Vec<crate::ids::WorkspaceId> = (0..250)
+        .map(|i| format!("wrkspc_{i:04}").parse().unwrap())
+        .collect();
+    ids.push("wrkspc_MISSING".parse().unwrap());
+    let found = client(&server).workspaces_by_id(&ids).await.unwrap();
+    assert_eq!(found.len(), 250, "every id but the unknown one");
+    let calls = server.received_requests().await.unwrap();
+    let per_call: Vec<usize> = calls
+        .iter()
+        .map(|r| r.url.query_pairs().filter(|(k, _)| k == "id[]").count())
+        .collect();
+    assert_eq!(per_call, [100, 100, 51]);
+
+    let ignoring = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"id": "wrkspc_0000", "type": "workspace", "name": "a", "archived_at": null},
+            {"id": "wrkspc_OTHER", "type": "workspace", "name": "b", "archived_at": null}
+        ], "has_more": true})))
+        .mount(&ignoring)
+        .await;
+    let err = client(&ignoring).workspaces_by_id(&ids[..1]).await.unwrap_err();
+    assert!(matches!(err, AdminApiError::Decode(_)), "{err:?}");
+    assert!(err.to_string().contains("wrkspc_OTHER"), "{err}");
+}
