@@ -16,6 +16,8 @@ use cmek::store::{DynamoStore, Status, WorkflowStore};
 use serde_json::{Value, json};
 
 mod onboard;
+mod pacing;
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -80,8 +82,9 @@ enum Command {
         #[arg(long, env = "CMEK_TABLE_NAME")]
         table: String,
     },
-    /// Provision many existing workspaces, paced for the Admin API's rate limit.
-    /// Prints the plan unless --yes is given: attaching is irreversible.
+    /// Provision many existing workspaces, paced to the Admin API's rate limit
+    /// (found as it goes, or --rpm). Prints the plan unless --yes is given:
+    /// attaching is irreversible.
     Onboard {
         /// A file of workspace ids, one per line (`#` comments allowed).
         #[arg(
@@ -93,12 +96,14 @@ enum Command {
         /// Every unarchived workspace of the organization with no key attached.
         #[arg(long)]
         all_unattached: bool,
-        /// Executions in flight at once.
+        /// Executions in flight at once, at most.
         #[arg(long, default_value_t = 10)]
         concurrency: usize,
-        /// The organization's Admin API budget in requests per minute: starts are
-        /// paced to 90 % of it at 5 calls per workspace.
-        #[arg(long)]
+        /// The organization's Admin API budget in requests per minute, if known:
+        /// starts are paced to 90 % of it at 5 calls per workspace, and slower
+        /// if the limit is met anyway. Without it the limit is found as the batch
+        /// runs (slow start, then additive increase and multiplicative decrease on 429s).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rpm: Option<u32>,
         /// Start the executions (without it, only the plan is printed).
         #[arg(long)]
@@ -129,6 +134,12 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// Whether an admin key is at hand.
+    fn configured(&self) -> bool {
+        self.admin_key_secret_arn.is_some()
+            || std::env::var("ANTHROPIC_ADMIN_KEY").is_ok_and(|k| !k.is_empty())
+    }
+
     async fn client(&self, sdk: &aws_config::SdkConfig) -> anyhow::Result<AdminApiClient> {
         let key = match (
             std::env::var("ANTHROPIC_ADMIN_KEY")
@@ -231,19 +242,33 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             admin,
         } => {
             let sdk = sdk().await;
-            let workspaces = match workspaces_file {
-                Some(path) => onboard::read_ids(
-                    &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-                )?,
-                None => admin
-                    .client(&sdk)
-                    .await?
-                    .list_workspaces(false)
-                    .await?
-                    .into_iter()
-                    .filter(|w| w.external_key_id.is_none())
-                    .map(|w| w.id.parse())
-                    .collect::<Result<_, _>>()?,
+            let (workspaces, decided) = match workspaces_file {
+                Some(path) => {
+                    let ids = onboard::read_ids(
+                        &std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    )?;
+                    if admin.configured() {
+                        onboard::preflight(&admin.client(&sdk).await?, ids).await?
+                    } else {
+                        eprintln!(
+                            "note: no admin key (ANTHROPIC_ADMIN_KEY or --admin-key-secret-arn): the batch is not read back from the Admin API first; each execution checks its workspace"
+                        );
+                        (ids, Default::default())
+                    }
+                }
+                None => (
+                    admin
+                        .client(&sdk)
+                        .await?
+                        .list_workspaces(false)
+                        .await?
+                        .into_iter()
+                        .filter(|w| w.external_key_id.is_none())
+                        .map(|w| w.id.parse())
+                        .collect::<Result<_, _>>()?,
+                    Default::default(),
+                ),
             };
             let plan = onboard::Plan {
                 workspaces,
@@ -254,24 +279,37 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             if !yes {
                 let ids: Vec<String> = plan.workspaces.iter().map(ToString::to_string).collect();
+                let skipped: Vec<Value> = decided
+                    .iter()
+                    .map(|(ws, o)| json!({"workspace": ws, "outcome": format!("{o:?}")}))
+                    .collect();
                 if json_out {
-                    println!("{}", json!({"plan": ids, "started": false}));
+                    println!("{}", json!({"plan": ids, "skipped": skipped, "started": false}));
                 } else {
                     for id in &ids {
                         println!("{id}");
                     }
+                    for (ws, o) in &decided {
+                        println!("{ws}  skipped: {o:?}");
+                    }
                     println!(
-                        "{} workspace(s) would be provisioned ({} at a time{}); attaching is irreversible: re-run with --yes to start",
+                        "{} workspace(s) would be provisioned ({}); attaching is irreversible: re-run with --yes to start",
                         ids.len(),
-                        plan.concurrency,
-                        plan.rpm
-                            .map(|r| format!(", paced for {r} requests/minute"))
-                            .unwrap_or_default()
+                        match plan.rpm {
+                            Some(r) => format!(
+                                "at most {} at a time, paced for {r} requests/minute",
+                                plan.concurrency
+                            ),
+                            None => format!(
+                                "at most {} at a time, paced to the Admin API's rate limit as it is found",
+                                plan.concurrency
+                            ),
+                        }
                     );
                 }
                 return Ok(0);
             }
-            onboard::run(json_out, plan, &sdk).await
+            onboard::run(json_out, plan, decided, &sdk).await
         }
     }
 }

@@ -186,7 +186,9 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
         "a dry run started an execution"
     );
 
-    // A batch: 6 fresh workspaces, one attached already, one that does not exist.
+    // A batch: 6 fresh workspaces, one attached already, one that does not
+    // exist. The batch is read back from the Admin API first (100 ids a
+    // call): the missing one starts no execution.
     let missing = "wrkspc_01NoSuchWorkspaceInThisOrg0";
     let mut file = format!("# batch 1\n{already}\n{missing}\n");
     for w in &all[1..7] {
@@ -222,16 +224,114 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
             .starts_with("WorkspaceNotFound"),
         "{summary}"
     );
-    // 7 starts paced 0.56 s apart (90 % of 600 requests/minute at 5 per workspace).
-    assert!(summary["seconds"].as_f64().unwrap() >= 3.0, "{summary}");
+    let reads: Vec<_> = stack
+        .admin
+        .requests()
+        .into_iter()
+        .filter(|r| r.query.as_deref().unwrap_or_default().contains("id%5B%5D="))
+        .collect();
+    assert_eq!(
+        reads.len(),
+        1,
+        "one id-filtered read for the whole batch: {reads:?}"
+    );
+    assert_eq!(
+        reads[0]
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .matches("id%5B%5D=")
+            .count(),
+        8,
+        "{reads:?}"
+    );
+    // 6 starts paced 0.56 s apart (90 % of 600 requests/minute at 5 per workspace).
+    assert!(summary["seconds"].as_f64().unwrap() >= 2.5, "{summary}");
     for w in &all[1..7] {
         let rec = record(&stack, &workspace_id(w)).await;
         assert_eq!(rec.status, cmek::store::Status::Attached);
     }
     let started = executions(&stack).await.len();
-    assert_eq!(started, 7, "nothing started for the workspace already attached");
-    // Never more than --concurrency in flight, by Step Functions' own start
-    // and stop times (not by what cmekctl believes).
+    assert_eq!(
+        started, 6,
+        "nothing started for the workspace already attached, nor for the missing one"
+    );
+    // Never more than --concurrency in flight.
+    let peak = peak_in_flight(&stack).await;
+    assert!((1..=3).contains(&peak), "at most 3 in flight: {peak}");
+
+    // Re-running the batch starts only what is not attached.
+    let (code, out) = cmekctl(&stack, &args);
+    assert_eq!(code, 1, "{out}");
+    let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["alreadyAttached"], 7, "{summary}");
+    assert_eq!(summary["attached"], 0, "{summary}");
+    let started_again = executions(&stack).await.len();
+    assert_eq!(started_again, 6, "nothing new started: {summary}");
+}
+
+/// `onboard` without `--rpm` finds a limit it is not told, on both readings
+/// of Anthropic's rate-limit documentation: a token bucket banking a minute
+/// of requests, and the limit enforced per second. Every workspace attached,
+/// none failed, the limit heard (from the executions' own histories) and
+/// the pace cut, never more than --concurrency in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn onboard_finds_an_unknown_rate_limit() {
+    // Per second, a limit below about 3 requests a second is met by one
+    // provisioning's own steps whatever the pace (README, Onboarding): the
+    // per-second side is played at 5 a second.
+    for (label, rpm, burst_secs, n) in [("minute", 40u32, 60.0, 10usize), ("second", 300, 1.0, 20)] {
+        let stack = stack(&format!("onboard-adaptive-{label}"), |o| {
+            o.bus_rules = false;
+            o.sandbox.orgs[0].workspaces = n;
+            o.sandbox.faults.requests_per_minute = Some(rpm);
+            o.sandbox.faults.rate_limit_burst_secs = Some(burst_secs);
+        })
+        .await;
+        let (code, out) = cmekctl(
+            &stack,
+            &["onboard", "--all-unattached", "--concurrency", "4", "--yes"],
+        );
+        assert_eq!(code, 0, "{label}: {out}");
+        // Not a terminal: plain progress lines (on stderr), no redrawn bar.
+        assert!(out.contains("progress ["), "{label}: {out}");
+        assert!(!out.contains("\x1b[2K"), "{label}: {out}");
+        assert!(out.contains(&format!("{n} attached")), "{label}: {out}");
+        let answered_429 = stack.admin.requests().iter().filter(|r| r.status == 429).count();
+        assert!(answered_429 >= 1, "{label}: the limit was never reached: {out}");
+        let summary = out
+            .lines()
+            .find(|l| l.contains("workspaces in"))
+            .unwrap_or_else(|| panic!("{label}: no summary: {out}"));
+        eprintln!("{label}: {summary} (the stand-in answered {answered_429} × 429)");
+        assert!(
+            summary.contains(&format!("{n} attached")) && summary.contains(" 0 failed"),
+            "{label}: {summary}"
+        );
+        let cuts: u32 = summary
+            .split("the limit was met ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: {summary}"));
+        assert!(
+            cuts >= 1,
+            "{label}: 429s were answered but never heard: {summary}"
+        );
+        for w in workspaces(&stack) {
+            let rec = record(&stack, &workspace_id(&w)).await;
+            assert_eq!(rec.status, cmek::store::Status::Attached, "{label}");
+        }
+        assert!(
+            peak_in_flight(&stack).await <= 4,
+            "{label}: more than --concurrency in flight"
+        );
+    }
+}
+
+/// The most executions in flight at once, by Step Functions' own start and
+/// stop times (not by what cmekctl believes).
+async fn peak_in_flight(stack: &LocalStack) -> i32 {
     let listed = stack
         .sfn()
         .list_executions()
@@ -251,14 +351,5 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
         now += d;
         peak = peak.max(now);
     }
-    assert!((1..=3).contains(&peak), "at most 3 in flight: {peak} — {edges:?}");
-
-    // Re-running the batch starts only what is not attached.
-    let (code, out) = cmekctl(&stack, &args);
-    assert_eq!(code, 1, "{out}");
-    let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
-    assert_eq!(summary["alreadyAttached"], 7, "{summary}");
-    assert_eq!(summary["attached"], 0, "{summary}");
-    let started_again = executions(&stack).await.len();
-    assert_eq!(started_again, 8, "only the missing workspace was tried again");
+    peak
 }

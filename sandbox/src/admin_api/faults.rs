@@ -309,7 +309,8 @@ mod tests {
         };
         assert!(matches!(Limiter::new(&window, t0), Limiter::Window(_)));
         assert!(matches!(Limiter::new(&Faults::default(), t0), Limiter::Bucket(_)));
-        let parsed: Faults = serde_json::from_value(serde_json::json!({"rate_limiter": "sliding-window"})).unwrap();
+        let parsed: Faults =
+            serde_json::from_value(serde_json::json!({"rate_limiter": "sliding-window"})).unwrap();
         assert_eq!(parsed.rate_limiter, RateLimiterKind::SlidingWindow);
     }
 

@@ -306,7 +306,11 @@ impl AdminApiClient {
                 req.query.push(("id[]", id.to_string()));
             }
             let page: WorkspacePage = self.call(req).await?;
-            if let Some(stranger) = page.data.iter().find(|w| !chunk.iter().any(|id| id.as_str() == w.id)) {
+            if let Some(stranger) = page
+                .data
+                .iter()
+                .find(|w| !chunk.iter().any(|id| id.as_str() == w.id))
+            {
                 return Err(AdminApiError::Decode(format!(
                     "list workspaces answered {} to an id filter that did not name it: the filter was ignored",
                     stranger.id

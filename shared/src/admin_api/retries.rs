@@ -74,7 +74,11 @@ mod tests {
         assert_eq!(drained.by_status.get("429"), Some(&2));
         assert_eq!(drained.by_status.get("network"), Some(&1));
         assert_eq!(drained.rate_limited(), 2);
-        assert_eq!(drained.retry_after_secs, Some(7.0), "only a 429's retry-after counts");
+        assert_eq!(
+            drained.retry_after_secs,
+            Some(7.0),
+            "only a 429's retry-after counts"
+        );
         assert!(c.drain().is_empty());
     }
 }
