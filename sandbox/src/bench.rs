@@ -285,11 +285,28 @@ pub async fn overshoot(delays: &[u64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bulk onboarding with the stand-in enforcing `rpm` requests a minute:
-/// `cmekctl onboard --all-unattached --rpm R`, the real bulk path.
-pub async fn bulk(workspaces: usize, rpm: u32, concurrency: usize) -> anyhow::Result<()> {
+/// What one `cmekctl onboard --all-unattached` run against a limited stand-in gave.
+struct OnboardRun {
+    seconds: f64,
+    summary: Value,
+    requests: usize,
+    limited: usize,
+}
+
+/// `cmekctl onboard --all-unattached` (the real bulk path, as a separate
+/// process) over `workspaces` workspaces, the stand-in enforcing `limit`
+/// requests a minute as a token bucket holding `burst_secs` of it; `--rpm`
+/// passed on only if `cli_rpm` is given.
+async fn onboard_run(
+    label: &str,
+    workspaces: usize,
+    limit: u32,
+    burst_secs: f64,
+    cli_rpm: Option<u32>,
+    concurrency: usize,
+) -> anyhow::Result<OnboardRun> {
     let mut options = StackOptions {
-        label: "bench-bulk".into(),
+        label: label.into(),
         bus_rules: false,
         // Straight to moto, as the functions would call AWS: no proxy hop in the figures.
         aws_proxy: false,
@@ -297,24 +314,29 @@ pub async fn bulk(workspaces: usize, rpm: u32, concurrency: usize) -> anyhow::Re
     };
     options.sandbox.orgs[0].workspaces = workspaces;
     options.sandbox.faults = Faults {
-        requests_per_minute: Some(rpm),
+        requests_per_minute: Some(limit),
+        rate_limit_burst_secs: Some(burst_secs),
         ..Faults::default()
     };
     let stack = LocalStack::start(options).await?;
     let cmekctl = bin_dir().join("cmekctl");
+    let mut args: Vec<String> = ["--json", "onboard", "--all-unattached", "--yes", "--concurrency"]
+        .map(String::from)
+        .to_vec();
+    args.push(concurrency.to_string());
+    if let Some(r) = cli_rpm {
+        args.extend(["--rpm".to_owned(), r.to_string()]);
+    }
     let t = Instant::now();
     let out = tokio::process::Command::new(&cmekctl)
-        .args(["--json", "onboard", "--all-unattached", "--yes", "--rpm"])
-        .arg(rpm.to_string())
-        .arg("--concurrency")
-        .arg(concurrency.to_string())
+        .args(&args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(stack.client_env())
         .output()
         .await
         .with_context(|| format!("running {}", cmekctl.display()))?;
-    let elapsed = t.elapsed().as_secs_f64();
+    let seconds = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&out.stdout);
     let summary: Value = text
         .lines()
@@ -322,25 +344,85 @@ pub async fn bulk(workspaces: usize, rpm: u32, concurrency: usize) -> anyhow::Re
         .and_then(|l| serde_json::from_str(l).ok())
         .with_context(|| format!("cmekctl onboard printed no summary: {text}"))?;
     let requests = stack.admin.requests();
-    let limited = requests.iter().filter(|r| r.status == 429).count();
+    Ok(OnboardRun {
+        seconds,
+        summary,
+        requests: requests.len(),
+        limited: requests.iter().filter(|r| r.status == 429).count(),
+    })
+}
+
+/// Bulk onboarding told the limit: `cmekctl onboard --all-unattached --rpm R`
+/// with the stand-in enforcing R requests a minute.
+pub async fn bulk(workspaces: usize, rpm: u32, concurrency: usize, burst_secs: f64) -> anyhow::Result<()> {
+    let run = onboard_run("bench-bulk", workspaces, rpm, burst_secs, Some(rpm), concurrency).await?;
     let lower = 5.0 * workspaces as f64 / f64::from(rpm) * 60.0;
-    println!("## Bulk onboarding ({workspaces} workspaces, stand-in limited to {rpm} requests/minute)\n");
+    println!(
+        "## Bulk onboarding, `--rpm {rpm}` ({workspaces} workspaces, stand-in limited to {rpm} requests/minute, a token bucket holding {burst_secs} s of it)\n"
+    );
     println!("| measure | value |");
     println!("|---|---:|");
-    println!("| wall time | {elapsed:.0} s |");
+    println!("| wall time | {:.0} s |", run.seconds);
     println!("| lower bound 5·N/R | {lower:.0} s |");
-    println!("| ratio (target ≤ 1.25) | {:.3} |", elapsed / lower);
-    println!("| attached | {} |", summary["attached"]);
+    println!("| ratio (target ≤ 1.25) | {:.3} |", run.seconds / lower);
+    println!("| attached | {} |", run.summary["attached"]);
     println!(
         "| failed workspaces | {} |",
-        summary["failed"].as_array().map_or(0, Vec::len)
+        run.summary["failed"].as_array().map_or(0, Vec::len)
     );
     println!(
         "| Admin API requests | {} ({:.2} per workspace) |",
-        requests.len(),
-        requests.len() as f64 / workspaces as f64
+        run.requests,
+        run.requests as f64 / workspaces as f64
     );
-    println!("| answered 429 by the limit | {limited} |");
+    println!("| answered 429 by the limit | {} |", run.limited);
+    Ok(())
+}
+
+/// Adaptive onboarding: `cmekctl onboard --all-unattached` without `--rpm`,
+/// the stand-in enforcing each R in `rpms`, unknown to the CLI. One row per R,
+/// printed as each run ends.
+pub async fn adaptive(
+    workspaces: usize,
+    rpms: &[u32],
+    concurrency: usize,
+    burst_secs: f64,
+) -> anyhow::Result<()> {
+    println!(
+        "## Adaptive onboarding ({workspaces} workspaces, no `--rpm`: the stand-in's limit R is unknown to cmekctl; a token bucket holding {burst_secs} s of R; `--concurrency {concurrency}`)\n"
+    );
+    println!(
+        "| R (requests/minute) | wall time | 5·N/R | ratio (target ≤ 1.2) | attached | failed | Admin API requests | answered 429 | share (target ≤ 2 %) | limit met (cuts) | last pace |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &rpm in rpms {
+        let run = onboard_run(
+            &format!("bench-adaptive-{rpm}"),
+            workspaces,
+            rpm,
+            burst_secs,
+            None,
+            concurrency,
+        )
+        .await?;
+        let lower = 5.0 * workspaces as f64 / f64::from(rpm) * 60.0;
+        let ratio = run.seconds / lower;
+        let share = run.limited as f64 / run.requests.max(1) as f64;
+        let failed = run.summary["failed"].as_array().map_or(0, Vec::len);
+        println!(
+            "| {rpm} | {:.0} s | {lower:.0} s | {ratio:.3} {} | {} | {failed} {} | {} | {} | {:.2} % {} | {} | {:.0} |",
+            run.seconds,
+            if ratio <= 1.2 { "✓" } else { "✗" },
+            run.summary["attached"],
+            if failed == 0 { "✓" } else { "✗" },
+            run.requests,
+            run.limited,
+            share * 100.0,
+            if share <= 0.02 { "✓" } else { "✗" },
+            run.summary["pacing"]["cuts"],
+            run.summary["pacing"]["finalRpm"].as_f64().unwrap_or_default(),
+        );
+    }
     Ok(())
 }
 

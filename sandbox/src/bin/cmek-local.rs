@@ -54,11 +54,11 @@ enum Command {
     /// Measure the functions and the workflow (see bench/README.md).
     Bench {
         /// Sections to run: functions (size, init, RSS, vs Python/boto3, happy
-        /// path), overshoot, bulk, discovery.
+        /// path), overshoot, bulk (told the limit), adaptive (not told), discovery.
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "functions,overshoot,bulk,discovery"
+            default_value = "functions,overshoot,bulk,adaptive,discovery"
         )]
         only: Vec<String>,
         /// Happy-path provisions (each with a cold Begin).
@@ -74,6 +74,13 @@ enum Command {
         bulk_rpm: u32,
         #[arg(long, default_value_t = 60)]
         bulk_concurrency: usize,
+        /// The limits the adaptive section runs against, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "60,300,1200")]
+        adaptive_rpm: Vec<u32>,
+        /// The stand-in's token bucket for bulk and adaptive: seconds of the
+        /// rate it holds (60: a minute's burst; 1: the limit enforced per second).
+        #[arg(long, default_value_t = 60.0)]
+        limit_burst_secs: f64,
         #[arg(long, default_value_t = 10_000)]
         discovery_workspaces: usize,
     },
@@ -103,6 +110,8 @@ async fn main() -> anyhow::Result<()> {
             bulk_workspaces,
             bulk_rpm,
             bulk_concurrency,
+            adaptive_rpm,
+            limit_burst_secs,
             discovery_workspaces,
         } => {
             use sandbox::bench;
@@ -110,7 +119,13 @@ async fn main() -> anyhow::Result<()> {
                 match section.as_str() {
                     "functions" => bench::functions(runs).await?,
                     "overshoot" => bench::overshoot(&delays).await?,
-                    "bulk" => bench::bulk(bulk_workspaces, bulk_rpm, bulk_concurrency).await?,
+                    "bulk" => {
+                        bench::bulk(bulk_workspaces, bulk_rpm, bulk_concurrency, limit_burst_secs).await?
+                    }
+                    "adaptive" => {
+                        bench::adaptive(bulk_workspaces, &adaptive_rpm, bulk_concurrency, limit_burst_secs)
+                            .await?
+                    }
                     "discovery" => bench::discovery(discovery_workspaces).await?,
                     other => anyhow::bail!("unknown bench section {other:?}"),
                 }
