@@ -18,12 +18,13 @@ use serde_json::{Value, json};
 mod onboard;
 mod pacing;
 mod progress;
+mod report;
 
 #[derive(Parser)]
 #[command(
     name = "cmekctl",
     version,
-    about = "Operate cmek-provisioner: key policies, diagnosis, provisioning, bulk onboarding, status"
+    about = "Operate cmek-provisioner: key policies, diagnosis, provisioning, bulk onboarding, status, reports"
 )]
 struct Cli {
     /// Machine-readable output.
@@ -110,6 +111,23 @@ enum Command {
         yes: bool,
         #[arg(long, env = "CMEK_STATE_MACHINE_ARN")]
         state_machine_arn: String,
+        #[arg(long, env = "CMEK_TABLE_NAME")]
+        table: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The evidence for an audit: every workspace of the organization, its key,
+    /// since when, key health and rotation, policy findings, guardian findings
+    /// (resolved or not), validations and audit trail; unencrypted workspaces;
+    /// keys attached to nothing. Read-only.
+    Report {
+        #[arg(long, value_enum, default_value = "html")]
+        format: report::render::Format,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "us")]
+        geo: String,
         #[arg(long, env = "CMEK_TABLE_NAME")]
         table: String,
         #[command(flatten)]
@@ -231,6 +249,44 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status { workspace, table } => status(json_out, workspace.as_deref(), &table).await,
         Command::List { status, table } => list(json_out, status.as_deref(), &table).await,
+        Command::Report {
+            format,
+            output,
+            geo,
+            table,
+            admin,
+        } => {
+            let geo: Geo = geo.parse().map_err(anyhow::Error::msg)?;
+            let sdk = sdk().await;
+            let admin = admin.client(&sdk).await?;
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+            let sources = report::Sources {
+                sdk: &sdk,
+                store: &store,
+                table: &table,
+                admin: &admin,
+                geo,
+            };
+            let r = report::gather(&sources).await?;
+            let text = report::render::render(&r, format)?;
+            match &output {
+                Some(path) => {
+                    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+                    if !json_out {
+                        eprintln!(
+                            "{}: {} workspaces, {} encrypted, {} not, {} needing attention",
+                            path.display(),
+                            r.summary.workspaces,
+                            r.summary.encrypted,
+                            r.summary.not_encrypted,
+                            r.summary.needing_attention
+                        );
+                    }
+                }
+                None => print!("{text}"),
+            }
+            Ok(0)
+        }
         Command::Onboard {
             workspaces_file,
             all_unattached: _, // implied when no file is given (clap enforces one of the two)
