@@ -9,6 +9,9 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
+mod cost;
+pub use cost::cost;
+
 use crate::admin_api::{Faults, OrgSeed};
 use crate::stack::{LocalStack, StackOptions, repo_root};
 

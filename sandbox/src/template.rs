@@ -45,6 +45,11 @@ impl Template {
         })
     }
 
+    /// The whole document.
+    pub fn doc(&self) -> &Value {
+        &self.doc
+    }
+
     fn section(&self, name: &str) -> Option<&serde_yaml_ng::Mapping> {
         self.doc.get(name).and_then(Value::as_mapping)
     }

@@ -54,11 +54,12 @@ enum Command {
     /// Measure the functions and the workflow (see bench/README.md).
     Bench {
         /// Sections to run: functions (size, init, RSS, vs Python/boto3, happy
-        /// path), overshoot, bulk (told the limit), adaptive (not told), discovery.
+        /// path), overshoot, bulk (told the limit), adaptive (not told),
+        /// discovery, cost (per workspace and per month).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "functions,overshoot,bulk,adaptive,discovery"
+            default_value = "functions,overshoot,bulk,adaptive,discovery,cost"
         )]
         only: Vec<String>,
         /// Happy-path provisions (each with a cold Begin).
@@ -83,6 +84,12 @@ enum Command {
         limit_burst_secs: f64,
         #[arg(long, default_value_t = 10_000)]
         discovery_workspaces: usize,
+        /// Workspaces provisioned per run of the cost section.
+        #[arg(long, default_value_t = 5)]
+        cost_workspaces: usize,
+        /// The propagation delay of the cost section's second run, seconds.
+        #[arg(long, default_value_t = 120)]
+        cost_delay: u64,
     },
 }
 
@@ -113,6 +120,8 @@ async fn main() -> anyhow::Result<()> {
             adaptive_rpm,
             limit_burst_secs,
             discovery_workspaces,
+            cost_workspaces,
+            cost_delay,
         } => {
             use sandbox::bench;
             for section in &only {
@@ -127,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
                             .await?
                     }
                     "discovery" => bench::discovery(discovery_workspaces).await?,
+                    "cost" => bench::cost(cost_workspaces, cost_delay).await?,
                     other => anyhow::bail!("unknown bench section {other:?}"),
                 }
                 println!();
