@@ -419,3 +419,19 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
         }
     }
 }
+
+/// `cmekctl` (the debug build) run as a separate process against the stack,
+/// with nothing of this process's environment but `PATH`.
+pub fn run_cmekctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
+    let bin = target.join("debug/cmekctl");
+    std::process::Command::new(&bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(stack.client_env())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --bins)", bin.display()))
+}

@@ -2,24 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::process::Command;
-
 use cmek_e2e::*;
 use sandbox::stack::LocalStack;
 use serde_json::{Value, json};
 
 fn cmekctl(stack: &LocalStack, args: &[&str]) -> (i32, String) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
-    let bin = target.join("debug/cmekctl");
-    let out = Command::new(&bin)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(stack.client_env())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --bins)", bin.display()));
+    let out = run_cmekctl(stack, args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }

@@ -16,17 +16,7 @@ use serde_json::{Value, json};
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn cmekctl(stack: &LocalStack, args: &[&str]) -> (i32, String, String) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
-    let bin = target.join("debug/cmekctl");
-    let out = Command::new(&bin)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(stack.client_env())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --bins)", bin.display()));
+    let out = run_cmekctl(stack, args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
