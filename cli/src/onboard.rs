@@ -32,6 +32,9 @@ use crate::progress::{Progress, Snapshot, Style};
 
 /// How often a running execution's history is read.
 const POLL: Duration = Duration::from_secs(1);
+/// Polls in a row whose history read failed before the execution is
+/// reported as lost track of.
+const MAX_UNREAD_POLLS: u32 = 30;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -259,16 +262,35 @@ async fn provision_one(
     {
         Ok(out) => out.execution_arn().to_owned(),
         Err(e) => {
-            lock(follow.pacer).finished(follow.started_at, true);
+            lock(follow.pacer).finished(follow.started_at, false);
             return Ok(Outcome::Failed(format!("StartExecution: {}", aws_error(&e))));
         }
     };
     let mut seen = 0i64;
     let mut met_limit = false;
     let mut last_failure: Option<String> = None;
+    let mut unread = 0;
     loop {
         tokio::time::sleep(POLL).await;
-        for e in new_events(sfn, &arn, seen).await? {
+        // A history that cannot be read now (Step Functions throttling the
+        // reads, say) is read again at the next poll: the execution runs on
+        // whatever happens here, and calling it failed would be untrue.
+        let events = match new_events(sfn, &arn, seen).await {
+            Ok(events) => {
+                unread = 0;
+                events
+            }
+            Err(_) if unread < MAX_UNREAD_POLLS => {
+                unread += 1;
+                continue;
+            }
+            Err(e) => {
+                return Ok(Outcome::Failed(format!(
+                    "lost track of {arn}, which may still be running ({e:#}): see `cmekctl status {ws}`"
+                )));
+            }
+        };
+        for e in events {
             seen = seen.max(e.id());
             if let Some((count, retry_after)) = rate_limit_met(&e) {
                 met_limit = true;
