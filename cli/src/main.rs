@@ -298,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             admin,
         } => {
             let sdk = sdk().await;
+            let checked = admin.configured();
             let (workspaces, decided) = match workspaces_file {
                 Some(path) => {
                     let ids = onboard::read_ids(
@@ -332,6 +333,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 rpm,
                 state_machine: state_machine_arn,
                 table,
+                checked,
             };
             if !yes {
                 let ids: Vec<String> = plan.workspaces.iter().map(ToString::to_string).collect();

@@ -90,9 +90,13 @@ pub struct Pacer {
     next_start: f64,
     /// Start times within the last two periods (the achieved rate).
     recent_starts: std::collections::VecDeque<f64>,
-    /// Whether the window, not the rate, held a start back this period:
-    /// growing the rate then would inflate a rate nobody uses.
+    /// Whether the window held a start back this period.
     window_bound: bool,
+    /// Whether the pace (the interval between starts) held a start back this
+    /// period. The rate grows only then: a rate that binds nothing (the
+    /// window does, or the machine cannot start executions faster) would
+    /// grow without end and mean nothing.
+    rate_bound: bool,
     /// Whether the window held back the latest start that was due.
     window_limited: bool,
     pub decreases: u32,
@@ -123,6 +127,7 @@ impl Pacer {
             next_start: 0.0,
             recent_starts: Default::default(),
             window_bound: false,
+            rate_bound: false,
             window_limited: false,
             decreases: 0,
         }
@@ -157,11 +162,16 @@ impl Pacer {
             self.window_limited = true;
             return None;
         }
-        if now >= self.next_start.max(self.paused_until) {
-            // A start was due and the window had room: the rate holds starts back.
+        let due = self.next_start.max(self.paused_until);
+        if now < due {
+            if self.paused_until <= now {
+                self.rate_bound = true;
+            }
+        } else {
+            // A start is due and the window has room: the window holds nothing back.
             self.window_limited = false;
         }
-        Some(self.next_start.max(self.paused_until).max(now))
+        Some(due.max(now))
     }
 
     /// An execution started at `now`.
@@ -224,7 +234,8 @@ impl Pacer {
     fn grow(&mut self, now: f64) {
         while now - self.grown_at >= PERIOD {
             self.grown_at += PERIOD;
-            if std::mem::take(&mut self.window_bound) {
+            let window_bound = std::mem::take(&mut self.window_bound);
+            if !std::mem::take(&mut self.rate_bound) || window_bound {
                 continue;
             }
             self.rate = match self.phase {
@@ -477,6 +488,31 @@ mod tests {
             t += 0.1;
         }
         assert!((p.rate_rpm() - 270.0).abs() < 1e-9, "{}", p.rate_rpm());
+    }
+
+    /// Measured: at R = 1,200 the local stack could not start executions
+    /// faster than about two a second, and the pace, never holding a start
+    /// back, grew to 10^21. It grows only while it binds.
+    #[test]
+    fn a_pace_that_binds_nothing_does_not_grow() {
+        let mut p = Pacer::new(None, 60);
+        let mut t = 0.0;
+        let mut next_possible = 0.0;
+        while t < 300.0 {
+            // The machine starts one execution every half second at most.
+            if t >= next_possible && p.next_start(t, 0).is_some_and(|at| at <= t) {
+                p.started(t);
+                next_possible = t + 0.5;
+            }
+            t += 0.05;
+        }
+        // Two a second is 600 requests a minute: slow start may overshoot
+        // that by its growth, no further.
+        assert!(
+            p.rate_rpm() <= 600.0 * SLOW_START_GROWTH.powi(2),
+            "{}",
+            p.rate_rpm()
+        );
     }
 
     #[test]

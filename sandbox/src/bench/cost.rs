@@ -126,12 +126,29 @@ fn transitions(history: &[aws_sdk_sfn::types::HistoryEvent]) -> (usize, usize) {
     (entered + invoked.saturating_sub(tasks), invoked)
 }
 
-/// The functions' latency metric (one per invocation, milliseconds).
-fn invocation_ms(logs: &str) -> Vec<f64> {
-    logs.lines()
+/// The functions' latency metric (one per invocation, milliseconds), by
+/// function, in the order each function logged them.
+fn invocation_ms(logs: &str) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for d in logs
+        .lines()
         .filter(|l| l.contains("\"_aws\"") && l.contains("\"Latency\""))
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter_map(|d| d["Latency"].as_f64())
+    {
+        if let (Some(f), Some(ms)) = (d["Function"].as_str(), d["Latency"].as_f64()) {
+            out.entry(f.to_owned()).or_default().push(ms);
+        }
+    }
+    out
+}
+
+/// Each instance's measured init, by (function, instance).
+fn inits(stack: &LocalStack) -> BTreeMap<(String, u64), f64> {
+    stack
+        .host
+        .stats_history()
+        .into_iter()
+        .filter_map(|s| Some(((s.function, s.instance), s.init_ms?)))
         .collect()
 }
 
@@ -180,43 +197,39 @@ fn usage(stack: &LocalStack, since: &Snapshot) -> Usage {
         }
     }
     let logs = stack.function_logs();
-    let ms = invocation_ms(&logs);
-    u.billed_ms = ms[since.invocations.min(ms.len())..]
-        .iter()
-        .map(|m| m.ceil())
-        .sum();
+    // Each function's log is in the order it ran: what is new is what lies
+    // past where that function's log stood.
+    for (function, ms) in invocation_ms(&logs) {
+        let seen = since.invocations.get(&function).map_or(0, Vec::len);
+        u.billed_ms += ms.iter().skip(seen).map(|m| m.ceil()).sum::<f64>();
+    }
     u.log_bytes = logs.len().saturating_sub(since.log_bytes);
-    let stats = stack.host.stats_history();
-    let inits: Vec<f64> = stats.iter().filter_map(|s| s.init_ms).collect();
-    u.cold_starts = inits.len().saturating_sub(since.cold_starts);
-    u.billed_ms += inits[since.cold_starts.min(inits.len())..]
-        .iter()
-        .map(|m| m.ceil())
-        .sum::<f64>();
+    for (instance, ms) in inits(stack) {
+        if !since.inits.contains_key(&instance) {
+            u.cold_starts += 1;
+            u.billed_ms += ms.ceil();
+        }
+    }
     u
 }
 
 /// Where the counters stood (to count one phase of a run).
 #[derive(Debug, Default)]
 struct Snapshot {
+    /// The proxy records calls in the order they were made.
     calls: usize,
-    invocations: usize,
+    invocations: BTreeMap<String, Vec<f64>>,
     log_bytes: usize,
-    cold_starts: usize,
+    inits: BTreeMap<(String, u64), f64>,
 }
 
 fn snapshot(stack: &LocalStack) -> Snapshot {
     let logs = stack.function_logs();
     Snapshot {
         calls: stack.host.aws_calls().len(),
-        invocations: invocation_ms(&logs).len(),
+        invocations: invocation_ms(&logs),
         log_bytes: logs.len(),
-        cold_starts: stack
-            .host
-            .stats_history()
-            .iter()
-            .filter(|s| s.init_ms.is_some())
-            .count(),
+        inits: inits(stack),
     }
 }
 
