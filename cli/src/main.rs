@@ -305,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         &std::fs::read_to_string(&path)
                             .with_context(|| format!("reading {}", path.display()))?,
                     )?;
-                    if admin.configured() {
+                    if checked {
                         onboard::preflight(&admin.client(&sdk).await?, ids).await?
                     } else {
                         eprintln!(

@@ -16,7 +16,7 @@ mod validate_key;
 pub use attach_key::{AttachKey, attach_key};
 pub use begin::{Begin, BeginOutput, begin};
 pub use create_key::{CreateKey, create_key};
-pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_key};
+pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_described, diagnose_key};
 pub use finish::{Finish, FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger};
 pub use register_key::{RegisterKey, register_key};

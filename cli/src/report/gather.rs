@@ -319,15 +319,26 @@ impl<'a> KmsReader<'a> {
             return health;
         };
         let region = key_arn.region().to_owned();
-        self.calls += 3;
+        // One DescribeKey, its answer shared with the diagnosis.
+        self.calls += 2;
         let kms = self.client(&region);
-        match kms.describe(arn).await {
-            Ok(Some(info)) => {
+        let info = match kms.describe(arn).await {
+            Ok(info) => info,
+            Err(e) => {
+                health.error = Some(format!("DescribeKey: {e}"));
+                None
+            }
+        };
+        let described = health.error.is_none();
+        match &info {
+            Some(info) => {
                 health.state = Some(info.state.as_str().to_owned());
                 health.multi_region = Some(info.multi_region);
             }
-            Ok(None) => health.error = Some("the key does not exist (or cannot be described)".into()),
-            Err(e) => health.error = Some(format!("DescribeKey: {e}")),
+            None if described => {
+                health.error = Some("the key does not exist (or cannot be described)".into());
+            }
+            None => {}
         }
         match kms.rotation_enabled(arn).await {
             Ok(on) => health.rotation_enabled = Some(on),
@@ -340,8 +351,26 @@ impl<'a> KmsReader<'a> {
             health.policy_summary = "the workspace has no compartment id to analyse the policy for".into();
             return health;
         };
-        match cmek::workflow::diagnose_key(kms, geo, &key_arn, compartment, Some(org), None).await {
+        if !described {
+            return health;
+        }
+        let diagnosis = cmek::workflow::diagnose_described(
+            kms,
+            geo,
+            &key_arn,
+            info.as_ref(),
+            compartment,
+            Some(org),
+            None,
+        )
+        .await;
+        match diagnosis {
             Ok(d) => {
+                // The diagnosis reads the policy unless the key is unusable
+                // or in a Region Anthropic does not serve.
+                if !matches!(d.cause.as_str(), "REGION_MISMATCH" | "KEY_NOT_ENABLED") {
+                    self.calls += 1;
+                }
                 health.policy_healthy = d.cause == "LIKELY_RCP_OR_PROPAGATION" && d.findings.is_empty();
                 health.policy_cause = d.cause;
                 health.policy_summary = d.summary;
@@ -362,8 +391,12 @@ impl<'a> KmsReader<'a> {
                     })
                     .collect();
             }
-            Err(e) if health.error.is_none() => health.error = Some(format!("reading the key policy: {e}")),
-            Err(_) => {}
+            Err(e) => {
+                self.calls += 1;
+                if health.error.is_none() {
+                    health.error = Some(format!("reading the key policy: {e}"));
+                }
+            }
         }
         health
     }

@@ -70,7 +70,6 @@ fn memory_gb() -> anyhow::Result<f64> {
 /// What one run consumed.
 #[derive(Debug, Default)]
 struct Usage {
-    executions: usize,
     transitions: usize,
     lambda_invocations: usize,
     /// Billed milliseconds: invocations rounded up, plus inits.
@@ -281,7 +280,6 @@ pub async fn cost(workspaces: usize, delay: u64) -> anyhow::Result<()> {
             invoked_total += i;
         }
         let mut u = usage(&stack, &start);
-        u.executions = runs.len();
         u.transitions = transitions_total;
         u.lambda_invocations = invoked_total;
         let n = runs.len() as f64;

@@ -79,6 +79,36 @@ pub async fn diagnose_key(
     org: Option<&OrgUuid>,
     last_validation_error: Option<String>,
 ) -> Result<Diagnosis, CmekError> {
+    // A key in a Region Anthropic does not serve is diagnosed without a call.
+    let info = if geo.accepts_region(arn.region()) {
+        kms.describe(arn.as_str()).await?
+    } else {
+        None
+    };
+    diagnose_described(
+        kms,
+        geo,
+        arn,
+        info.as_ref(),
+        compartment,
+        org,
+        last_validation_error,
+    )
+    .await
+}
+
+/// [`diagnose_key`] for a caller that has described the key already
+/// (`info`: what `DescribeKey` answered, `None` when the key is not there):
+/// the policy is read only if the key is usable in a served Region.
+pub async fn diagnose_described(
+    kms: &KeyManager,
+    geo: Geo,
+    arn: &KeyArn,
+    info: Option<&crate::kms::KeyInfo>,
+    compartment: CompartmentId,
+    org: Option<&OrgUuid>,
+    last_validation_error: Option<String>,
+) -> Result<Diagnosis, CmekError> {
     let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| Diagnosis {
         cause: cause.into(),
         summary,
@@ -101,7 +131,7 @@ pub async fn diagnose_key(
             vec![],
         ));
     }
-    let Some(info) = kms.describe(arn.as_str()).await? else {
+    let Some(info) = info else {
         return Ok(make(
             "KEY_NOT_ENABLED",
             format!("the key {arn} does not exist or cannot be described"),
