@@ -5,12 +5,14 @@ pub(crate) mod client;
 mod error;
 mod retries;
 mod secret;
+mod sigv4;
 #[cfg(test)]
 mod tests;
 mod types;
 
-pub use client::{AdminApiClient, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
+pub use client::{AdminApiClient, Auth, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
 pub use error::{AdminApiError, ApiFailure};
 pub use retries::{Retries, RetryCounter};
 pub use secret::AdminKey;
+pub use sigv4::SigV4Signer;
 pub use types::*;

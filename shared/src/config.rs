@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::admin_api::{DEFAULT_BASE_URL, client::parse_base_url};
 use crate::geo::Geo;
 use crate::ids::{AccountId, Region, WorkspaceId};
+use crate::platform::{Platform, SourceArnScope};
 
 pub const TABLE_NAME: &str = "CMEK_TABLE_NAME";
 pub const ADMIN_KEY_SECRET_ARN: &str = "CMEK_ADMIN_KEY_SECRET_ARN";
@@ -24,6 +25,14 @@ pub const RESTRICT_TO_WORKSPACES: &str = "CMEK_RESTRICT_TO_WORKSPACES";
 pub const GUARDIAN_CANCEL_DELETION: &str = "CMEK_GUARDIAN_CANCEL_DELETION";
 /// The guardian: the SNS topic for alerts to people.
 pub const ALERT_TOPIC_ARN: &str = "CMEK_ALERT_TOPIC_ARN";
+/// `claude-platform` (the default) or `claude-platform-on-aws`.
+pub const PLATFORM: &str = "CMEK_PLATFORM";
+/// Claude Platform on AWS: how tightly `aws:SourceArn` binds the service
+/// principal (`account`, the default, or `workspaces`).
+pub const SOURCE_ARN_SCOPE: &str = "CMEK_SOURCE_ARN_SCOPE";
+/// The Region the function runs in (set by Lambda): on Claude Platform on AWS
+/// the Region of the endpoint, of the workspaces and of their keys.
+pub const AWS_REGION: &str = "AWS_REGION";
 
 pub const DEFAULT_ALIAS_PREFIX: &str = "alias/anthropic-cmek";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1800);
@@ -63,6 +72,13 @@ pub struct Config {
     pub guardian_cancels_deletion: bool,
     /// The guardian: where alerts for people go (SNS).
     pub alert_topic_arn: Option<String>,
+    /// Which Anthropic platform the workspaces are on.
+    pub platform: Platform,
+    /// Claude Platform on AWS: the Region of the endpoint and the workspaces
+    /// (keys must be in it); `None` on Claude Platform.
+    pub platform_region: Option<Region>,
+    /// Claude Platform on AWS: the `aws:SourceArn` condition's reach.
+    pub source_arn_scope: SourceArnScope,
 }
 
 impl Config {
@@ -84,7 +100,29 @@ impl Config {
                 "must be a Secrets Manager secret ARN".into(),
             ));
         }
-        let admin_api_base_url = get(ADMIN_API_BASE_URL).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let platform: Platform = match get(PLATFORM) {
+            None => Platform::ClaudePlatform,
+            Some(p) => p.parse().map_err(|e: String| invalid(PLATFORM, e))?,
+        };
+        // On Claude Platform on AWS the workspaces are bound to the Region of
+        // the endpoint the stack calls: the stack's own Region.
+        let platform_region: Option<Region> = if platform.is_on_aws() {
+            let r = get(AWS_REGION).ok_or(ConfigError::Missing(AWS_REGION))?;
+            Some(
+                r.parse()
+                    .map_err(|e: crate::ids::IdError| invalid(AWS_REGION, e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let source_arn_scope: SourceArnScope = match get(SOURCE_ARN_SCOPE) {
+            None => SourceArnScope::default(),
+            Some(s) => s.parse().map_err(|e: String| invalid(SOURCE_ARN_SCOPE, e))?,
+        };
+        let admin_api_base_url = get(ADMIN_API_BASE_URL).unwrap_or_else(|| match &platform_region {
+            Some(region) => platform.endpoint(region),
+            None => DEFAULT_BASE_URL.to_owned(),
+        });
         parse_base_url(&admin_api_base_url).map_err(|e| invalid(ADMIN_API_BASE_URL, e.to_string()))?;
         let geo: Geo = match get(GEO) {
             None => Geo::Us,
@@ -102,6 +140,18 @@ impl Config {
                         format!(
                             "{region} does not serve geo {geo} (recommended: {})",
                             geo.recommended_region()
+                        ),
+                    ));
+                }
+                // Claude Platform on AWS refuses a key outside the workspace's
+                // Region: say so before any key is created there.
+                if let Some(platform_region) = &platform_region
+                    && &region != platform_region
+                {
+                    return Err(invalid(
+                        KEY_REGION,
+                        format!(
+                            "{region} is not {platform_region}: on Claude Platform on AWS a key must be in the Region of its workspaces"
                         ),
                     ));
                 }
@@ -168,6 +218,9 @@ impl Config {
             ));
         }
         Ok(Self {
+            platform,
+            platform_region,
+            source_arn_scope,
             auto_provision: OptIn::from_lookup(get)?,
             guardian_cancels_deletion,
             alert_topic_arn,
@@ -187,6 +240,11 @@ impl Config {
 
     pub fn require_account_id(&self) -> Result<&AccountId, ConfigError> {
         self.account_id.as_ref().ok_or(ConfigError::Missing(ACCOUNT_ID))
+    }
+
+    /// The Region of the workspaces on Claude Platform on AWS.
+    pub fn require_platform_region(&self) -> Result<&Region, ConfigError> {
+        self.platform_region.as_ref().ok_or(ConfigError::Missing(AWS_REGION))
     }
 
     /// The secret ARN, for functions that call the Admin API.

@@ -120,7 +120,21 @@ impl Deps {
             let region = config.key_region.as_ref().map(ToString::to_string);
             KeyManager::new(crate::aws::kms_client(&sdk, region.as_deref()))
         });
-        let admin = if needs.admin_api {
+        let admin = if needs.admin_api && config.platform.is_on_aws() {
+            // Claude Platform on AWS: no secret exists; requests are signed
+            // by the function's role, for the Region of the workspaces.
+            let region = config
+                .require_platform_region()
+                .map_err(|e| CmekError::Configuration(e.to_string()))?;
+            let credentials = sdk.credentials_provider().ok_or_else(|| {
+                CmekError::Configuration("no AWS credentials provider to sign Admin API requests with".into())
+            })?;
+            let signer = crate::admin_api::SigV4Signer::new(credentials, region.to_string());
+            Some(
+                AdminApiClient::new_sigv4(&config.admin_api_base_url, signer, ClientOptions::default())
+                    .map_err(|e| CmekError::Configuration(e.to_string()))?,
+            )
+        } else if needs.admin_api {
             let arn = config
                 .require_admin_key_secret()
                 .map_err(|e| CmekError::Configuration(e.to_string()))?;

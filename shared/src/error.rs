@@ -69,6 +69,17 @@ pub enum CmekError {
         external_key_id: String,
         reason: String,
     },
+    #[error("{0} (nothing was changed)")]
+    RequestSignatureRejected(String),
+    #[error(
+        "Anthropic has not accepted {external_key_id} for workspace {workspace} yet (attempt {attempt}; attach validates the key, and KMS may still be propagating its policy): {reason}"
+    )]
+    AttachNotYetAccepted {
+        workspace: String,
+        external_key_id: String,
+        attempt: u32,
+        reason: String,
+    },
     #[error("organization UUID unusable: {0}; nothing was created")]
     InvalidOrganization(String),
     #[error("attachment not confirmed: {0}")]
@@ -126,6 +137,8 @@ error_types! {
     ValidationFailed,
     NotValidated,
     AttachRefused,
+    RequestSignatureRejected,
+    AttachNotYetAccepted,
     InvalidOrganization,
     AttachmentMismatch,
     CloudFormationUnreachable => transient,
@@ -231,6 +244,7 @@ impl From<AdminApiError> for CmekError {
             A::Unexpected(ref f) if f.status >= 500 || f.status == 408 => {
                 CmekError::AdminApiUnavailable(text)
             }
+            A::SignatureRejected(_) | A::Signing(_) => CmekError::RequestSignatureRejected(text),
             A::InvalidRequest(_)
             | A::Authentication(_)
             | A::Billing(_)
@@ -328,6 +342,13 @@ mod tests {
             CmekError::AttachRefused {
                 workspace: String::new(),
                 external_key_id: String::new(),
+                reason: String::new(),
+            },
+            CmekError::RequestSignatureRejected(String::new()),
+            CmekError::AttachNotYetAccepted {
+                workspace: String::new(),
+                external_key_id: String::new(),
+                attempt: 0,
                 reason: String::new(),
             },
             CmekError::InvalidOrganization(String::new()),

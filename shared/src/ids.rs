@@ -110,17 +110,43 @@ string_id!(
 );
 
 string_id!(
-    /// An Admin API external key id, `ekey_` followed by 1–64 ASCII letters or digits.
+    /// An Admin API external key id: on Claude Platform `ekey_` followed by
+    /// 1–64 ASCII letters or digits; on Claude Platform on AWS the key's own
+    /// KMS key ARN (a registration is identified by the ARN there).
     ExternalKeyId,
     "external key id",
     |s| {
-        let rest = s.strip_prefix("ekey_").ok_or("must start with \"ekey_\"")?;
+        if s.starts_with("arn:") {
+            return s
+                .parse::<KeyArn>()
+                .map(|_| ())
+                .map_err(|_| "an ARN id must be a single-Region KMS key ARN");
+        }
+        let rest = s
+            .strip_prefix("ekey_")
+            .ok_or("must start with \"ekey_\" (or be a KMS key ARN, on Claude Platform on AWS)")?;
         if rest.is_empty() || rest.len() > 64 || !is_alnum(rest) {
             return Err("must be \"ekey_\" followed by 1-64 ASCII letters or digits");
         }
         Ok(())
     }
 );
+
+impl ExternalKeyId {
+    /// The id as one URL path segment: an ARN id carries `/`, which must
+    /// not split the path.
+    pub fn path_segment(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for b in self.0.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+}
 
 string_id!(
     /// A 12-digit AWS account id.

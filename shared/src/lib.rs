@@ -15,6 +15,7 @@ pub mod ids;
 pub mod inbound;
 pub mod kms;
 pub mod metrics;
+pub mod platform;
 pub mod policy;
 pub mod runtime;
 pub mod store;

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::error::{AdminApiError, ApiFailure};
 use super::secret::AdminKey;
+use super::sigv4::SigV4Signer;
 use super::types::*;
 use crate::geo::Geo;
 use crate::ids::{ExternalKeyId, KeyArn, OrgUuid, WorkspaceId};
@@ -115,13 +116,22 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// How the client proves who it is.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Claude Platform: the organization's Admin API key, as `x-api-key`.
+    ApiKey(AdminKey),
+    /// Claude Platform on AWS: SigV4 with the caller's AWS credentials; no secret.
+    SigV4(SigV4Signer),
+}
+
 /// A client for one organization. Cheap to clone (clones share the
 /// organization UUID once read).
 #[derive(Debug, Clone)]
 pub struct AdminApiClient {
     http: reqwest::Client,
     base: Url,
-    key: AdminKey,
+    auth: Auth,
     options: ClientOptions,
     retries: super::RetryCounter,
     org: std::sync::Arc<tokio::sync::OnceCell<OrgUuid>>,
@@ -192,13 +202,27 @@ impl Attempt {
 }
 
 impl AdminApiClient {
+    /// A client for Claude Platform, authenticated by the Admin API key.
     pub fn new(base_url: &str, key: AdminKey, options: ClientOptions) -> Result<Self, BaseUrlError> {
+        Self::with_auth(base_url, Auth::ApiKey(key), options)
+    }
+
+    /// A client for Claude Platform on AWS: every request SigV4-signed.
+    pub fn new_sigv4(
+        base_url: &str,
+        signer: SigV4Signer,
+        options: ClientOptions,
+    ) -> Result<Self, BaseUrlError> {
+        Self::with_auth(base_url, Auth::SigV4(signer), options)
+    }
+
+    pub fn with_auth(base_url: &str, auth: Auth, options: ClientOptions) -> Result<Self, BaseUrlError> {
         let base = parse_base_url(base_url)?;
         let http = crate::tls::http_client()?;
         Ok(Self {
             http,
             base,
-            key,
+            auth,
             options,
             retries: Default::default(),
             org: Default::default(),
@@ -212,6 +236,20 @@ impl AdminApiClient {
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// Whether requests are SigV4-signed (Claude Platform on AWS).
+    pub fn signs_with_sigv4(&self) -> bool {
+        matches!(self.auth, Auth::SigV4(_))
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        match &self.auth {
+            Auth::ApiKey(key) => key.scrub(text),
+            // Nothing secret is sent in a header's clear text but the
+            // signature and session token, which no answer echoes.
+            Auth::SigV4(_) => text.to_owned(),
+        }
     }
 
     // ---- organization ----
@@ -404,7 +442,10 @@ impl AdminApiClient {
     }
 
     pub async fn get_external_key(&self, id: &ExternalKeyId) -> Result<ExternalKey, AdminApiError> {
-        self.call(self.req(Method::GET, format!("/v1/organizations/external_keys/{id}")))
+        self.call(self.req(
+            Method::GET,
+            format!("/v1/organizations/external_keys/{}", id.path_segment()),
+        ))
             .await
     }
 
@@ -413,7 +454,10 @@ impl AdminApiClient {
         id: &ExternalKeyId,
         display_name: &str,
     ) -> Result<ExternalKey, AdminApiError> {
-        let mut req = self.req(Method::POST, format!("/v1/organizations/external_keys/{id}"));
+        let mut req = self.req(
+            Method::POST,
+            format!("/v1/organizations/external_keys/{}", id.path_segment()),
+        );
         req.body = Some(json!({"display_name": display_name}));
         self.call(req).await
     }
@@ -423,7 +467,7 @@ impl AdminApiClient {
     pub async fn validate_external_key(&self, id: &ExternalKeyId) -> Result<Validation, AdminApiError> {
         let mut req = self.req(
             Method::POST,
-            format!("/v1/organizations/external_keys/{id}/validate"),
+            format!("/v1/organizations/external_keys/{}/validate", id.path_segment()),
         );
         req.body = Some(json!({}));
         req.timeout = self.options.validate_timeout;
@@ -495,16 +539,30 @@ impl AdminApiClient {
             .http
             .request(req.method.clone(), url)
             .timeout(req.timeout)
-            .header("x-api-key", self.key.expose())
             .header("anthropic-version", API_VERSION);
+        if let Auth::ApiKey(key) = &self.auth {
+            builder = builder.header("x-api-key", key.expose());
+        }
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
         if let Some(body) = &req.body {
             builder = builder.json(body);
         }
-        let response = builder
-            .send()
+        let mut request = builder
+            .build()
+            .map_err(|e| self.transport_error(e, req.timeout))?;
+        if let Auth::SigV4(signer) = &self.auth {
+            signer.sign(&mut request).await.map_err(|error| Attempt {
+                error,
+                should_retry_header: Some(false),
+                retry_after: None,
+                not_sent: false,
+            })?;
+        }
+        let response = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| self.transport_error(e, req.timeout))?;
         let status = response.status();
@@ -529,7 +587,7 @@ impl AdminApiClient {
         let error = if e.is_timeout() {
             AdminApiError::ClientTimeout(timeout)
         } else {
-            AdminApiError::Transport(self.key.scrub(&without_url(&e)))
+            AdminApiError::Transport(self.scrub(&without_url(&e)))
         };
         Attempt {
             error,
@@ -569,10 +627,19 @@ impl AdminApiClient {
         let retry_after = retry_after(headers);
         let failure = ApiFailure {
             status: status.as_u16(),
-            message: self.key.scrub(&message),
+            message: self.scrub(&message),
             request_id,
         };
-        let error = AdminApiError::from_response(status.as_u16(), error_type, failure, retry_after);
+        // An AWS front door names a refused signature in x-amzn-ErrorType;
+        // retrying the same request cannot change that verdict.
+        let signature_refused = self.signs_with_sigv4()
+            && status == StatusCode::FORBIDDEN
+            && header("x-amzn-errortype").is_some_and(|t| is_signature_error(&t));
+        let error = if signature_refused {
+            AdminApiError::SignatureRejected(failure)
+        } else {
+            AdminApiError::from_response(status.as_u16(), error_type, failure, retry_after)
+        };
         let should_retry_header = match header("x-should-retry").as_deref() {
             Some("true") => Some(true),
             Some("false") => Some(false),
@@ -604,6 +671,22 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(
         at.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The error types AWS answers for a signature it does not accept
+/// (`x-amzn-ErrorType` may carry a `:`-suffix with the error's URL).
+fn is_signature_error(error_type: &str) -> bool {
+    let name = error_type.split(':').next().unwrap_or_default().trim();
+    matches!(
+        name,
+        "InvalidSignatureException"
+            | "IncompleteSignatureException"
+            | "SignatureDoesNotMatch"
+            | "MissingAuthenticationTokenException"
+            | "UnrecognizedClientException"
+            | "ExpiredTokenException"
+            | "InvalidClientTokenId"
     )
 }
 

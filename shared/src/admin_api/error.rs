@@ -26,12 +26,22 @@ impl std::fmt::Display for ApiFailure {
 pub enum AdminApiError {
     #[error("Admin API rejected the request as invalid: {0}")]
     InvalidRequest(ApiFailure),
-    #[error("Admin API authentication failed (check the admin key in Secrets Manager): {0}")]
+    #[error(
+        "Admin API authentication failed (Claude Platform: check the admin key in Secrets Manager; Claude Platform on AWS: check the function's credentials): {0}"
+    )]
     Authentication(ApiFailure),
+    /// Claude Platform on AWS refused the request's SigV4 signature (wrong
+    /// service or Region in the scope, an expired date, or a request changed
+    /// after signing). Retrying the same request cannot help.
+    #[error("Claude Platform on AWS refused the request signature: {0}")]
+    SignatureRejected(ApiFailure),
+    /// The function's credentials could not be read or the request could not be signed.
+    #[error("could not sign the request with SigV4: {0}")]
+    Signing(String),
     #[error("Admin API billing error: {0}")]
     Billing(ApiFailure),
     #[error(
-        "Admin API permission denied (the key must be an admin key of an organization with CMEK enabled): {0}"
+        "Admin API permission denied (Claude Platform: the key must be an admin key of an organization with CMEK enabled; Claude Platform on AWS: the function's role must be allowed the aws-external-anthropic action): {0}"
     )]
     Permission(ApiFailure),
     #[error("Admin API: not found: {0}")]
@@ -67,12 +77,12 @@ impl AdminApiError {
     pub fn failure(&self) -> Option<&ApiFailure> {
         use AdminApiError::*;
         match self {
-            InvalidRequest(f) | Authentication(f) | Billing(f) | Permission(f) | NotFound(f)
+            InvalidRequest(f) | Authentication(f) | SignatureRejected(f) | Billing(f) | Permission(f) | NotFound(f)
             | Conflict(f) | RequestTooLarge(f) | Internal(f) | Timeout(f) | Overloaded(f) | Unexpected(f) => {
                 Some(f)
             }
             RateLimited { failure, .. } => Some(failure),
-            Transport(_) | ClientTimeout(_) | Decode(_) => None,
+            Transport(_) | ClientTimeout(_) | Decode(_) | Signing(_) => None,
         }
     }
 

@@ -54,6 +54,12 @@ pub enum FindingCode {
     DenyMayBlockAnthropic,
     UnrecognisedCondition,
     NoRootAdmin,
+    // Claude Platform on AWS (the service principal's policy).
+    NoServiceGrant,
+    MissingServiceAction,
+    SourceArnExcludesWorkspace,
+    ValidationIdOnAws,
+    NoSourceArnCondition,
 }
 
 impl FindingCode {
@@ -73,13 +79,18 @@ impl FindingCode {
             // Validation refuses the console wizard's account-wide grant and
             // any action beyond Encrypt/Decrypt (its negative checks).
             | AccountWidePrincipal
-            | ExtraActions => Severity::Error,
+            | ExtraActions
+            | NoServiceGrant
+            | MissingServiceAction
+            | SourceArnExcludesWorkspace => Severity::Error,
             EveryonePrincipal | UnpublishedAnthropicPrincipal | NotPrincipalGrant => Severity::OverPermissive,
             ConditionMissesValidationId
             | LegacyCompartmentCondition
             | DenyMayBlockAnthropic
             | UnrecognisedCondition
-            | NoRootAdmin => Severity::Warning,
+            | NoRootAdmin
+            | ValidationIdOnAws
+            | NoSourceArnCondition => Severity::Warning,
         }
     }
 
@@ -234,7 +245,7 @@ fn crypto_grants<'d>(doc: &'d PolicyDocument, role: &str) -> Vec<&'d Statement> 
         .collect()
 }
 
-fn finding(code: FindingCode, message: String, fix: impl Into<String>) -> Finding {
+pub(super) fn finding(code: FindingCode, message: String, fix: impl Into<String>) -> Finding {
     Finding {
         code,
         severity: code.severity(),
@@ -592,7 +603,7 @@ fn check_denies(doc: &PolicyDocument, role: &str, target: &AnalysisTarget<'_>, o
     }
 }
 
-fn check_root_admin(doc: &PolicyDocument, account: Option<&AccountId>, out: &mut Vec<Finding>) {
+pub(super) fn check_root_admin(doc: &PolicyDocument, account: Option<&AccountId>, out: &mut Vec<Finding>) {
     let is_root = |e: &PrincipalEntry| {
         e.kind == "AWS"
             && match account {

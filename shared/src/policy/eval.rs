@@ -99,8 +99,17 @@ pub(crate) fn evaluate(c: &Condition, req: &Request<'_>) -> Truth {
         .unwrap_or(op);
     let if_exists = op.ends_with("IfExists");
     op = op.strip_suffix("IfExists").unwrap_or(op);
-    let Some(name) = context_key(&c.key) else {
-        return Truth::Unknown;
+    // Encryption-context keys, and the global `aws:` keys a request names
+    // (`aws:SourceArn` for a service principal's calls): a key the request
+    // does not name stays unknown, never a guess.
+    let name = match context_key(&c.key) {
+        Some(name) => name,
+        None if is_global_key(&c.key)
+            && req.context.iter().any(|(k, _)| k.eq_ignore_ascii_case(&c.key)) =>
+        {
+            c.key.as_str()
+        }
+        None => return Truth::Unknown,
     };
     let actual = req
         .context
@@ -125,14 +134,27 @@ pub(crate) fn evaluate(c: &Condition, req: &Request<'_>) -> Truth {
     let hit = |v: &String| match op {
         "StringEquals" | "StringNotEquals" => v == actual,
         "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => v.eq_ignore_ascii_case(actual),
-        "StringLike" | "StringNotLike" => glob_match(v, actual, false),
+        // IAM's ArnEquals and ArnLike both take wildcards.
+        "StringLike" | "StringNotLike" | "ArnLike" | "ArnNotLike" | "ArnEquals" | "ArnNotEquals" => {
+            glob_match(v, actual, false)
+        }
         _ => false,
     };
     match op {
-        "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" => truth(c.values.iter().any(hit)),
-        "StringNotEquals" | "StringNotEqualsIgnoreCase" | "StringNotLike" => truth(!c.values.iter().any(hit)),
+        "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" | "ArnLike" | "ArnEquals" => {
+            truth(c.values.iter().any(hit))
+        }
+        "StringNotEquals" | "StringNotEqualsIgnoreCase" | "StringNotLike" | "ArnNotLike" | "ArnNotEquals" => {
+            truth(!c.values.iter().any(hit))
+        }
         _ => Truth::Unknown,
     }
+}
+
+/// A global condition key (`aws:SourceArn`, `aws:SourceAccount`, …), which a
+/// request carries beside its encryption context.
+fn is_global_key(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
 }
 
 fn truth(b: bool) -> Truth {
@@ -152,14 +174,24 @@ pub(crate) fn evaluate_all(s: &Statement, req: &Request<'_>) -> Truth {
 /// else some Allow must apply. `Unknown` when it turns on a condition we
 /// cannot evaluate.
 pub(crate) fn decide(doc: &PolicyDocument, role: &str, req: &Request<'_>) -> Truth {
+    decide_for(doc, |s| reaches_role(s, role), req)
+}
+
+/// The key policy's decision for whoever `reaches` says a statement applies to.
+pub(crate) fn decide_for(
+    doc: &PolicyDocument,
+    reaches: impl Fn(&Statement) -> bool,
+    req: &Request<'_>,
+) -> Truth {
     let applicable = |effect: Effect| {
         doc.statements
             .iter()
-            .filter(move |s| s.effect == effect && reaches_role(s, role) && s.covers_action(req.action))
+            .filter(|s| s.effect == effect && reaches(s) && s.covers_action(req.action))
             .map(|s| evaluate_all(s, req))
+            .max()
     };
-    let denied = applicable(Effect::Deny).max().unwrap_or(Truth::False);
-    let allowed = applicable(Effect::Allow).max().unwrap_or(Truth::False);
+    let denied = applicable(Effect::Deny).unwrap_or(Truth::False);
+    let allowed = applicable(Effect::Allow).unwrap_or(Truth::False);
     match denied {
         Truth::True => Truth::False,
         Truth::Unknown => allowed.min(Truth::Unknown),
