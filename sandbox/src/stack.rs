@@ -42,6 +42,11 @@ pub struct StackOptions {
     pub aws_proxy: bool,
     /// Random AWS-side faults on the functions' calls (through the proxy).
     pub aws_faults: Option<crate::aws_proxy::AwsFaultRate>,
+    /// Which Anthropic platform the stack and the stand-in play. On Claude
+    /// Platform on AWS no admin key secret is created at all, the stand-in
+    /// verifies SigV4, and each function signs with its own access key id
+    /// (its logical id), so the stand-in knows which role made each call.
+    pub platform: cmek::platform::Platform,
 }
 
 impl Default for StackOptions {
@@ -62,6 +67,7 @@ impl Default for StackOptions {
             function_env: Vec::new(),
             aws_proxy: true,
             aws_faults: None,
+            platform: cmek::platform::Platform::ClaudePlatform,
         }
     }
 }
@@ -81,6 +87,12 @@ impl StackOptions {
         ] {
             self.parameters.entry(k.into()).or_insert_with(|| v.into());
         }
+        self
+    }
+
+    /// Play Claude Platform on AWS.
+    pub fn on_aws(mut self) -> Self {
+        self.platform = cmek::platform::Platform::ClaudePlatformOnAws;
         self
     }
 
@@ -105,6 +117,7 @@ pub struct LocalStack {
     pub secret_arn: String,
     pub log_dir: PathBuf,
     pub admin_key: String,
+    pub platform: cmek::platform::Platform,
     pub alert_topic_arn: String,
     /// What the template's `Ref`s and `GetAtt`s resolve to in this stack.
     pub bindings: Bindings,
@@ -178,23 +191,36 @@ impl LocalStack {
             .and_then(|r| r.error_for_status())
             .context("moto: turning on Step Functions execution")?;
 
+        let on_aws = options.platform.is_on_aws();
         let mut sandbox = options.sandbox.clone();
         sandbox.kms_endpoint = Some(moto_url.clone());
+        if on_aws {
+            sandbox.aws_platform = Some(crate::admin_api::on_aws::AwsPlatform {
+                account_id: ACCOUNT.into(),
+                region: REGION.into(),
+                ..Default::default()
+            });
+        }
         let admin = SandboxApi::start(sandbox, "127.0.0.1:0".parse()?)
             .await
             .context("starting the Admin API stand-in")?;
 
         let admin_key = options.admin_key().to_owned();
-        let secret_arn = aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name("cmek-provisioner/admin-api-key")
-            .secret_string(&admin_key)
-            .send()
-            .await
-            .context("moto: creating the admin key secret")?
-            .arn()
-            .ok_or_else(|| anyhow!("moto returned no secret ARN"))?
-            .to_owned();
+        // Claude Platform on AWS has no secret: none is created.
+        let secret_arn = if on_aws {
+            String::new()
+        } else {
+            aws_sdk_secretsmanager::Client::new(&sdk)
+                .create_secret()
+                .name("cmek-provisioner/admin-api-key")
+                .secret_string(&admin_key)
+                .send()
+                .await
+                .context("moto: creating the admin key secret")?
+                .arn()
+                .ok_or_else(|| anyhow!("moto returned no secret ARN"))?
+                .to_owned()
+        };
 
         let template = Template::load(&root.join("template.yaml"))?;
         let table_name = "cmek-provisioner-local".to_owned();
@@ -209,6 +235,9 @@ impl LocalStack {
         bindings
             .parameters
             .insert("AdminApiBaseUrl".into(), admin.url.clone());
+        bindings
+            .parameters
+            .insert("Platform".into(), options.platform.as_str().into());
         bindings.parameters.extend(options.parameters.clone());
         for (k, v) in [
             ("AWS::AccountId", ACCOUNT),
@@ -280,10 +309,12 @@ impl LocalStack {
             } else {
                 moto_url.clone()
             };
+            // On Claude Platform on AWS each function signs as itself.
+            let access_key_id = if on_aws { f.logical_id.as_str() } else { "testing" };
             env.extend(
                 [
                     ("AWS_ENDPOINT_URL", endpoint.as_str()),
-                    ("AWS_ACCESS_KEY_ID", "testing"),
+                    ("AWS_ACCESS_KEY_ID", access_key_id),
                     ("AWS_SECRET_ACCESS_KEY", "testing"),
                     ("AWS_REGION", REGION),
                     ("AWS_DEFAULT_REGION", REGION),
@@ -340,6 +371,7 @@ impl LocalStack {
             secret_arn,
             log_dir,
             admin_key,
+            platform: options.platform,
             alert_topic_arn: topic,
             bindings,
             label: options.label.clone(),
@@ -360,14 +392,28 @@ impl LocalStack {
         cmek::store::DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.table_name)
     }
 
-    /// An Admin API client for the stand-in, as the functions see it.
+    /// An Admin API client for the stand-in, as the functions see it (on
+    /// Claude Platform on AWS, signing as `access_key_id` "LocalTest").
     pub fn admin_client(&self) -> cmek::admin_api::AdminApiClient {
-        cmek::admin_api::AdminApiClient::new(
-            &self.admin.url,
-            cmek::admin_api::AdminKey::new(self.admin_key.clone()),
-            cmek::admin_api::ClientOptions::default(),
-        )
-        .unwrap_or_else(|e| unreachable!("the sandbox URL is loopback http: {e}"))
+        let client = if self.platform.is_on_aws() {
+            let credentials =
+                aws_credential_types::Credentials::new("LocalTest", "testing", None, None, "local");
+            cmek::admin_api::AdminApiClient::new_sigv4(
+                &self.admin.url,
+                cmek::admin_api::SigV4Signer::new(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+                    REGION,
+                ),
+                cmek::admin_api::ClientOptions::default(),
+            )
+        } else {
+            cmek::admin_api::AdminApiClient::new(
+                &self.admin.url,
+                cmek::admin_api::AdminKey::new(self.admin_key.clone()),
+                cmek::admin_api::ClientOptions::default(),
+            )
+        };
+        client.unwrap_or_else(|e| unreachable!("the sandbox URL is loopback http: {e}"))
     }
 
     /// Start an execution (named, so moto accepts a second one).
@@ -524,7 +570,15 @@ pub struct RecordedCalls {
 
 impl LocalStack {
     fn save_aws_calls(&self) -> anyhow::Result<()> {
-        let calls = self.host.aws_calls();
+        let mut calls = self.host.aws_calls();
+        // Claude Platform on AWS: the signed Admin API calls, and the KMS
+        // access each attach checked, by the function that made them.
+        calls.extend(
+            self.admin
+                .aws_calls()
+                .into_iter()
+                .filter(|c| c.function != "LocalTest"),
+        );
         if calls.is_empty() {
             return Ok(());
         }

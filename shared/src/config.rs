@@ -244,7 +244,9 @@ impl Config {
 
     /// The Region of the workspaces on Claude Platform on AWS.
     pub fn require_platform_region(&self) -> Result<&Region, ConfigError> {
-        self.platform_region.as_ref().ok_or(ConfigError::Missing(AWS_REGION))
+        self.platform_region
+            .as_ref()
+            .ok_or(ConfigError::Missing(AWS_REGION))
     }
 
     /// The secret ARN, for functions that call the Admin API.

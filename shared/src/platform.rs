@@ -152,7 +152,10 @@ mod tests {
             Platform::ClaudePlatformOnAws.endpoint(&region),
             "https://aws-external-anthropic.us-east-2.api.aws"
         );
-        assert_eq!(Platform::ClaudePlatform.endpoint(&region), "https://api.anthropic.com");
+        assert_eq!(
+            Platform::ClaudePlatform.endpoint(&region),
+            "https://api.anthropic.com"
+        );
         assert_eq!(
             workspace_arn(&region, &account, &ws),
             "arn:aws:aws-external-anthropic:us-east-2:123456789012:workspace/wrkspc_01abc"

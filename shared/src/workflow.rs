@@ -16,7 +16,7 @@ mod validate_key;
 pub use attach_key::{AttachKey, attach_key};
 pub use begin::{Begin, BeginOutput, begin};
 pub use create_key::{CreateKey, create_key};
-pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_described, diagnose_key};
+pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_described, diagnose_key, diagnose_on_aws};
 pub use finish::{Finish, FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger};
 pub use register_key::{RegisterKey, register_key};
@@ -106,6 +106,72 @@ fn recorded_key_arn(rec: &WorkflowRecord) -> Result<KeyArn, CmekError> {
 fn recorded_external_key_id(rec: &WorkflowRecord) -> Result<ExternalKeyId, CmekError> {
     rec.external_key_id.clone().ok_or_else(|| {
         CmekError::StateConflict("no registration recorded: RegisterKey did not complete".into())
+    })
+}
+
+/// Claude Platform on AWS: the workspace's ARN (its `aws:SourceArn` when the
+/// service uses the key for it), from the stack's account and Region.
+fn workspace_arn(deps: &Deps, ws: &crate::ids::WorkspaceId) -> Result<String, CmekError> {
+    let config = &deps.config;
+    let region = config
+        .require_platform_region()
+        .map_err(|e| CmekError::Configuration(e.to_string()))?;
+    let account = config
+        .require_account_id()
+        .map_err(|e| CmekError::Configuration(e.to_string()))?;
+    Ok(crate::platform::workspace_arn(region, account, ws))
+}
+
+/// A key policy judged for one workspace, by the rules of the stack's
+/// platform (the guardian and the sweep use it for every attached workspace).
+pub fn analyse_for_workspace(
+    config: &crate::config::Config,
+    policy_text: &str,
+    ws: &crate::ids::WorkspaceId,
+    compartment: CompartmentId,
+    org: Option<&OrgUuid>,
+    key_account: Option<&crate::ids::AccountId>,
+) -> Result<Vec<crate::policy::Finding>, crate::policy::PolicyError> {
+    match (
+        config.platform.is_on_aws(),
+        &config.platform_region,
+        key_account.or(config.account_id.as_ref()),
+    ) {
+        (true, Some(region), Some(account)) => {
+            let ws_arn = crate::platform::workspace_arn(region, account, ws);
+            crate::policy::on_aws::analyse(
+                policy_text,
+                crate::policy::on_aws::OnAwsTarget {
+                    compartment,
+                    workspace_arn: &ws_arn,
+                    key_account: Some(account),
+                },
+            )
+        }
+        _ => crate::policy::analyse(
+            policy_text,
+            crate::policy::AnalysisTarget {
+                geo: config.geo,
+                compartment,
+                org,
+                key_account,
+            },
+        ),
+    }
+}
+
+/// Claude Platform on AWS: the `aws:SourceArn` values a key policy written
+/// for this workspace carries.
+fn source_arns(deps: &Deps, ws: &crate::ids::WorkspaceId) -> Result<Vec<String>, CmekError> {
+    Ok(match deps.config.source_arn_scope {
+        crate::platform::SourceArnScope::Account => {
+            let account = deps
+                .config
+                .require_account_id()
+                .map_err(|e| CmekError::Configuration(e.to_string()))?;
+            vec![crate::platform::account_workspaces_pattern(account)]
+        }
+        crate::platform::SourceArnScope::Workspaces => vec![workspace_arn(deps, ws)?],
     })
 }
 

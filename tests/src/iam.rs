@@ -335,13 +335,37 @@ impl Resolver<'_> {
     }
 }
 
+impl Resolver<'_> {
+    /// A list item as CloudFormation keeps it: an `Fn::If` becomes the
+    /// branch its condition selects, and `AWS::NoValue` removes the item.
+    pub fn item(&self, v: &Value) -> anyhow::Result<Option<Value>> {
+        if v.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue") {
+            return Ok(None);
+        }
+        match v.get("Fn::If").and_then(Value::as_array).map(Vec::as_slice) {
+            Some([cond, then, otherwise]) => {
+                let name = cond
+                    .as_str()
+                    .ok_or_else(|| anyhow!("If needs a condition name"))?;
+                self.item(if self.condition(name)? { then } else { otherwise })
+            }
+            Some(_) => bail!("If needs three items"),
+            None => Ok(Some(v.clone())),
+        }
+    }
+}
+
 /// The statements of one policy document.
 pub fn statements(doc: &Value, policy: &str, r: &Resolver<'_>) -> anyhow::Result<Vec<Statement>> {
-    let list = match &doc["Statement"] {
+    let listed = match &doc["Statement"] {
         Value::Array(items) => items.clone(),
         Value::Object(_) => vec![doc["Statement"].clone()],
         _ => bail!("{policy}: no Statement"),
     };
+    let mut list = Vec::new();
+    for item in &listed {
+        list.extend(r.item(item)?);
+    }
     let mut out = Vec::new();
     for (i, s) in list.iter().enumerate() {
         let sid = s["Sid"].as_str().map_or_else(|| i.to_string(), str::to_owned);
@@ -408,7 +432,11 @@ pub fn roles(translated: &Value, bindings: &Bindings) -> anyhow::Result<HashMap<
             role.statements
                 .extend(statements(&p["PolicyDocument"], name, &r)?);
         }
-        for m in props["ManagedPolicyArns"].as_array().into_iter().flatten() {
+        for listed in props["ManagedPolicyArns"].as_array().into_iter().flatten() {
+            let Some(m) = r.item(listed)? else {
+                continue;
+            };
+            let m = &m;
             match m.get("Ref").and_then(Value::as_str) {
                 Some(policy) => {
                     let doc = &resources

@@ -167,21 +167,26 @@ fn recorded_calls() -> Vec<RecordedCalls> {
 }
 
 /// Statements of the functions' roles that allowed no recorded call: the
-/// least-privilege report (`function: origin action`).
+/// least-privilege report (`function: origin action`). Each stack's roles
+/// are resolved with its own parameters (a statement that exists only on
+/// one platform is judged by the stacks of that platform), and a permission
+/// counts as used when a call of any stack used it.
 fn unused(translated: &Value, recorded: &[RecordedCalls], c: &Coverage) -> Vec<String> {
-    let roles = iam::roles(translated, &recorded[0].bindings).unwrap();
-    let mut out = Vec::new();
-    for (function, role_id) in iam::function_roles(translated) {
-        let role = &roles[&role_id];
-        for s in role.statements.iter().filter(|s| s.effect == Effect::Allow) {
-            for p in &s.actions {
-                if !c.used.contains(&(function.clone(), s.origin.clone(), p.clone())) {
-                    out.push(format!("{function}: {} {p}", s.origin));
+    let mut out = BTreeSet::new();
+    for rec in recorded {
+        let roles = iam::roles(translated, &rec.bindings).unwrap();
+        for (function, role_id) in iam::function_roles(translated) {
+            let role = &roles[&role_id];
+            for s in role.statements.iter().filter(|s| s.effect == Effect::Allow) {
+                for p in &s.actions {
+                    if !c.used.contains(&(function.clone(), s.origin.clone(), p.clone())) {
+                        out.insert(format!("{function}: {} {p}", s.origin));
+                    }
                 }
             }
         }
     }
-    out
+    out.into_iter().collect()
 }
 
 /// Permissions AWS exercises with the function's role rather than through

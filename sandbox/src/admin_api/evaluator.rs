@@ -23,6 +23,12 @@ pub struct KmsRequest<'a> {
     pub action: &'a str,
     /// `anthropic:compartment_uuid` → value, for Encrypt/Decrypt; empty for DescribeKey.
     pub encryption_context: &'a [(&'a str, &'a str)],
+    /// A service principal making the request (`aws-external-anthropic.amazonaws.com`
+    /// on Claude Platform on AWS) instead of `principal_arn`'s role.
+    pub service: Option<&'a str>,
+    /// `aws:SourceArn` and `aws:SourceAccount`: the resource a service acts for.
+    pub source_arn: Option<&'a str>,
+    pub source_account: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +125,8 @@ fn scalar_string(v: &Value) -> Option<String> {
 
 fn applies(s: &Value, req: &KmsRequest<'_>) -> bool {
     let principal_ok = match (s.get("Principal"), s.get("NotPrincipal")) {
-        (Some(p), None) => principal_matches(p, req.principal_arn),
-        (None, Some(p)) => !principal_matches(p, req.principal_arn),
+        (Some(p), None) => principal_applies(p, req),
+        (None, Some(p)) => !principal_applies(p, req),
         _ => false,
     };
     let action_ok = match (s.get("Action"), s.get("NotAction")) {
@@ -134,6 +140,24 @@ fn applies(s: &Value, req: &KmsRequest<'_>) -> bool {
         _ => false,
     };
     principal_ok && action_ok && resource_ok && conditions_hold(s.get("Condition"), req)
+}
+
+fn principal_applies(p: &Value, req: &KmsRequest<'_>) -> bool {
+    match req.service {
+        None => principal_matches(p, req.principal_arn),
+        // A service principal is named as {"Service": "<name>"}; "*" (bare
+        // or as AWS) reaches every principal, services included.
+        Some(service) => match p {
+            Value::String(s) => s == "*",
+            Value::Object(m) => {
+                m.get("Service")
+                    .is_some_and(|v| strings(Some(v)).iter().any(|x| x == service))
+                    || m.get("AWS")
+                        .is_some_and(|v| strings(Some(v)).iter().any(|x| x == "*"))
+            }
+            _ => false,
+        },
+    }
 }
 
 fn principal_matches(p: &Value, arn: &str) -> bool {
@@ -165,6 +189,9 @@ fn context_value<'a>(key: &str, req: &'a KmsRequest<'a>) -> Option<Vec<String>> 
                 .map(|(n, _)| (*n).to_owned())
                 .collect(),
         ),
+        "aws:sourcearn" => req.source_arn.map(|a| vec![a.to_owned()]),
+        "aws:sourceaccount" => req.source_account.map(|a| vec![a.to_owned()]),
+        _ if req.service.is_some() => None,
         "aws:principalarn" => Some(vec![req.principal_arn.to_owned()]),
         "aws:principalaccount" | "kms:calleraccount" => Some(vec![ANTHROPIC_ACCOUNT.to_owned()]),
         "aws:principaltype" => Some(vec!["AssumedRole".to_owned()]),
@@ -261,6 +288,9 @@ mod tests {
             key_arn: KEY,
             action,
             encryption_context: ctx,
+            service: None,
+            source_arn: None,
+            source_account: None,
         }
     }
 

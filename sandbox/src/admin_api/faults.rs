@@ -49,6 +49,10 @@ pub struct Faults {
     /// Deterministic faults: the next `times` requests matching each answer
     /// its `status`, in order, before any random draw.
     pub scripted: Vec<Scripted>,
+    /// Claude Platform on AWS: the next this-many signed requests arrive
+    /// altered in transit (a byte of the body or query changed after the
+    /// client signed), so their signature must not verify.
+    pub tamper_in_transit: u32,
     /// The seed of the random draws (random when unset; the one used is in
     /// `/_sandbox/state` as `fault_seed`, and tests print it when they fail).
     pub seed: Option<u64>,

@@ -6,6 +6,7 @@
 mod contract;
 mod evaluator;
 mod faults;
+pub mod on_aws;
 mod state;
 mod validate;
 
@@ -43,6 +44,10 @@ pub struct SandboxConfig {
     pub serving_regions: Vec<String>,
     /// Which documentation generation to play, and the ambiguous points.
     pub contract: ContractConfig,
+    /// Play Claude Platform on AWS (SigV4, the service principal,
+    /// attach-time validation) for the first organization instead of
+    /// Claude Platform.
+    pub aws_platform: Option<on_aws::AwsPlatform>,
 }
 
 impl Default for SandboxConfig {
@@ -51,6 +56,7 @@ impl Default for SandboxConfig {
             orgs: Vec::new(),
             faults: Faults::default(),
             contract: ContractConfig::default(),
+            aws_platform: None,
             kms_endpoint: None,
             serving_regions: ["us-east-1", "us-east-2", "us-west-1", "us-west-2"]
                 .map(String::from)
@@ -95,6 +101,13 @@ pub struct Shared {
     /// The random draws' generator and the seed it started from.
     rng: Mutex<(u64, rand::rngs::StdRng)>,
     validator: Validator,
+    aws_platform: Option<on_aws::AwsPlatform>,
+    /// Claude Platform on AWS: the organization the account's signed requests act for.
+    aws_org_key: Option<String>,
+    /// Claude Platform on AWS: what IAM authorized for each signed request,
+    /// and the caller's own KMS access the attach checked, by caller (the
+    /// access key id, which the local stack makes the function's name).
+    aws_calls: Mutex<Vec<crate::aws_proxy::AwsCall>>,
 }
 
 fn seeded(seed: Option<u64>) -> (u64, rand::rngs::StdRng) {
@@ -135,6 +148,9 @@ impl SandboxApi {
             contract: Mutex::new(config.contract),
             rng: Mutex::new(seeded(config.faults.seed)),
             validator: Validator::new(config.kms_endpoint.clone(), config.serving_regions.clone()),
+            aws_platform: config.aws_platform.clone(),
+            aws_org_key: config.orgs.first().map(|o| o.admin_key.clone()),
+            aws_calls: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -188,6 +204,12 @@ impl SandboxApi {
         live_traffic(&self.shared, workspace).await
     }
 
+    /// Claude Platform on AWS: the IAM authorizations of the signed requests
+    /// (for the IAM coverage test).
+    pub fn aws_calls(&self) -> Vec<crate::aws_proxy::AwsCall> {
+        lock(&self.shared.aws_calls).clone()
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
     }
@@ -212,6 +234,8 @@ struct ApiError {
     kind: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// Claude Platform on AWS: the AWS error type of a refused signature (`x-amzn-ErrorType`).
+    aws_type: Option<&'static str>,
 }
 
 fn api_error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
@@ -220,6 +244,7 @@ fn api_error(status: StatusCode, kind: &'static str, message: impl Into<String>)
         kind,
         message: message.into(),
         retry_after: None,
+        aws_type: None,
     }
 }
 
@@ -249,7 +274,12 @@ fn respond(status: StatusCode, body: Value, request_id: &str, retry_after: Optio
 fn error_response(e: &ApiError, request_id: &str) -> Response {
     let body =
         json!({"type": "error", "error": {"type": e.kind, "message": e.message}, "request_id": request_id});
-    respond(e.status, body, request_id, e.retry_after)
+    let mut resp = respond(e.status, body, request_id, e.retry_after);
+    if let Some(t) = e.aws_type {
+        resp.headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(t));
+    }
+    resp
 }
 
 async fn handle(
@@ -273,10 +303,38 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // Claude Platform on AWS: the signature is the credential. A verified
+    // request acts for the first organization (the one of this account).
+    let mut signed_by: Option<Result<on_aws::Caller, on_aws::Refusal>> = None;
+    let key = match &shared.aws_platform {
+        None => headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        Some(aws) => {
+            let tampered = {
+                let mut f = lock(&shared.faults);
+                let t = f.tamper_in_transit > 0;
+                f.tamper_in_transit = f.tamper_in_transit.saturating_sub(1);
+                t
+            };
+            let mut body_seen = body.to_vec();
+            if tampered {
+                // One byte changed after signing, as a proxy in the path might.
+                body_seen.push(b' ');
+            }
+            let verdict = on_aws::verify(
+                aws,
+                &method,
+                &uri,
+                &headers,
+                &body_seen,
+                std::time::SystemTime::now(),
+            );
+            signed_by = Some(verdict);
+            shared.aws_org_key.clone()
+        }
+    };
     let org_name = key
         .as_ref()
         .and_then(|k| lock(&shared.world).orgs.get(k).map(|o| o.name.clone()));
@@ -293,18 +351,63 @@ async fn handle(
         body: body_json.clone(),
         effect: None,
     };
-    let (status, response) = match process(
-        &shared,
-        &faults,
-        &method,
-        &uri,
-        &headers,
-        key,
-        body_json,
-        &mut record,
-    )
-    .await
-    {
+    let outcome = match signed_by {
+        Some(Err(refusal)) => {
+            record.fault = Some(format!("signature refused: {}", refusal.aws_type));
+            Err(ApiError {
+                aws_type: Some(refusal.aws_type),
+                ..api_error(StatusCode::FORBIDDEN, "permission_error", refusal.message)
+            })
+        }
+        Some(Ok(caller)) => {
+            if let Some(aws) = &shared.aws_platform {
+                let scope = crate::iam_request::Scope {
+                    region: &aws.region,
+                    account: &aws.account_id,
+                };
+                let authorizations = crate::iam_request::external_anthropic(method.as_str(), &path, scope);
+                lock(&shared.aws_calls).push(crate::aws_proxy::AwsCall {
+                    function: caller.access_key_id.clone(),
+                    service: on_aws::SIGNING_NAME.into(),
+                    action: authorizations
+                        .first()
+                        .map(|a| a.action.clone())
+                        .unwrap_or_default(),
+                    resource: authorizations.first().map(|a| a.resource.clone()),
+                    status: 0,
+                    fault: None,
+                    authorizations,
+                });
+            }
+            process(
+                &shared,
+                &faults,
+                &method,
+                &uri,
+                &headers,
+                key,
+                body_json,
+                &mut record,
+                Some(&caller),
+            )
+            .await
+        }
+        None => {
+            process(
+                &shared,
+                &faults,
+                &method,
+                &uri,
+                &headers,
+                key,
+                body_json,
+                &mut record,
+                None,
+            )
+            .await
+        }
+    };
+    let (status, response) = match outcome {
         Ok((status, value)) => (status, respond(status, value, &request_id, None)),
         Err(e) => (e.status, error_response(&e, &request_id)),
     };
@@ -325,6 +428,7 @@ async fn process(
     key: Option<String>,
     body: Option<Value>,
     record: &mut RecordedRequest,
+    caller: Option<&on_aws::Caller>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let key = key.ok_or_else(|| {
         api_error(
@@ -414,6 +518,7 @@ async fn process(
         body,
         faults,
         &mut record.effect,
+        caller,
     )
     .await;
     if let Some(f) = scripted.filter(|f| f.after_effect)
@@ -488,8 +593,15 @@ async fn route(
     body: Option<Value>,
     faults: &Faults,
     effect: &mut Option<String>,
+    caller: Option<&on_aws::Caller>,
 ) -> Result<(StatusCode, Value), ApiError> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // An external key id may be an ARN, sent as one percent-encoded segment.
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(on_aws::decode_segment)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v1", "organizations", "me"]) => {
             if let Some(body) = faults.organization_response.clone() {
@@ -512,7 +624,7 @@ async fn route(
                 .ok_or_else(|| not_found("workspace"))
         }
         (Method::POST, ["v1", "organizations", "workspaces", id]) => {
-            update_workspace(shared, key, id, body, effect).await
+            update_workspace(shared, key, id, body, effect, caller).await
         }
         (Method::GET, ["v1", "organizations", "external_keys"]) => list_keys(shared, key, query),
         (Method::POST, ["v1", "organizations", "external_keys"]) => {
@@ -540,6 +652,12 @@ async fn route(
             }
             org.keys.remove(*id);
             Ok((StatusCode::OK, json!({"type": "external_key_deleted", "id": id})))
+        }
+        // Claude Platform on AWS has no separate validation: attaching does it.
+        (Method::POST, ["v1", "organizations", "external_keys", _, "validate"])
+            if shared.aws_platform.is_some() =>
+        {
+            Err(not_found("route"))
         }
         (Method::POST, ["v1", "organizations", "external_keys", id, "validate"]) => {
             validate(shared, key, id).await
@@ -616,6 +734,7 @@ async fn update_workspace(
     id: &str,
     body: Option<Value>,
     effect: &mut Option<String>,
+    caller: Option<&on_aws::Caller>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
     let obj = body
@@ -666,10 +785,36 @@ async fn update_workspace(
             }
         }
     };
+    // Claude Platform on AWS: the attach is the validation, as the service
+    // principal acting for this workspace, and of the caller's own access.
+    if let (Some((k, compartment, _)), Some(aws)) = (&attach, &shared.aws_platform) {
+        let verdict = if k.propagates_at.is_some_and(|t| Instant::now() < t) {
+            Err(format!(
+                "AccessDeniedException: {} is not authorized to perform kms:GenerateDataKey on this key (the key policy has not propagated yet)",
+                on_aws::SERVICE_PRINCIPAL
+            ))
+        } else {
+            let caller = caller.map(|c| c.access_key_id.as_str()).unwrap_or_default();
+            aws_attach_check(shared, aws, &k.kms_arn, compartment, id, caller).await
+        };
+        if let Err(reason) = verdict {
+            return Err(invalid(format!(
+                "external_key_id: the key failed validation and was not attached: {reason}"
+            )));
+        }
+        if let Some(stored) = lock(&shared.world)
+            .orgs
+            .get_mut(key)
+            .and_then(|o| o.keys.get_mut(&k.id))
+        {
+            stored.validated = true;
+        }
+    }
     // Anthropic validates the key again when it is attached (current
     // contract): with this workspace's compartment, negative checks included.
     if let Some((k, compartment, org_uuid)) = &attach
         && contract.contract == Contract::Current
+        && shared.aws_platform.is_none()
     {
         let verdict = if k.provider != "aws" {
             Err(format!(
@@ -699,6 +844,10 @@ async fn update_workspace(
         let mut world = lock(&shared.world);
         let org: &mut Org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
         let org_uuid = org.uuid.clone();
+        // Validated by this very request (Claude Platform on AWS).
+        let validated_now = attach
+            .as_ref()
+            .is_some_and(|(k, _, _)| org.keys.get(&k.id).is_some_and(|x| x.validated));
         let ws = org.workspaces.get_mut(id).ok_or_else(|| not_found("workspace"))?;
         let mut check = None;
         if let Some((k, _, _)) = &attach {
@@ -720,7 +869,7 @@ async fn update_workspace(
                         ws.id.clone(),
                         org_uuid,
                     ));
-                    if !k.validated {
+                    if !(k.validated || validated_now) {
                         lock(&shared.unvalidated_attachments)
                             .push(json!({"workspace": ws.id, "external_key_id": k.id}));
                     }
@@ -738,7 +887,7 @@ async fn update_workspace(
     // After attaching, Anthropic's live traffic uses the workspace's own
     // compartment. Record whether that traffic would be allowed, so tests can
     // see attachments that validation alone would not catch.
-    if let Some((arn, compartment, workspace, org_uuid)) = check {
+    if let Some((arn, compartment, workspace, org_uuid)) = check.filter(|_| shared.aws_platform.is_none()) {
         let verdict = shared
             .validator
             .live_traffic_allowed(&arn, &org_uuid, &compartment, Some(contract.contract))
@@ -843,10 +992,34 @@ fn create_key(
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kms" || !parts[5].starts_with("key/") {
         return Err(invalid("provider_config.kms_arn: must be a KMS key ARN"));
     }
+    if let Some(aws) = &shared.aws_platform
+        && let Some(why) = on_aws::registration_refusal(aws, kms_arn)
+    {
+        return Err(invalid(why));
+    }
     // Deprecated and ignored (kept only to show it back, as the API does).
     let role_arn = pc.get("role_arn").and_then(Value::as_str).map(str::to_owned);
     let mut world = lock(&shared.world);
     let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+    // Claude Platform on AWS knows a registration by its ARN: there can be one.
+    if shared.aws_platform.is_some() {
+        if org.keys.contains_key(kms_arn) {
+            return Err(api_error(
+                StatusCode::CONFLICT,
+                "conflict_error",
+                format!("an external key for {kms_arn} is already registered"),
+            ));
+        }
+        let mut k = org.add_key(display_name, geo, kms_arn, role_arn);
+        org.keys.remove(&k.id);
+        k.id = kms_arn.to_owned();
+        if faults.propagation_delay_secs > 0.0 {
+            k.propagates_at = Some(Instant::now() + Duration::from_secs_f64(faults.propagation_delay_secs));
+        }
+        org.keys.insert(k.id.clone(), k.clone());
+        *effect = Some(format!("registered {} {kms_arn}", k.id));
+        return Ok((StatusCode::OK, org.key_json(&k)));
+    }
     // Like the real API, create has no idempotency key: a second call makes a
     // second registration. Callers must look the ARN up before retrying.
     let mut k = org.add_key(display_name, geo, kms_arn, role_arn);
@@ -1036,4 +1209,170 @@ fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         )
             .into_response(),
     }
+}
+
+/// Claude Platform on AWS, at attach: the caller's own access to the key
+/// (DescribeKey, Encrypt, Decrypt, recorded as the caller's KMS calls for the
+/// IAM coverage test and performed against moto), then the service's round
+/// trip as `aws-external-anthropic.amazonaws.com` acting for the workspace:
+/// DescribeKey, GenerateDataKey, Encrypt and Decrypt with its compartment,
+/// judged by the evaluator on the key's policy and performed against moto.
+async fn aws_attach_check(
+    shared: &Shared,
+    aws: &on_aws::AwsPlatform,
+    kms_arn: &str,
+    compartment: &str,
+    workspace: &str,
+    caller: &str,
+) -> Result<(), String> {
+    use aws_sdk_kms::primitives::Blob;
+    if let Some(why) = on_aws::registration_refusal(aws, kms_arn) {
+        return Err(why);
+    }
+    let kms = shared.validator.client(&aws.region).await?;
+    let described = kms.describe_key().key_id(kms_arn).send().await.map_err(|e| {
+        format!(
+            "NotFoundException: {kms_arn} could not be described ({})",
+            aws_sdk_kms::error::DisplayErrorContext(&e)
+        )
+    })?;
+    match described
+        .key_metadata()
+        .and_then(|m| m.key_state())
+        .map(|s| s.as_str())
+    {
+        Some("Enabled") => {}
+        other => {
+            return Err(format!(
+                "KMSInvalidStateException: {kms_arn} is {}",
+                other.unwrap_or("in an unknown state")
+            ));
+        }
+    }
+    // The caller's own access, as IAM would authorize it (moto checks none).
+    let tags: std::collections::BTreeMap<String, String> = kms
+        .list_resource_tags()
+        .key_id(kms_arn)
+        .send()
+        .await
+        .map(|t| {
+            t.tags()
+                .iter()
+                .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let facts = crate::iam_request::KeyFacts {
+        arn: kms_arn.to_owned(),
+        tags,
+    };
+    let scope = crate::iam_request::Scope {
+        region: &aws.region,
+        account: &aws.account_id,
+    };
+    for op in ["DescribeKey", "Encrypt", "Decrypt"] {
+        let body = json!({"KeyId": kms_arn});
+        let authorizations = crate::iam_request::authorizations("kms", op, &body, scope, Some(&facts));
+        lock(&shared.aws_calls).push(crate::aws_proxy::AwsCall {
+            function: caller.to_owned(),
+            service: "kms".into(),
+            action: format!("kms:{op}"),
+            resource: Some(kms_arn.to_owned()),
+            status: 200,
+            fault: None,
+            authorizations,
+        });
+    }
+    let policy = kms
+        .get_key_policy()
+        .key_id(kms_arn)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "GetKeyPolicy failed: {}",
+                aws_sdk_kms::error::DisplayErrorContext(&e)
+            )
+        })?
+        .policy()
+        .unwrap_or_default()
+        .to_owned();
+    let source_arn = on_aws::workspace_arn(aws, workspace);
+    let context = [("anthropic:compartment_uuid", compartment)];
+    for (action, ctx) in [
+        ("kms:DescribeKey", &[][..]),
+        ("kms:GenerateDataKey", &context[..]),
+        ("kms:Encrypt", &context[..]),
+        ("kms:Decrypt", &context[..]),
+    ] {
+        let req = KmsRequest {
+            principal_arn: on_aws::SERVICE_PRINCIPAL,
+            key_arn: kms_arn,
+            action,
+            encryption_context: ctx,
+            service: Some(on_aws::SERVICE_PRINCIPAL),
+            source_arn: Some(&source_arn),
+            source_account: Some(&aws.account_id),
+        };
+        if let Decision::Denied(why) = evaluate(&policy, &req) {
+            return Err(why);
+        }
+    }
+    let map: HashMap<String, String> = context
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let data_key = kms
+        .generate_data_key()
+        .key_id(kms_arn)
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+        .set_encryption_context(Some(map.clone()))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "GenerateDataKey failed: {}",
+                aws_sdk_kms::error::DisplayErrorContext(&e)
+            )
+        })?;
+    let wrapped = data_key
+        .ciphertext_blob()
+        .cloned()
+        .ok_or("GenerateDataKey returned no ciphertext")?;
+    let plain = kms
+        .decrypt()
+        .ciphertext_blob(wrapped)
+        .set_encryption_context(Some(map.clone()))
+        .send()
+        .await
+        .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    if plain.plaintext().map(|b| b.as_ref()) != data_key.plaintext().map(|b| b.as_ref()) {
+        return Err("Decrypt returned a different data key".into());
+    }
+    let probe = uuid::Uuid::new_v4().as_bytes().to_vec();
+    let sealed = kms
+        .encrypt()
+        .key_id(kms_arn)
+        .plaintext(Blob::new(probe.clone()))
+        .set_encryption_context(Some(map.clone()))
+        .send()
+        .await
+        .map_err(|e| format!("Encrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    let opened = kms
+        .decrypt()
+        .ciphertext_blob(
+            sealed
+                .ciphertext_blob()
+                .cloned()
+                .ok_or("Encrypt returned no ciphertext")?,
+        )
+        .set_encryption_context(Some(map))
+        .send()
+        .await
+        .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    if opened.plaintext().map(|b| b.as_ref()) != Some(probe.as_slice()) {
+        return Err("Decrypt returned different plaintext".into());
+    }
+    Ok(())
 }

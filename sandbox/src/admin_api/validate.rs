@@ -58,7 +58,7 @@ impl Validator {
         }
     }
 
-    async fn client(&self, region: &str) -> Result<Client, String> {
+    pub(super) async fn client(&self, region: &str) -> Result<Client, String> {
         let endpoint = self
             .endpoint
             .clone()
@@ -170,6 +170,9 @@ impl Validator {
                 key_arn: kms_arn,
                 action,
                 encryption_context: context,
+                service: None,
+                source_arn: None,
+                source_account: None,
             };
             if let Decision::Denied(why) = evaluate(policy, &req) {
                 return Err(why);
@@ -253,6 +256,9 @@ impl Validator {
                 key_arn: kms_arn,
                 action,
                 encryption_context: &pairs,
+                service: None,
+                source_arn: None,
+                source_account: None,
             };
             match evaluate(policy, &req) {
                 Decision::Allowed => {
@@ -313,6 +319,9 @@ impl Validator {
                 key_arn: kms_arn,
                 action,
                 encryption_context: context,
+                service: None,
+                source_arn: None,
+                source_account: None,
             };
             if let Decision::Denied(why) = evaluate(&policy, &req) {
                 return Err(format!("{what}: {why}"));

@@ -446,7 +446,7 @@ impl AdminApiClient {
             Method::GET,
             format!("/v1/organizations/external_keys/{}", id.path_segment()),
         ))
-            .await
+        .await
     }
 
     pub async fn update_external_key_display_name(

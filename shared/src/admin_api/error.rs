@@ -77,10 +77,9 @@ impl AdminApiError {
     pub fn failure(&self) -> Option<&ApiFailure> {
         use AdminApiError::*;
         match self {
-            InvalidRequest(f) | Authentication(f) | SignatureRejected(f) | Billing(f) | Permission(f) | NotFound(f)
-            | Conflict(f) | RequestTooLarge(f) | Internal(f) | Timeout(f) | Overloaded(f) | Unexpected(f) => {
-                Some(f)
-            }
+            InvalidRequest(f) | Authentication(f) | SignatureRejected(f) | Billing(f) | Permission(f)
+            | NotFound(f) | Conflict(f) | RequestTooLarge(f) | Internal(f) | Timeout(f) | Overloaded(f)
+            | Unexpected(f) => Some(f),
             RateLimited { failure, .. } => Some(failure),
             Transport(_) | ClientTimeout(_) | Decode(_) | Signing(_) => None,
         }

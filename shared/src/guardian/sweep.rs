@@ -9,7 +9,7 @@ use super::alert::{Alert, Severity, notify};
 use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::WorkspaceId;
-use crate::policy::{self, AnalysisTarget, Severity as PolicySeverity};
+use crate::policy::Severity as PolicySeverity;
 use crate::store::{self, AuditEvent, Status};
 
 pub const SWEEP_DETAIL_TYPE: &str = "CMEK Key Sweep Completed";
@@ -57,7 +57,8 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
     let admin = deps.admin()?;
     let attached = deps.store.list(Some(Status::Attached)).await?;
     // Records from before the organization condition do not carry the UUID.
-    let org = if attached.iter().any(|r| r.org_uuid.is_none()) {
+    // Claude Platform on AWS binds keys to no organization.
+    let org = if !deps.config.platform.is_on_aws() && attached.iter().any(|r| r.org_uuid.is_none()) {
         Some(deps.organization().await?)
     } else {
         None
@@ -98,13 +99,14 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
                     }
                     if let Some(compartment) = r.compartment_id {
                         let text = kms.get_policy(key_arn).await?;
-                        let target = AnalysisTarget {
-                            geo: deps.config.geo,
+                        match crate::workflow::analyse_for_workspace(
+                            &deps.config,
+                            &text,
+                            &r.workspace_id,
                             compartment,
-                            org: r.org_uuid.as_ref().or(org.as_ref()),
-                            key_account: Some(key_arn.account()),
-                        };
-                        match policy::analyse(&text, target) {
+                            r.org_uuid.as_ref().or(org.as_ref()),
+                            Some(key_arn.account()),
+                        ) {
                             Err(e) => add("POLICY_BROKEN", e.to_string()),
                             Ok(findings) => {
                                 let accepted = accepted(r);
@@ -137,7 +139,10 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
             ),
             Err(e) => add("WORKSPACE_UNREADABLE", e.to_string()),
         }
+        // Claude Platform on AWS has no validate call (attaching validates):
+        // there the sweep checks the policy, the key and the attachment only.
         if kind == SweepKind::WithValidation
+            && !deps.config.platform.is_on_aws()
             && let Some(id) = &r.external_key_id
         {
             report.validated += 1;

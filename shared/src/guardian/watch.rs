@@ -13,7 +13,7 @@ use crate::error::CmekError;
 use crate::ids::KeyArn;
 use crate::inbound::KmsCall;
 use crate::kms::{TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
-use crate::policy::{self, AnalysisTarget, Severity as PolicySeverity};
+use crate::policy::{self, Severity as PolicySeverity};
 use crate::store::{self, AuditEvent, Status, WorkflowRecord};
 
 /// The KMS management events the guardian acts on; the template's rule
@@ -262,13 +262,14 @@ async fn on_policy_changed(
         let Some(compartment) = r.compartment_id else {
             continue;
         };
-        let target = AnalysisTarget {
-            geo: deps.config.geo,
+        let findings = match crate::workflow::analyse_for_workspace(
+            &deps.config,
+            &text,
+            &r.workspace_id,
             compartment,
-            org: r.org_uuid.as_ref(),
-            key_account: arn.as_ref().map(|a| a.account()),
-        };
-        let findings = match policy::analyse(&text, target) {
+            r.org_uuid.as_ref(),
+            arn.as_ref().map(|a| a.account()),
+        ) {
             Ok(f) => f,
             Err(e) => {
                 broken.push(r.workspace_id.to_string());

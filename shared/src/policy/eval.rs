@@ -104,9 +104,7 @@ pub(crate) fn evaluate(c: &Condition, req: &Request<'_>) -> Truth {
     // does not name stays unknown, never a guess.
     let name = match context_key(&c.key) {
         Some(name) => name,
-        None if is_global_key(&c.key)
-            && req.context.iter().any(|(k, _)| k.eq_ignore_ascii_case(&c.key)) =>
-        {
+        None if is_global_key(&c.key) && req.context.iter().any(|(k, _)| k.eq_ignore_ascii_case(&c.key)) => {
             c.key.as_str()
         }
         None => return Truth::Unknown,

@@ -120,7 +120,8 @@ pub fn merge(
         .find(|s| sid_of(s).as_deref() == Some(SERVICE_CRYPTO_SID))
     {
         Some(crypto) => {
-            if let Some(list) = crypto.pointer_mut(&format!("/Condition/StringEquals/{COMPARTMENT_CONDITION_KEY}"))
+            if let Some(list) =
+                crypto.pointer_mut(&format!("/Condition/StringEquals/{COMPARTMENT_CONDITION_KEY}"))
                 && add_value(list, &compartment.to_string())
             {
                 changes.push(format!("added compartment {compartment} to {SERVICE_CRYPTO_SID}"));
@@ -129,7 +130,9 @@ pub fn merge(
                 && !admits(list, workspace_arn)
                 && add_value(list, workspace_arn)
             {
-                changes.push(format!("added {workspace_arn} to {SERVICE_CRYPTO_SID}'s aws:SourceArn"));
+                changes.push(format!(
+                    "added {workspace_arn} to {SERVICE_CRYPTO_SID}'s aws:SourceArn"
+                ));
             }
         }
         None => {
@@ -252,7 +255,10 @@ pub fn analyse_document(doc: &PolicyDocument, target: OnAwsTarget<'_>) -> Vec<Fi
             Truth::False => out.push(why_denied(&grants, action, &req, &target)),
         }
     }
-    let describe_ctx = [(SOURCE_ARN_CONDITION_KEY, target.workspace_arn), ("aws:SourceAccount", account)];
+    let describe_ctx = [
+        (SOURCE_ARN_CONDITION_KEY, target.workspace_arn),
+        ("aws:SourceAccount", account),
+    ];
     let describe = Request {
         action: "kms:DescribeKey",
         context: &describe_ctx,
@@ -267,7 +273,9 @@ pub fn analyse_document(doc: &PolicyDocument, target: OnAwsTarget<'_>) -> Vec<Fi
     for s in &grants {
         let zeros = s.conditions.iter().any(|c| {
             context_key(&c.key).is_some_and(|k| k.eq_ignore_ascii_case(COMPARTMENT_CONTEXT_KEY))
-                && c.values.iter().any(|v| v == &CompartmentId::VALIDATION.to_string())
+                && c.values
+                    .iter()
+                    .any(|v| v == &CompartmentId::VALIDATION.to_string())
         });
         if zeros {
             out.push(finding(
@@ -277,11 +285,14 @@ pub fn analyse_document(doc: &PolicyDocument, target: OnAwsTarget<'_>) -> Vec<Fi
             ));
         }
     }
-    let bound = grants.iter().filter(|s| SERVICE_CRYPTO_ACTIONS.iter().any(|a| s.covers_action(a))).all(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.key.eq_ignore_ascii_case(SOURCE_ARN_CONDITION_KEY) && !c.operator.contains("Not"))
-    });
+    let bound = grants
+        .iter()
+        .filter(|s| SERVICE_CRYPTO_ACTIONS.iter().any(|a| s.covers_action(a)))
+        .all(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.key.eq_ignore_ascii_case(SOURCE_ARN_CONDITION_KEY) && !c.operator.contains("Not"))
+        });
     if !grants.is_empty() && !bound {
         out.push(finding(
             FindingCode::NoSourceArnCondition,
@@ -325,7 +336,10 @@ fn why_denied(grants: &[&Statement], action: &str, req: &Request<'_>, target: &O
                 "the compartment condition on {SERVICE_PRINCIPAL}'s grant does not list this workspace's compartment {}",
                 target.compartment
             ),
-            format!("Add {} to the StringEquals list of kms:EncryptionContext:anthropic:compartment_uuid.", target.compartment),
+            format!(
+                "Add {} to the StringEquals list of kms:EncryptionContext:anthropic:compartment_uuid.",
+                target.compartment
+            ),
         );
     }
     finding(
@@ -388,17 +402,29 @@ mod tests {
         let p = built(&f);
         assert_eq!(codes(&p, &f, C1), vec![]);
         let crypto = &p["Statement"][1];
-        assert_eq!(crypto["Principal"], json!({"Service": "aws-external-anthropic.amazonaws.com"}));
-        assert_eq!(crypto["Action"], json!(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]));
+        assert_eq!(
+            crypto["Principal"],
+            json!({"Service": "aws-external-anthropic.amazonaws.com"})
+        );
+        assert_eq!(
+            crypto["Action"],
+            json!(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"])
+        );
         assert_eq!(
             crypto["Condition"]["ArnLike"]["aws:SourceArn"],
             json!(["arn:aws:aws-external-anthropic:*:123456789012:workspace/*"])
         );
-        assert!(p.to_string().find("org_uuid").is_none(), "no organization condition on this platform");
+        assert!(
+            p.to_string().find("org_uuid").is_none(),
+            "no organization condition on this platform"
+        );
         assert_eq!(p["Statement"][2]["Action"], json!("kms:DescribeKey"));
         assert!(p["Statement"][2].get("Condition").is_none());
         // Another workspace's compartment is not admitted.
-        assert_eq!(codes(&p, &f, C2), vec![FindingCode::ConditionMissesCompartment; 3]);
+        assert_eq!(
+            codes(&p, &f, C2),
+            vec![FindingCode::ConditionMissesCompartment; 3]
+        );
     }
 
     #[test]
@@ -411,15 +437,25 @@ mod tests {
         let mut p = built(&f);
         p["Statement"][1]["Condition"]["ArnLike"]["aws:SourceArn"] =
             json!("arn:aws:aws-external-anthropic:*:999999999999:workspace/*");
-        assert_eq!(codes(&p, &f, C1), vec![FindingCode::SourceArnExcludesWorkspace; 3]);
+        assert_eq!(
+            codes(&p, &f, C1),
+            vec![FindingCode::SourceArnExcludesWorkspace; 3]
+        );
 
         let mut p = built(&f);
         p["Statement"].as_array_mut().map(|s| s.remove(2));
         assert_eq!(codes(&p, &f, C1), vec![FindingCode::NoDescribeGrant]);
 
         // The Claude Platform role's policy grants the service nothing.
-        let org = "11111111-2222-4333-8444-555555555555".parse().unwrap_or_else(|e| panic!("{e}"));
-        let role_policy = crate::policy::key_policy(&f.account, crate::geo::Geo::Us, &org, crate::policy::Scope::Organization);
+        let org = "11111111-2222-4333-8444-555555555555"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let role_policy = crate::policy::key_policy(
+            &f.account,
+            crate::geo::Geo::Us,
+            &org,
+            crate::policy::Scope::Organization,
+        );
         assert_eq!(
             codes(&role_policy, &f, C1),
             vec![FindingCode::NoDescribeGrant, FindingCode::NoServiceGrant]
@@ -463,7 +499,11 @@ mod tests {
         assert_eq!(codes(&merged, &f, C1), vec![]);
         assert_eq!(codes(&merged, &f, C2), vec![]);
         // Already admitted: nothing to do.
-        assert!(merge(&merged.to_string(), &grant, c2, &f.arn1).unwrap_or_else(|e| panic!("{e}")).is_none());
+        assert!(
+            merge(&merged.to_string(), &grant, c2, &f.arn1)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
         // A policy without our statements gets them appended, the rest kept.
         let bare = json!({"Version": "2012-10-17", "Statement": [p["Statement"][0].clone()]});
         let (merged, _) = merge(&bare.to_string(), &grant, c2, &f.arn1)

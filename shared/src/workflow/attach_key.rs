@@ -8,8 +8,10 @@ use super::{
 use crate::admin_api::AdminApiError;
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
-use crate::policy::{self, AnalysisTarget, FindingCode};
+use crate::metrics::{Metric, Unit, emit};
+use crate::policy::{self, AnalysisTarget, Finding, FindingCode, on_aws};
 use crate::store::Status;
+use crate::store::WorkflowRecord;
 
 crate::context::lambda_function!(
     /// AttachKey: attach the validated key to the workspace (irreversible; checked first).
@@ -30,6 +32,9 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     let rec = held(deps, &input).await?;
     if rec.status == Status::Attached {
         return Ok(StepOutput::from(&rec));
+    }
+    if deps.config.platform.attach_validates() {
+        return attach_validating(deps, &input, rec).await;
     }
     if rec.status != Status::Validated || rec.validated_by.as_deref() != Some(input.execution.as_str()) {
         return Err(CmekError::NotValidated(format!(
@@ -131,5 +136,143 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     .await?;
     crash_point("attach-key.after-record");
     tracing::info!(workspace_id = %ws, external_key_id = %id, "key attached");
+    Ok(StepOutput::from(&rec))
+}
+
+/// AttachKey on Claude Platform on AWS, where there is no separate
+/// validation: the attach call is the service's validation (its
+/// encrypt/decrypt round trip with the workspace's compartment, and a check
+/// of the caller's own access to the key), and nothing is attached unless it
+/// passes. So the key may be attached only through that call, and only after
+/// this project's own analysis of the policy passed for this workspace.
+///
+/// A refusal while the policy analyses clean is KMS still propagating:
+/// `AttachNotYetAccepted`, retried by the state machine on the propagation
+/// schedule (attaching the same key again is safe: the attach happens once,
+/// when it succeeds). A refusal with a policy that does not pass is
+/// `AttachRefused`, and Diagnose names the cause.
+async fn attach_validating(
+    deps: &Deps,
+    input: &StepInput,
+    rec: WorkflowRecord,
+) -> Result<StepOutput, CmekError> {
+    if !matches!(rec.status, Status::Registered | Status::Validated) {
+        return Err(CmekError::NotValidated(format!(
+            "workspace {} is {}: only a registered key is attached (through the service's own validation)",
+            rec.workspace_id, rec.status
+        )));
+    }
+    let ws = &rec.workspace_id;
+    let id = recorded_external_key_id(&rec)?;
+    let arn = recorded_key_arn(&rec)?;
+    let compartment = recorded_compartment(&rec)?;
+    let ws_arn = super::workspace_arn(deps, ws)?;
+    let accepted: Vec<FindingCode> = input.request.accept_findings.clone();
+    let judge = || async {
+        let text = deps.kms()?.get_policy(arn.as_str()).await?;
+        let target = on_aws::OnAwsTarget {
+            compartment,
+            workspace_arn: &ws_arn,
+            key_account: Some(arn.account()),
+        };
+        on_aws::analyse(&text, target).map_err(|e| CmekError::KeyPolicyRejected {
+            key: arn.to_string(),
+            summary: e.to_string(),
+        })
+    };
+    let findings: Vec<Finding> = judge().await?;
+    check_findings(arn.as_str(), &findings, &accepted)?;
+
+    let admin = deps.admin()?;
+    let attempt = rec.validation_attempts + 1;
+    emit(&[], &[(Metric::ValidationAttempts, Unit::Count, 1.0)]);
+    match admin.attach_key(ws, &id).await {
+        Ok(_) => {}
+        Err(e @ (AdminApiError::InvalidRequest(_) | AdminApiError::Conflict(_))) => {
+            let current = admin.get_workspace(ws).await?;
+            match current.external_key_id.as_deref() {
+                Some(existing) if existing == id.as_str() => {}
+                Some(other) => {
+                    return Err(CmekError::WorkspaceAlreadyAttached {
+                        workspace: ws.to_string(),
+                        external_key_id: other.to_owned(),
+                    });
+                }
+                None if matches!(e, AdminApiError::Conflict(_)) => return Err(e.into()),
+                None => {
+                    let reason = e
+                        .failure()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| e.to_string());
+                    // The policy may have changed since the check above.
+                    let now_blocking = judge().await?.into_iter().any(|f| f.blocks(&accepted));
+                    let outcome = if now_blocking {
+                        "attach_refused"
+                    } else {
+                        "attach_not_yet_accepted"
+                    };
+                    advance(
+                        deps,
+                        &rec,
+                        &input.execution,
+                        rec.status,
+                        "AttachKey",
+                        outcome,
+                        json!({"external_key_id": id, "attempt": attempt, "error": reason}),
+                        |r| {
+                            r.validation_attempts = attempt;
+                            r.last_error = Some(reason.clone());
+                        },
+                    )
+                    .await?;
+                    tracing::warn!(workspace_id = %ws, attempt, outcome, "attach refused: {reason}");
+                    return Err(if now_blocking {
+                        CmekError::AttachRefused {
+                            workspace: ws.to_string(),
+                            external_key_id: id.to_string(),
+                            reason,
+                        }
+                    } else {
+                        CmekError::AttachNotYetAccepted {
+                            workspace: ws.to_string(),
+                            external_key_id: id.to_string(),
+                            attempt,
+                            reason,
+                        }
+                    });
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    crash_point("attach-key.after-attach");
+    let confirmed = admin.get_workspace(ws).await?;
+    if confirmed.external_key_id.as_deref() != Some(id.as_str()) {
+        return Err(CmekError::AttachmentMismatch(format!(
+            "workspace {ws} reads back external_key_id {:?}, expected {id}",
+            confirmed.external_key_id
+        )));
+    }
+    emit(
+        &[],
+        &[(Metric::AttemptsToValidate, Unit::Count, f64::from(attempt))],
+    );
+    let rec = advance(
+        deps,
+        &rec,
+        &input.execution,
+        Status::Attached,
+        "AttachKey",
+        "attached",
+        json!({"external_key_id": id, "key_arn": arn, "validated_by": "attach", "attempt": attempt}),
+        |r| {
+            r.validated_by = Some(input.execution.clone());
+            r.validation_attempts = attempt;
+            r.last_error = None;
+        },
+    )
+    .await?;
+    crash_point("attach-key.after-record");
+    tracing::info!(workspace_id = %ws, external_key_id = %id, attempt, "key attached (validated by the attach)");
     Ok(StepOutput::from(&rec))
 }

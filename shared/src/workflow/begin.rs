@@ -25,6 +25,10 @@ pub struct BeginOutput {
     /// Already attached to this workflow's key: nothing left to do.
     pub already_attached: bool,
     pub status: Status,
+    /// Claude Platform on AWS: attaching performs the validation, so the
+    /// state machine goes from RegisterKey straight to attaching.
+    #[serde(default)]
+    pub attach_validates: bool,
 }
 
 /// Validate the request, read the workspace (and an adopted key), then claim
@@ -61,6 +65,19 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             ),
         });
     }
+    // Claude Platform on AWS refuses a key outside the workspaces' Region at
+    // registration: refused here, before anything is created or written.
+    if let (Some(arn), Some(region)) = (&req.key_arn, &deps.config.platform_region)
+        && arn.region() != region
+    {
+        return Err(CmekError::KeyNotUsable {
+            key: arn.to_string(),
+            reason: format!(
+                "the key is in {}; on Claude Platform on AWS a key must be in the Region of its workspace ({region})",
+                arn.region()
+            ),
+        });
+    }
     if let Some(arn) = &req.key_arn
         && deps.kms()?.describe(arn.as_str()).await?.is_none()
     {
@@ -71,7 +88,13 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     }
     // The organization the key policy binds to. Read once per cold start;
     // an answer that is not a bare UUID stops here, before anything exists.
-    let org = deps.organization().await?;
+    // Claude Platform on AWS binds the key to the account's workspaces
+    // instead (aws:SourceArn): no organization condition, nothing to read.
+    let org = if deps.config.platform.is_on_aws() {
+        None
+    } else {
+        Some(deps.organization().await?)
+    };
     let key_protects = match &req.key_arn {
         Some(arn) => protected_compartments(deps, arn).await?,
         None => Vec::new(),
@@ -108,7 +131,7 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             "workspace {ws} now reports compartment {compartment}, but {rc} was recorded; refusing to continue"
         )));
     }
-    if let Some(ro) = rec.org_uuid
+    if let (Some(ro), Some(org)) = (rec.org_uuid, org)
         && ro != org
     {
         return Err(CmekError::StateConflict(format!(
@@ -173,7 +196,7 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
         json!({"compartment_id": compartment, "org_uuid": org, "external_key_id": attached_id, "key_protects": key_protects}),
         |r| {
             r.compartment_id = Some(compartment);
-            r.org_uuid = Some(org);
+            r.org_uuid = org;
             r.key_protects = key_protects.clone();
             if already_attached {
                 r.external_key_id = attached_id;
@@ -187,6 +210,7 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
         compartment_id: compartment.to_string(),
         already_attached,
         status: rec.status,
+        attach_validates: deps.config.platform.attach_validates(),
     })
 }
 

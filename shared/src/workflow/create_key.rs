@@ -5,7 +5,7 @@ use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
-use crate::policy::{self, AnalysisTarget, Finding, Merge, MergeOutcome, Scope};
+use crate::policy::{self, AnalysisTarget, Finding, Merge, MergeOutcome, Scope, on_aws};
 use crate::store::{Status, WorkflowRecord};
 
 crate::context::lambda_function!(
@@ -64,6 +64,17 @@ async fn usable_key(deps: &Deps, kms: &KeyManager, arn: &str) -> Result<KeyInfo,
         reason: format!("{e}"),
     })?;
     let geo = deps.config.geo;
+    if let Some(region) = &deps.config.platform_region
+        && parsed.region() != region
+    {
+        return Err(CmekError::KeyNotUsable {
+            key: arn.to_owned(),
+            reason: format!(
+                "the key is in {}; on Claude Platform on AWS a key must be in the Region of its workspace ({region})",
+                parsed.region()
+            ),
+        });
+    }
     if !geo.accepts_region(parsed.region()) {
         return Err(CmekError::KeyRegionMismatch {
             key: arn.to_owned(),
@@ -94,6 +105,9 @@ async fn ensure_policy(
     info: &KeyInfo,
     compartment: CompartmentId,
 ) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
+    if deps.config.platform.is_on_aws() {
+        return ensure_policy_on_aws(deps, kms, input, rec, info, compartment).await;
+    }
     let geo = deps.config.geo;
     let org: OrgUuid = recorded_org(rec)?;
     let current = kms.get_policy(&info.arn).await?;
@@ -152,6 +166,100 @@ async fn ensure_policy(
         .await?;
     }
     Ok((findings, rec))
+}
+
+/// [`ensure_policy`] on Claude Platform on AWS: the service principal's
+/// policy, merged (never taking anything away) and judged for this workspace.
+async fn ensure_policy_on_aws(
+    deps: &Deps,
+    kms: &KeyManager,
+    input: &StepInput,
+    rec: &WorkflowRecord,
+    info: &KeyInfo,
+    compartment: CompartmentId,
+) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
+    let current = kms.get_policy(&info.arn).await?;
+    let rejected = |summary: String| CmekError::KeyPolicyRejected {
+        key: info.arn.clone(),
+        summary,
+    };
+    let account = deps
+        .config
+        .require_account_id()
+        .map_err(|e| CmekError::Configuration(e.to_string()))?;
+    let ws_arn = super::workspace_arn(deps, &rec.workspace_id)?;
+    let sources = super::source_arns(deps, &rec.workspace_id)?;
+    let mut listed = vec![compartment];
+    listed.extend(rec.key_protects.iter().copied().filter(|c| *c != compartment));
+    let grant = on_aws::OnAwsGrant {
+        account,
+        compartments: restrict_to_workspaces(deps, input).then_some(listed.as_slice()),
+        source_arns: &sources,
+    };
+    let manage = !rec.key_adopted || input.request.manage_key_policy;
+    let update = if manage {
+        on_aws::merge(&current, &grant, compartment, &ws_arn)
+            .map_err(|e| rejected(e.to_string()))?
+            .map(|(next, changes)| (policy::to_policy_string(&next), changes))
+    } else {
+        None
+    };
+    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(&current);
+    let target = on_aws::OnAwsTarget {
+        compartment,
+        workspace_arn: &ws_arn,
+        key_account: Some(account),
+    };
+    let findings = on_aws::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
+    check_findings(&info.arn, &findings, &input.request.accept_findings)?;
+    let mut rec = rec.clone();
+    if let Some((text, changes)) = update {
+        kms.put_policy(&info.arn, &text)
+            .await
+            .map_err(|e| rejected(format!("could not write the merged key policy: {e}")))?;
+        let detail = json!({"compartment_id": compartment, "key_arn": info.arn, "changes": changes, "protects": rec.key_protects});
+        rec = advance(
+            deps,
+            &rec,
+            &input.execution,
+            rec.status,
+            "CreateKey",
+            "policy_updated",
+            detail,
+            |_| {},
+        )
+        .await?;
+    }
+    Ok((findings, rec))
+}
+
+/// The policy a new key is created with, for this platform.
+fn new_key_policy(
+    deps: &Deps,
+    input: &StepInput,
+    rec: &WorkflowRecord,
+    compartment: CompartmentId,
+) -> Result<Value, CmekError> {
+    let account = deps
+        .config
+        .require_account_id()
+        .map_err(|e| CmekError::Configuration(e.to_string()))?;
+    let only = [compartment];
+    if deps.config.platform.is_on_aws() {
+        let sources = super::source_arns(deps, &rec.workspace_id)?;
+        return Ok(on_aws::key_policy(&on_aws::OnAwsGrant {
+            account,
+            compartments: restrict_to_workspaces(deps, input).then_some(&only[..]),
+            source_arns: &sources,
+        }));
+    }
+    let org = recorded_org(rec)?;
+    let scope = if restrict_to_workspaces(deps, input) {
+        Scope::Workspaces(&only)
+    } else {
+        Scope::Organization
+    };
+    Ok(policy::key_policy(account, deps.config.geo, &org, scope))
 }
 
 /// Errors always stop; over-permissive grants stop unless the operator accepted them.
@@ -276,18 +384,7 @@ async fn create(
             (rec, info)
         }
         None => {
-            let account = deps
-                .config
-                .require_account_id()
-                .map_err(|e| CmekError::Configuration(e.to_string()))?;
-            let org = recorded_org(&rec)?;
-            let only = [compartment];
-            let scope = if restrict_to_workspaces(deps, input) {
-                Scope::Workspaces(&only)
-            } else {
-                Scope::Organization
-            };
-            let key_policy = policy::key_policy(account, deps.config.geo, &org, scope);
+            let key_policy = new_key_policy(deps, input, &rec, compartment)?;
             // Record the intent first: if this function dies after KMS made
             // the key, the next attempt knows to look for it.
             let rec = advance(

@@ -27,7 +27,9 @@ pub struct Diagnosis {
     /// One of the documented causes: `MISSING_ORG_CONDITION`,
     /// `ENCRYPTION_CONTEXT_MISMATCH`, `IAM_INSTEAD_OF_KEY_POLICY`,
     /// `REGION_MISMATCH`, `KEY_NOT_ENABLED`, `DENY_STATEMENT`,
-    /// `OVER_PERMISSIVE_POLICY`, `LIKELY_RCP_OR_PROPAGATION`.
+    /// `OVER_PERMISSIVE_POLICY`, `LIKELY_RCP_OR_PROPAGATION`; on Claude
+    /// Platform on AWS also `SERVICE_PRINCIPAL_NOT_GRANTED`,
+    /// `MISSING_SERVICE_ACTION`, `SOURCE_ARN_MISMATCH`.
     pub cause: String,
     pub summary: String,
     pub fix: String,
@@ -46,15 +48,34 @@ pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError>
     let rec = held(deps, &input).await?;
     let arn = recorded_key_arn(&rec)?;
     let compartment = recorded_compartment(&rec)?;
-    let d = diagnose_key(
-        deps.kms()?,
-        deps.config.geo,
-        &arn,
-        compartment,
-        rec.org_uuid.as_ref(),
-        rec.last_error.clone(),
-    )
-    .await?;
+    let d = if deps.config.platform.is_on_aws() {
+        let kms = deps.kms()?;
+        let info = kms.describe(arn.as_str()).await?;
+        let region = deps
+            .config
+            .require_platform_region()
+            .map_err(|e| CmekError::Configuration(e.to_string()))?;
+        diagnose_on_aws(
+            kms,
+            &arn,
+            info.as_ref(),
+            compartment,
+            &super::workspace_arn(deps, &rec.workspace_id)?,
+            region,
+            rec.last_error.clone(),
+        )
+        .await?
+    } else {
+        diagnose_key(
+            deps.kms()?,
+            deps.config.geo,
+            &arn,
+            compartment,
+            rec.org_uuid.as_ref(),
+            rec.last_error.clone(),
+        )
+        .await?
+    };
     advance(
         deps,
         &rec,
@@ -206,4 +227,89 @@ pub async fn diagnose_described(
         contract: Some(contract),
         ..make(cause, first.message.clone(), first.fix.clone(), findings)
     })
+}
+
+/// The diagnosis on Claude Platform on AWS, where attaching validates: the
+/// key must be in the workspace's Region, enabled, and its policy must let
+/// the service principal do the round trip for this workspace.
+pub async fn diagnose_on_aws(
+    kms: &KeyManager,
+    arn: &KeyArn,
+    info: Option<&crate::kms::KeyInfo>,
+    compartment: CompartmentId,
+    workspace_arn: &str,
+    platform_region: &crate::ids::Region,
+    last_error: Option<String>,
+) -> Result<Diagnosis, CmekError> {
+    let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| Diagnosis {
+        cause: cause.into(),
+        summary,
+        fix,
+        findings,
+        contract: None,
+        last_validation_error: last_error.clone(),
+    };
+    if arn.region() != platform_region {
+        return Ok(make(
+            "REGION_MISMATCH",
+            format!(
+                "the key is in {}, but its workspace is bound to {platform_region}",
+                arn.region()
+            ),
+            format!("Create the key in {platform_region}, in the workspace's own account."),
+            vec![],
+        ));
+    }
+    let Some(info) = info else {
+        return Ok(make(
+            "KEY_NOT_ENABLED",
+            format!("the key {arn} does not exist or cannot be described"),
+            "Check the key ARN and that it was not deleted.".into(),
+            vec![],
+        ));
+    };
+    if let Some(reason) = info.unusable_reason() {
+        return Ok(make(
+            "KEY_NOT_ENABLED",
+            reason,
+            "Enable the key (kms:EnableKey) or cancel its deletion.".into(),
+            vec![],
+        ));
+    }
+    let text = kms.get_policy(arn.as_str()).await?;
+    let target = policy::on_aws::OnAwsTarget {
+        compartment,
+        workspace_arn,
+        key_account: Some(arn.account()),
+    };
+    let findings = match policy::on_aws::analyse(&text, target) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(make(
+                "IAM_INSTEAD_OF_KEY_POLICY",
+                format!("the key policy cannot be read as an IAM policy: {e}"),
+                "Replace it with the documented policy (cmekctl policy --platform claude-platform-on-aws prints it).".into(),
+                vec![],
+            ));
+        }
+    };
+    let has = |codes: &[FindingCode]| findings.iter().find(|f| codes.contains(&f.code)).cloned();
+    use FindingCode::*;
+    let (cause, first) = if let Some(f) = has(&[NoServiceGrant, NoDescribeGrant]) {
+        ("SERVICE_PRINCIPAL_NOT_GRANTED", f)
+    } else if let Some(f) = has(&[MissingServiceAction]) {
+        ("MISSING_SERVICE_ACTION", f)
+    } else if let Some(f) = has(&[SourceArnExcludesWorkspace]) {
+        ("SOURCE_ARN_MISMATCH", f)
+    } else if let Some(f) = has(&[ConditionMissesCompartment]) {
+        ("ENCRYPTION_CONTEXT_MISMATCH", f)
+    } else {
+        return Ok(make(
+            "LIKELY_RCP_OR_PROPAGATION",
+            "the key is enabled, in the workspace's Region, and its policy grants the service principal as documented; the refusal comes from outside the key policy".into(),
+            "Check that the role attaching the key may kms:DescribeKey, kms:Encrypt and kms:Decrypt it (the service checks the caller's own access), and AWS Organizations resource control policies; if the key or policy changed minutes ago, re-run to let KMS propagate.".into(),
+            findings,
+        ));
+    };
+    Ok(make(cause, first.message.clone(), first.fix.clone(), findings))
 }

@@ -1,0 +1,360 @@
+//! Claude Platform on AWS end to end: the same state machine, switched by
+//! the `Platform` parameter, against the stand-in in its
+//! `claude-platform-on-aws` mode, which verifies every request's SigV4
+//! signature, knows registrations by their KMS key ARN, refuses keys of
+//! another account or Region, and validates at attach time as the service
+//! principal (`aws-external-anthropic.amazonaws.com`) with its own evaluator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use cmek::store::Status;
+use cmek_e2e::*;
+use sandbox::admin_api::Faults;
+use sandbox::stack::{ACCOUNT, LocalStack, REGION, StackOptions};
+use serde_json::{Value, json};
+
+async fn stack_on_aws(label: &str, tune: impl FnOnce(&mut StackOptions)) -> LocalStack {
+    stack(label, |o| {
+        *o = std::mem::take(o).on_aws();
+        tune(o);
+    })
+    .await
+}
+
+async fn key_policy(stack: &LocalStack, arn: &str) -> Value {
+    let p = stack
+        .kms()
+        .get_key_policy()
+        .key_id(arn)
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(p.policy().unwrap()).unwrap()
+}
+
+/// Every request the stand-in saw was signed and its signature verified.
+fn assert_all_signed(stack: &LocalStack) {
+    let refused: Vec<_> = stack
+        .admin
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.fault
+                .as_deref()
+                .is_some_and(|f| f.starts_with("signature refused"))
+        })
+        .collect();
+    assert!(refused.is_empty(), "signatures refused: {refused:?}");
+}
+
+/// The documented policy for Claude Platform on AWS, written out here (not
+/// built by the code under test).
+fn documented_policy(compartment: &str) -> Value {
+    let service = "aws-external-anthropic.amazonaws.com";
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "AllowClaudePlatformOnAwsCrypto", "Effect": "Allow", "Principal": {"Service": service},
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:compartment_uuid": [compartment]},
+                       "ArnLike": {"aws:SourceArn": [format!("arn:aws:aws-external-anthropic:*:{ACCOUNT}:workspace/*")]}}},
+        {"Sid": "AllowClaudePlatformOnAwsDescribe", "Effect": "Allow", "Principal": {"Service": service}, "Action": "kms:DescribeKey", "Resource": "*"}
+    ]})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_with_no_secret_anywhere() {
+    let stack = stack_on_aws("aws-happy", |_| {}).await;
+    let w = &workspaces(&stack)[0];
+    let ws = workspace_id(w);
+    let result = stack
+        .run(&json!({"workspaceId": ws, "displayName": "prod"}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        result.status,
+        "SUCCEEDED",
+        "{result:?} — {}",
+        dump_on_failure(&stack)
+    );
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Attached);
+    let key_arn = rec.key_arn.clone().unwrap().to_string();
+
+    // The policy Anthropic documents for this platform: the service
+    // principal, GenerateDataKey, the source ARN, no organization.
+    let compartment = w["compartment_id"].as_str().unwrap();
+    assert_eq!(key_policy(&stack, &key_arn).await, documented_policy(compartment));
+    assert_eq!(rec.org_uuid, None);
+
+    // Registered by ARN, once; attached once, to the ARN.
+    let keys = external_keys(&stack);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["id"], key_arn.as_str());
+    assert_eq!(rec.external_key_id.as_deref(), Some(key_arn.as_str()));
+    let ws_now = stack.admin_client().get_workspace(&ws).await.unwrap();
+    assert_eq!(ws_now.external_key_id.as_deref(), Some(key_arn.as_str()));
+    assert_eq!(effects(&stack, "attached").len(), 1);
+
+    // No separate validation: the state machine went from RegisterKey to the
+    // attach, which validated (the stand-in's round trip as the service principal).
+    let states = stack.states_entered(&result.arn).await.unwrap();
+    assert!(states.iter().any(|s| s == "AttachKeyValidating"), "{states:?}");
+    assert!(!states.iter().any(|s| s == "ValidateKey"), "{states:?}");
+    assert_eq!(calls(&stack, "POST", "/validate"), 0);
+    assert_eq!(stack.admin.state()["unvalidated_attachments"], json!([]));
+    let outcomes: Vec<String> = events(&stack, &ws)
+        .await
+        .iter()
+        .map(|e| format!("{}:{}", e.step, e.outcome))
+        .collect();
+    for expected in [
+        "CreateKey:key_created",
+        "RegisterKey:registered",
+        "AttachKey:attached",
+        "Finish:succeeded",
+    ] {
+        assert!(
+            outcomes.iter().any(|o| o == expected),
+            "missing {expected} in {outcomes:?}"
+        );
+    }
+    assert!(
+        !outcomes.iter().any(|o| o.starts_with("ValidateKey")),
+        "{outcomes:?}"
+    );
+
+    // No secret exists anywhere: none in Secrets Manager, no function read
+    // one, and every Admin API request was SigV4-signed and verified.
+    let secrets = aws_sdk_secretsmanager::Client::new(&stack.sdk)
+        .list_secrets()
+        .send()
+        .await
+        .unwrap();
+    assert!(secrets.secret_list().is_empty(), "{:?}", secrets.secret_list());
+    assert!(
+        !stack
+            .host
+            .aws_calls()
+            .iter()
+            .any(|c| c.service == "secretsmanager"),
+        "a function called Secrets Manager"
+    );
+    assert_all_signed(&stack);
+    let signed = stack.admin.aws_calls();
+    for (function, action) in [
+        ("BeginFunction", "aws-external-anthropic:GetWorkspace"),
+        ("RegisterKeyFunction", "aws-external-anthropic:CreateExternalKey"),
+        ("AttachKeyFunction", "aws-external-anthropic:UpdateWorkspace"),
+        ("AttachKeyFunction", "kms:Encrypt"),
+    ] {
+        assert!(
+            signed
+                .iter()
+                .any(|c| c.function == function && c.action == action),
+            "{function} {action} not seen among {signed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_in_another_region_is_refused_before_anything_is_created() {
+    let stack = stack_on_aws("aws-region", |_| {}).await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let foreign = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab");
+    let keys_before = all_keys(&stack).await;
+    let result = stack
+        .run(&json!({"workspaceId": ws, "keyArn": foreign}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(result.status, "FAILED", "{result:?}");
+    let out = result.cause.clone().unwrap_or_default();
+    assert!(
+        out.contains("KeyNotUsable") && out.contains("us-west-2"),
+        "{result:?}"
+    );
+    assert_eq!(all_keys(&stack).await, keys_before, "no key was created");
+    assert!(external_keys(&stack).is_empty(), "nothing was registered");
+    assert!(effects(&stack, "").is_empty());
+    // The stack's own KeyRegion cannot point elsewhere either: the
+    // configuration refuses it before a function takes any event.
+    let err = cmek::config::Config::from_lookup(|k| match k {
+        "CMEK_TABLE_NAME" => Some("t".into()),
+        "CMEK_PLATFORM" => Some("claude-platform-on-aws".into()),
+        "AWS_REGION" => Some(REGION.into()),
+        "CMEK_KEY_REGION" => Some("us-west-2".into()),
+        _ => None,
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("Region of its workspaces"), "{err}");
+}
+
+/// Break the key's policy while the attach waits for propagation: the next
+/// attempt must be refused, diagnosed, and nothing attached.
+async fn broken_policy_is_diagnosed(label: &str, break_it: fn(&mut Value), cause: &str) {
+    let stack = stack_on_aws(label, |o| {
+        o.sandbox.faults = Faults {
+            propagation_delay_secs: 4.0,
+            ..Faults::default()
+        };
+    })
+    .await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let arn = stack
+        .start_execution(&json!({"workspaceId": ws}), None)
+        .await
+        .unwrap();
+    // Wait for the registration, then change the policy under the workflow.
+    let key_arn = loop {
+        let rec = stack.store().load(&ws).await.unwrap();
+        if let Some(r) = rec.filter(|r| r.external_key_id.is_some())
+            && let Some(k) = r.key_arn
+        {
+            break k.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let mut policy = key_policy(&stack, &key_arn).await;
+    break_it(&mut policy);
+    stack
+        .kms()
+        .put_key_policy()
+        .key_id(&key_arn)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let result = stack.wait(&arn, TIMEOUT).await.unwrap();
+    assert_eq!(
+        result.status,
+        "FAILED",
+        "{result:?} — {}",
+        dump_on_failure(&stack)
+    );
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Failed);
+    let diagnosis = rec.diagnosis.clone().unwrap_or_default();
+    assert_eq!(diagnosis["cause"], cause, "{diagnosis}");
+    assert!(effects(&stack, "attached").is_empty(), "nothing may be attached");
+    let ws_now = stack.admin_client().get_workspace(&ws).await.unwrap();
+    assert_eq!(ws_now.external_key_id, None);
+    // The stand-in, judging the broken policy itself, refuses it too.
+    let refused = stack
+        .admin_client()
+        .attach_key(&ws, &key_arn.parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("failed validation and was not attached"),
+        "{refused}"
+    );
+    assert!(effects(&stack, "attached").is_empty());
+    assert_all_signed(&stack);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_without_generate_data_key_is_refused_and_diagnosed() {
+    broken_policy_is_diagnosed(
+        "aws-no-gdk",
+        |p| p["Statement"][1]["Action"] = json!(["kms:Encrypt", "kms:Decrypt"]),
+        "MISSING_SERVICE_ACTION",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_with_another_accounts_source_arn_is_refused_and_diagnosed() {
+    broken_policy_is_diagnosed(
+        "aws-source-arn",
+        |p| {
+            p["Statement"][1]["Condition"]["ArnLike"]["aws:SourceArn"] =
+                json!(["arn:aws:aws-external-anthropic:*:999999999999:workspace/*"])
+        },
+        "SOURCE_ARN_MISMATCH",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn propagation_delay_is_waited_out_and_the_key_attached_once() {
+    let stack = stack_on_aws("aws-propagation", |o| {
+        o.sandbox.faults = Faults {
+            propagation_delay_secs: 3.0,
+            ..Faults::default()
+        };
+    })
+    .await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let result = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(
+        result.status,
+        "SUCCEEDED",
+        "{result:?} — {}",
+        dump_on_failure(&stack)
+    );
+    let rec = record(&stack, &ws).await;
+    assert_eq!(rec.status, Status::Attached);
+    assert!(
+        rec.validation_attempts >= 2,
+        "attach was retried: {}",
+        rec.validation_attempts
+    );
+    let outcomes: Vec<String> = events(&stack, &ws)
+        .await
+        .iter()
+        .map(|e| e.outcome.clone())
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o == "attach_not_yet_accepted"),
+        "{outcomes:?}"
+    );
+    let refused = stack
+        .admin
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/workspaces/") && r.status == 400)
+        .count();
+    assert!(refused >= 1, "the first attach was refused while KMS propagated");
+    assert_eq!(effects(&stack, "attached").len(), 1, "attached exactly once");
+    assert_eq!(effects(&stack, "registered").len(), 1, "registered exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_signature_is_refused_and_named() {
+    let stack = stack_on_aws("aws-tamper", |o| {
+        o.sandbox.faults = Faults {
+            tamper_in_transit: 1,
+            ..Faults::default()
+        };
+    })
+    .await;
+    let ws = workspace_id(&workspaces(&stack)[0]);
+    let result = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(result.status, "FAILED", "{result:?}");
+    assert_eq!(
+        result.error.as_deref(),
+        Some("RequestSignatureRejected"),
+        "{result:?}"
+    );
+    let cause = result.cause.clone().unwrap_or_default();
+    assert!(cause.contains("signature"), "{cause}");
+    let refused: Vec<_> = stack
+        .admin
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one request refused, never retried: {refused:?}"
+    );
+    assert_eq!(
+        refused[0].fault.as_deref(),
+        Some("signature refused: InvalidSignatureException")
+    );
+    assert!(all_keys(&stack).await.is_empty(), "nothing was created");
+}
