@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use cmek::platform::Platform;
 use cmek::store::Status;
 use cmek_e2e::*;
 use sandbox::admin_api::{Faults, Scripted};
@@ -136,8 +137,20 @@ async fn exactly_once(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dying_after_every_effect_still_ends_with_one_of_each() {
-    let markers = marker_dir("all");
-    let stack = stack("crash-points", |o| {
+    dying_after_every_effect(Platform::ClaudePlatform).await;
+}
+
+/// The same on Claude Platform on AWS, where the attach is the validation.
+#[tokio::test(flavor = "multi_thread")]
+async fn dying_after_every_effect_on_claude_platform_on_aws_still_ends_with_one_of_each() {
+    dying_after_every_effect(Platform::ClaudePlatformOnAws).await;
+}
+
+async fn dying_after_every_effect(platform: Platform) {
+    let label = format!("all-{platform}");
+    let markers = marker_dir(&label);
+    let stack = stack(&format!("crash-points-{platform}"), |o| {
+        o.platform = platform;
         o.function_env = vec![
             ("CMEK_CRASH_POINTS".into(), "*".into()),
             ("CMEK_CRASH_MARKER_DIR".into(), markers.display().to_string()),
@@ -165,9 +178,9 @@ async fn dying_after_every_effect_still_ends_with_one_of_each() {
     exactly_once(&stack, &catcher, &ws, "all-points").await;
     assert_eq!(all_keys(&stack).await.len(), 1, "no other key anywhere");
     figure(
-        "crash_points_all",
+        &format!("crash_points_all_{platform}"),
         &format!(
-            "CRASH POINTS: {} points, {} process aborts, then 1 key, 1 alias, 1 registration, 1 attachment, {} identical CloudFormation PUT(s)",
+            "CRASH POINTS ({platform}): {} points, {} process aborts, then 1 key, 1 alias, 1 registration, 1 attachment, {} identical CloudFormation PUT(s)",
             cmek::crash_point::ALL.len(),
             cmek::crash_point::ALL.len(),
             catcher.responses("all-points").len()

@@ -46,7 +46,17 @@ fn cfn_create(catcher: &ResponseCatcher, request_id: &str, ws: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_mixed_triggers_at_once_make_one_key_one_registration_one_attachment() {
-    let stack = Arc::new(stack("storm", |_| {}).await);
+    storm(cmek::platform::Platform::ClaudePlatform).await;
+}
+
+/// The same storm on Claude Platform on AWS.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_mixed_triggers_on_claude_platform_on_aws_make_one_of_each() {
+    storm(cmek::platform::Platform::ClaudePlatformOnAws).await;
+}
+
+async fn storm(platform: cmek::platform::Platform) {
+    let stack = Arc::new(stack(&format!("storm-{platform}"), |o| o.platform = platform).await);
     let catcher = Arc::new(ResponseCatcher::start().await);
     let ws = workspace_id(&workspaces(&stack)[0]).to_string();
     let (manual, eventbridge, cloudformation) = (7, 7, 6);
@@ -160,9 +170,9 @@ async fn twenty_mixed_triggers_at_once_make_one_key_one_registration_one_attachm
         }
     }
     figure(
-        "storm",
+        &format!("storm_{platform}"),
         &format!(
-            "STORM: {triggers} triggers → {succeeded} succeeded, {} refused with ConcurrentExecution; 1 key, 1 registration, 1 attachment",
+            "STORM ({platform}): {triggers} triggers → {succeeded} succeeded, {} refused with ConcurrentExecution; 1 key, 1 registration, 1 attachment",
             triggers - succeeded
         ),
     );

@@ -358,3 +358,283 @@ async fn a_tampered_signature_is_refused_and_named() {
     );
     assert!(all_keys(&stack).await.is_empty(), "nothing was created");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_shared_by_two_workspaces_is_registered_once_and_admits_both() {
+    let stack = stack_on_aws("aws-shared", |_| {}).await;
+    let all = workspaces(&stack);
+    let (ws1, ws2) = (workspace_id(&all[0]), workspace_id(&all[1]));
+    let first = stack.run(&json!({"workspaceId": ws1}), TIMEOUT).await.unwrap();
+    assert_eq!(
+        first.status,
+        "SUCCEEDED",
+        "{first:?} — {}",
+        dump_on_failure(&stack)
+    );
+    let key_arn = record(&stack, &ws1).await.key_arn.unwrap().to_string();
+
+    // The second workspace adopts the first one's key: Begin finds what it
+    // protects (its registration, the workspaces naming it), CreateKey adds
+    // the second compartment without dropping the first.
+    let second = stack
+        .run(
+            &json!({"workspaceId": ws2, "keyArn": key_arn, "manageKeyPolicy": true}),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status,
+        "SUCCEEDED",
+        "{second:?} — {}",
+        dump_on_failure(&stack)
+    );
+    assert_eq!(
+        external_keys(&stack).len(),
+        1,
+        "one registration for the shared key"
+    );
+    let attached = effects(&stack, "attached");
+    assert_eq!(attached.len(), 2, "{attached:?}");
+    for ws in [&ws1, &ws2] {
+        let now = stack.admin_client().get_workspace(ws).await.unwrap();
+        assert_eq!(now.external_key_id.as_deref(), Some(key_arn.as_str()));
+    }
+    let policy = key_policy(&stack, &key_arn).await;
+    let listed = &policy["Statement"][1]["Condition"]["StringEquals"]["kms:EncryptionContext:anthropic:compartment_uuid"];
+    assert_eq!(
+        listed,
+        &json!([all[0]["compartment_id"], all[1]["compartment_id"]]),
+        "{policy}"
+    );
+    assert_all_signed(&stack);
+
+    // A key without the project's tag cannot be adopted here: the attaching
+    // role may use no other key, and the service checks that at attach.
+    let untagged = key_made_by_hand(&stack, None).await;
+    let ws3 = workspace_id(&all[2]);
+    let refused = stack
+        .run(&json!({"workspaceId": ws3, "keyArn": untagged}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, "FAILED");
+    let cause = refused.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("KeyNotUsable") && cause.contains("cmek:managed-by"),
+        "{cause}"
+    );
+    assert_eq!(external_keys(&stack).len(), 1, "nothing more registered");
+}
+
+/// Sign a request by hand, as a client would (or would get wrong).
+fn signed(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    service: &str,
+    region: &str,
+    secret: &str,
+    at: std::time::SystemTime,
+) -> reqwest::Request {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = aws_credential_types::Credentials::new("LocalTest", secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(at)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("anthropic-version", "2023-06-01"),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(method, url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let client = cmek::tls::http_client().unwrap();
+    let mut req = client
+        .request(method.parse().unwrap(), url)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .build()
+        .unwrap();
+    for (k, v) in instructions.headers() {
+        req.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    req
+}
+
+/// The stand-in refuses every request whose signature does not verify, with
+/// 403, the API's error body and AWS's error type; the client names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stand_in_refuses_every_signature_that_does_not_verify() {
+    use sandbox::admin_api::{OrgSeed, SandboxApi, SandboxConfig, on_aws::AwsPlatform};
+    use std::time::{Duration, SystemTime};
+    let api = SandboxApi::start(
+        SandboxConfig {
+            orgs: vec![OrgSeed {
+                name: "demo-org".into(),
+                admin_key: "unused-on-aws".into(),
+                workspaces: 1,
+                ..OrgSeed::default()
+            }],
+            aws_platform: Some(AwsPlatform {
+                account_id: ACCOUNT.into(),
+                region: REGION.into(),
+                ..AwsPlatform::default()
+            }),
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/v1/organizations/workspaces", api.url);
+    let now = SystemTime::now();
+    let http = cmek::tls::http_client().unwrap();
+    let send = |req: reqwest::Request| {
+        let http = http.clone();
+        async move {
+            let r = http.execute(req).await.unwrap();
+            let status = r.status().as_u16();
+            let kind = r
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body: Value = r.json().await.unwrap();
+            (status, kind, body)
+        }
+    };
+
+    // Correctly signed: answered.
+    let (status, _, body) = send(signed(
+        "GET",
+        &url,
+        b"",
+        "aws-external-anthropic",
+        REGION,
+        "testing",
+        now,
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+
+    let unsigned = http
+        .get(&url)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-api-key", "unused-on-aws")
+        .build()
+        .unwrap();
+    let mut tampered = signed(
+        "POST",
+        &format!("{}/v1/organizations/external_keys", api.url),
+        br#"{"a":1}"#,
+        "aws-external-anthropic",
+        REGION,
+        "testing",
+        now,
+    );
+    *tampered.body_mut() = Some(br#"{"a":2}"#.to_vec().into());
+    let cases = [
+        (
+            "unsigned (an API key is no credential here)",
+            unsigned,
+            "MissingAuthenticationTokenException",
+        ),
+        (
+            "wrong service",
+            signed("GET", &url, b"", "bedrock", REGION, "testing", now),
+            "InvalidSignatureException",
+        ),
+        (
+            "wrong Region",
+            signed(
+                "GET",
+                &url,
+                b"",
+                "aws-external-anthropic",
+                "us-west-2",
+                "testing",
+                now,
+            ),
+            "InvalidSignatureException",
+        ),
+        (
+            "expired",
+            signed(
+                "GET",
+                &url,
+                b"",
+                "aws-external-anthropic",
+                REGION,
+                "testing",
+                now - Duration::from_secs(600),
+            ),
+            "InvalidSignatureException",
+        ),
+        (
+            "wrong secret",
+            signed(
+                "GET",
+                &url,
+                b"",
+                "aws-external-anthropic",
+                REGION,
+                "not-the-secret",
+                now,
+            ),
+            "InvalidSignatureException",
+        ),
+        (
+            "body changed after signing",
+            tampered,
+            "InvalidSignatureException",
+        ),
+    ];
+    for (what, req, kind) in cases {
+        let (status, aws_type, body) = send(req).await;
+        assert_eq!(status, 403, "{what}: {body}");
+        assert_eq!(aws_type, kind, "{what}");
+        assert_eq!(body["type"], "error", "{what}: {body}");
+        assert_eq!(body["error"]["type"], "permission_error", "{what}: {body}");
+        assert!(body["request_id"].is_string(), "{what}: {body}");
+    }
+    assert!(
+        api.requests().iter().all(|r| r.effect.is_none()),
+        "no refused request changed anything"
+    );
+
+    // The client surfaces a refused signature as its own error, not retried.
+    let credentials = aws_credential_types::Credentials::new("LocalTest", "testing", None, None, "test");
+    let wrong_region = cmek::admin_api::AdminApiClient::new_sigv4(
+        &api.url,
+        cmek::admin_api::SigV4Signer::new(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            "us-west-2",
+        ),
+        cmek::admin_api::ClientOptions::default(),
+    )
+    .unwrap();
+    let before = api.requests().len();
+    let err = wrong_region.list_workspaces(false).await.unwrap_err();
+    assert!(
+        matches!(err, cmek::admin_api::AdminApiError::SignatureRejected(_)),
+        "{err:?}"
+    );
+    assert_eq!(
+        api.requests().len(),
+        before + 1,
+        "a refused signature is not retried"
+    );
+    let named = cmek::error::CmekError::from(err);
+    assert_eq!(named.error_type(), "RequestSignatureRejected");
+}

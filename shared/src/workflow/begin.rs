@@ -86,6 +86,27 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             reason: "the key does not exist (or this role cannot see it)".into(),
         });
     }
+    // Claude Platform on AWS checks at attach that the attaching role may
+    // use the key itself, and that role may use only the project's tagged
+    // keys: an untagged key would be refused there, after everything else.
+    if let Some(arn) = &req.key_arn
+        && deps.config.platform.is_on_aws()
+    {
+        let tags = deps.kms()?.tags(arn.as_str()).await?;
+        let tagged = tags
+            .iter()
+            .any(|(t, v)| t == crate::kms::TAG_MANAGED_BY && v == crate::kms::TAG_MANAGED_BY_VALUE);
+        if !tagged {
+            return Err(CmekError::KeyNotUsable {
+                key: arn.to_string(),
+                reason: format!(
+                    "on Claude Platform on AWS the attaching role may use only keys tagged {}={} (the service checks the caller's own access to the key); tag the key to adopt it",
+                    crate::kms::TAG_MANAGED_BY,
+                    crate::kms::TAG_MANAGED_BY_VALUE
+                ),
+            });
+        }
+    }
     // The organization the key policy binds to. Read once per cold start;
     // an answer that is not a bare UUID stops here, before anything exists.
     // Claude Platform on AWS binds the key to the account's workspaces
@@ -143,24 +164,33 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     if let Some(attached) = workspace.external_key_id.as_deref() {
         // Ours if it is the registration we recorded, or a registration of
         // the key we created or were asked to adopt (a crash after attaching).
-        let ours = rec.external_key_id.as_deref() == Some(attached) || {
-            let candidates: Vec<String> = rec
+        // On Claude Platform on AWS a registration's id is the key's ARN.
+        let by_arn = deps.config.platform.is_on_aws()
+            && rec
                 .key_arn
                 .iter()
                 .chain(req.key_arn.iter())
-                .map(ToString::to_string)
-                .collect();
-            if candidates.is_empty() {
-                false
-            } else {
-                let id = attached
-                    .parse()
-                    .map_err(|e| CmekError::AdminApiRejected(format!("{e}")))?;
-                let key = admin.get_external_key(&id).await?;
-                key.kms_arn()
-                    .is_some_and(|arn| candidates.iter().any(|c| c == arn))
-            }
-        };
+                .any(|a| a.as_str() == attached);
+        let ours = rec.external_key_id.as_deref() == Some(attached)
+            || by_arn
+            || !deps.config.platform.is_on_aws() && {
+                let candidates: Vec<String> = rec
+                    .key_arn
+                    .iter()
+                    .chain(req.key_arn.iter())
+                    .map(ToString::to_string)
+                    .collect();
+                if candidates.is_empty() {
+                    false
+                } else {
+                    let id = attached
+                        .parse()
+                        .map_err(|e| CmekError::AdminApiRejected(format!("{e}")))?;
+                    let key = admin.get_external_key(&id).await?;
+                    key.kms_arn()
+                        .is_some_and(|arn| candidates.iter().any(|c| c == arn))
+                }
+            };
         if !ours {
             return Err(CmekError::WorkspaceAlreadyAttached {
                 workspace: ws.to_string(),

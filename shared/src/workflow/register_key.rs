@@ -41,8 +41,38 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
 
     // Create has no idempotency key. Only if an earlier attempt may have
     // reached the API (the marker below) is the key looked up by ARN first;
-    // on the happy path that saves listing every registration.
-    let (rec, found) = if rec.registration_started {
+    // on the happy path that saves listing every registration. On Claude
+    // Platform on AWS the ARN is the registration's id: one GET answers,
+    // every time (a key shared by workspaces is registered once).
+    let (rec, found) = if deps.config.platform.is_on_aws() {
+        let id: ExternalKeyId = arn
+            .as_str()
+            .parse()
+            .map_err(|e| CmekError::Internal(format!("a key ARN is a registration id there: {e}")))?;
+        let found = match admin.get_external_key(&id).await {
+            Ok(k) => Some(k),
+            Err(crate::admin_api::AdminApiError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let rec = if found.is_none() && !rec.registration_started {
+            advance(
+                deps,
+                &rec,
+                &input.execution,
+                rec.status,
+                "RegisterKey",
+                "registration_started",
+                json!({}),
+                |r| {
+                    r.registration_started = true;
+                },
+            )
+            .await?
+        } else {
+            rec
+        };
+        (rec, found)
+    } else if rec.registration_started {
         let found = admin.find_external_key_by_arn(&arn).await?;
         (rec, found)
     } else {
