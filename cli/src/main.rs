@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use cmek::admin_api::{AdminApiClient, AdminKey, ClientOptions};
 use cmek::geo::Geo;
 use cmek::ids::{AccountId, CompartmentId, KeyArn, OrgUuid, WorkspaceId};
+use cmek::platform::Platform;
 use cmek::store::{DynamoStore, Status, WorkflowStore};
 use serde_json::{Value, json};
 
@@ -41,9 +42,18 @@ enum Command {
     Policy {
         #[arg(long)]
         account: String,
-        /// The organization's bare UUID (`id` of GET /v1/organizations/me; not the org_-prefixed form).
-        #[arg(long)]
-        org: String,
+        /// The organization's bare UUID (`id` of GET /v1/organizations/me; not
+        /// the org_-prefixed form). Claude Platform only.
+        #[arg(long, required_if_eq("platform", "claude-platform"))]
+        org: Option<String>,
+        /// claude-platform (Anthropic's role, bound to the organization) or
+        /// claude-platform-on-aws (the service principal, bound to the account's workspaces).
+        #[arg(long, env = "CMEK_PLATFORM", default_value = "claude-platform")]
+        platform: Platform,
+        /// Claude Platform on AWS: bind aws:SourceArn to these workspace ARNs
+        /// instead of every workspace of the account.
+        #[arg(long = "workspace-arn")]
+        workspace_arns: Vec<String>,
         /// A workspace's compartment id (repeat for a key shared by several workspaces).
         #[arg(long = "compartment", required_unless_present = "org_only")]
         compartments: Vec<String>,
@@ -144,21 +154,51 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AdminArgs {
-    #[arg(long, env = "CMEK_ADMIN_API_BASE_URL", default_value = cmek::admin_api::DEFAULT_BASE_URL)]
-    admin_api_url: String,
+    /// Default: the platform's endpoint.
+    #[arg(long, env = "CMEK_ADMIN_API_BASE_URL")]
+    admin_api_url: Option<String>,
+    /// claude-platform (an admin key) or claude-platform-on-aws (SigV4 with
+    /// your AWS credentials, for the SDK's Region; no admin key).
+    #[arg(long, env = "CMEK_PLATFORM", default_value = "claude-platform")]
+    platform: Platform,
     /// Secrets Manager secret holding the admin key (or set ANTHROPIC_ADMIN_KEY).
     #[arg(long, env = "CMEK_ADMIN_KEY_SECRET_ARN")]
     admin_key_secret_arn: Option<String>,
 }
 
 impl AdminArgs {
-    /// Whether an admin key is at hand.
+    /// Whether an admin key (or, on Claude Platform on AWS, SigV4) is at hand.
     fn configured(&self) -> bool {
-        self.admin_key_secret_arn.is_some()
+        self.platform.is_on_aws()
+            || self.admin_key_secret_arn.is_some()
             || std::env::var("ANTHROPIC_ADMIN_KEY").is_ok_and(|k| !k.is_empty())
     }
 
+    /// The Region of the workspaces on Claude Platform on AWS: the SDK's.
+    fn region(sdk: &aws_config::SdkConfig) -> anyhow::Result<cmek::ids::Region> {
+        Ok(sdk
+            .region()
+            .context("no AWS Region configured (AWS_REGION): Claude Platform on AWS is regional")?
+            .to_string()
+            .parse()?)
+    }
+
     async fn client(&self, sdk: &aws_config::SdkConfig) -> anyhow::Result<AdminApiClient> {
+        if self.platform.is_on_aws() {
+            let region = Self::region(sdk)?;
+            let url = self
+                .admin_api_url
+                .clone()
+                .unwrap_or_else(|| self.platform.endpoint(&region));
+            let credentials = sdk
+                .credentials_provider()
+                .context("no AWS credentials to sign Claude Platform on AWS requests with")?;
+            return Ok(AdminApiClient::new_sigv4(
+                &url,
+                cmek::admin_api::SigV4Signer::new(credentials, region.to_string()),
+                ClientOptions::default(),
+            )?);
+        }
         let key = match (
             std::env::var("ANTHROPIC_ADMIN_KEY")
                 .ok()
@@ -172,7 +212,9 @@ impl AdminArgs {
             (None, None) => bail!("set ANTHROPIC_ADMIN_KEY or --admin-key-secret-arn"),
         };
         Ok(AdminApiClient::new(
-            &self.admin_api_url,
+            self.admin_api_url
+                .as_deref()
+                .unwrap_or(cmek::admin_api::DEFAULT_BASE_URL),
             key,
             ClientOptions::default(),
         )?)
@@ -202,12 +244,44 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Policy {
             account,
             org,
+            platform,
+            workspace_arns,
             compartments,
             org_only,
             geo,
         } => {
             let account: AccountId = account.parse()?;
-            let org: OrgUuid = org.parse()?;
+            if platform.is_on_aws() {
+                let ids = compartments
+                    .iter()
+                    .map(|c| c.parse())
+                    .collect::<Result<Vec<CompartmentId>, _>>()?;
+                let prefix = format!("arn:aws:{}:", cmek::platform::SIGNING_NAME);
+                if let Some(bad) = workspace_arns
+                    .iter()
+                    .find(|a| !a.starts_with(&prefix) || !a.contains(&format!(":{account}:workspace/")))
+                {
+                    bail!(
+                        "--workspace-arn {bad:?} is not a workspace ARN of account {account} ({prefix}<region>:{account}:workspace/<id>)"
+                    );
+                }
+                let sources = if workspace_arns.is_empty() {
+                    vec![cmek::platform::account_workspaces_pattern(&account)]
+                } else {
+                    workspace_arns
+                };
+                let grant = cmek::policy::on_aws::OnAwsGrant {
+                    account: &account,
+                    compartments: (!org_only).then_some(ids.as_slice()),
+                    source_arns: &sources,
+                };
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cmek::policy::on_aws::key_policy(&grant))?
+                );
+                return Ok(0);
+            }
+            let org: OrgUuid = org.context("--org is required on claude-platform")?.parse()?;
             let geo: Geo = geo.parse().map_err(anyhow::Error::msg)?;
             let ids = compartments
                 .iter()
@@ -386,6 +460,12 @@ async fn doctor(
     let arn: KeyArn = key_arn.parse()?;
     let ws: WorkspaceId = workspace.parse()?;
     let sdk = sdk().await;
+    let on_aws = admin.platform.is_on_aws();
+    if on_aws && validate {
+        bail!(
+            "--validate: Claude Platform on AWS has no validate call (attaching validates); the check below is what it asks of the policy"
+        );
+    }
     let admin = admin.client(&sdk).await?;
     let w = admin.get_workspace(&ws).await.context("reading the workspace")?;
     let compartment: CompartmentId = w
@@ -409,11 +489,22 @@ async fn doctor(
         }
     }
     let last = validation.get("error").and_then(Value::as_str).map(str::to_owned);
-    let org = admin
-        .organization_uuid()
-        .await
-        .context("reading the organization (GET /v1/organizations/me)")?;
-    let d = cmek::workflow::diagnose_key(&kms, Geo::Us, &arn, compartment, Some(&org), last).await?;
+    let (org, d) = if on_aws {
+        let region = AdminArgs::region(&sdk)?;
+        let ws_arn = cmek::platform::workspace_arn(&region, arn.account(), &ws);
+        let info = kms.describe(arn.as_str()).await?;
+        let d =
+            cmek::workflow::diagnose_on_aws(&kms, &arn, info.as_ref(), compartment, &ws_arn, &region, last)
+                .await?;
+        (None, d)
+    } else {
+        let org = admin
+            .organization_uuid()
+            .await
+            .context("reading the organization (GET /v1/organizations/me)")?;
+        let d = cmek::workflow::diagnose_key(&kms, Geo::Us, &arn, compartment, Some(&org), last).await?;
+        (Some(org), d)
+    };
     let healthy = d.cause == "LIKELY_RCP_OR_PROPAGATION" && d.findings.is_empty();
     if json_out {
         println!(
@@ -426,7 +517,12 @@ async fn doctor(
             w.external_key_id.as_deref().unwrap_or("nothing")
         );
         println!("key       {arn}");
-        println!("org       {org}");
+        match &org {
+            Some(org) => println!("org       {org}"),
+            None => println!(
+                "platform  Claude Platform on AWS (the service principal, no organization condition)"
+            ),
+        }
         if let Some(contract) = d.contract {
             println!(
                 "policy    follows the {} contract{}",

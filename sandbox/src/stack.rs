@@ -531,9 +531,13 @@ impl LocalStack {
             ("CMEK_STATE_MACHINE_ARN", self.state_machine_arn.as_str()),
             ("CMEK_ADMIN_API_BASE_URL", self.admin.url.as_str()),
             ("ANTHROPIC_ADMIN_KEY", self.admin_key.as_str()),
+            ("CMEK_PLATFORM", self.platform.as_str()),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .to_vec()
+        .into_iter()
+        // Claude Platform on AWS has no admin key: the CLI signs with SigV4.
+        .filter(|(k, _)| !(self.platform.is_on_aws() && k == "ANTHROPIC_ADMIN_KEY"))
+        .collect()
     }
 
     /// moto's process id (for the teardown test).
@@ -573,11 +577,12 @@ impl LocalStack {
         let mut calls = self.host.aws_calls();
         // Claude Platform on AWS: the signed Admin API calls, and the KMS
         // access each attach checked, by the function that made them.
+        // (Only the functions': a test's or cmekctl's own signed calls are no role's.)
         calls.extend(
             self.admin
                 .aws_calls()
                 .into_iter()
-                .filter(|c| c.function != "LocalTest"),
+                .filter(|c| self.bindings.attrs.contains_key(&format!("{}.Arn", c.function))),
         );
         if calls.is_empty() {
             return Ok(());

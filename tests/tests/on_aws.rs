@@ -638,3 +638,73 @@ async fn the_stand_in_refuses_every_signature_that_does_not_verify() {
     let named = cmek::error::CmekError::from(err);
     assert_eq!(named.error_type(), "RequestSignatureRejected");
 }
+
+/// `cmekctl policy` prints this platform's policy, and `cmekctl doctor`
+/// signs its reads with SigV4 and judges a key by the service principal's rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn cmekctl_speaks_claude_platform_on_aws() {
+    let stack = stack_on_aws("aws-cmekctl", |_| {}).await;
+    let w = &workspaces(&stack)[0];
+    let ws = workspace_id(w);
+    let compartment = w["compartment_id"].as_str().unwrap();
+    let out = run_cmekctl(
+        &stack,
+        &[
+            "policy",
+            "--platform",
+            "claude-platform-on-aws",
+            "--account",
+            ACCOUNT,
+            "--compartment",
+            compartment,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, documented_policy(compartment));
+
+    let result = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+    assert_eq!(result.status, "SUCCEEDED", "{result:?}");
+    let key_arn = record(&stack, &ws).await.key_arn.unwrap().to_string();
+    let ws_text = ws.to_string();
+    let doctor = [
+        "--json",
+        "doctor",
+        "--key-arn",
+        key_arn.as_str(),
+        "--workspace",
+        ws_text.as_str(),
+    ];
+    let out = run_cmekctl(&stack, &doctor);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(out.status.code(), Some(0));
+
+    // Take GenerateDataKey away: doctor names it.
+    let mut policy = key_policy(&stack, &key_arn).await;
+    policy["Statement"][1]["Action"] = json!(["kms:Encrypt", "kms:Decrypt"]);
+    stack
+        .kms()
+        .put_key_policy()
+        .key_id(&key_arn)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let out = run_cmekctl(&stack, &doctor);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["diagnosis"]["cause"], "MISSING_SERVICE_ACTION", "{report}");
+    assert_eq!(out.status.code(), Some(1));
+    assert_all_signed(&stack);
+    assert!(
+        stack.admin.aws_calls().iter().any(|c| c.function == "testing"),
+        "cmekctl's reads were signed (as the CLI's credentials)"
+    );
+}

@@ -35,6 +35,10 @@ enum Command {
         /// Use the deployed (minutes-long) retry schedule instead of the demo's short one.
         #[arg(long)]
         production_schedule: bool,
+        /// claude-platform (an Admin API key) or claude-platform-on-aws
+        /// (SigV4-signed by each function's role, no secret, the attach validates).
+        #[arg(long, default_value = "claude-platform")]
+        platform: cmek::platform::Platform,
     },
     /// Bring the local stack up and keep it running until Ctrl-C.
     Up,
@@ -102,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo {
             propagation_delay,
             production_schedule,
-        } => demo(propagation_delay, production_schedule).await,
+            platform,
+        } => demo(propagation_delay, production_schedule, platform).await,
         Command::Up => up().await,
         Command::AdminApi {
             listen,
@@ -249,14 +254,19 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
-async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Result<()> {
+async fn demo(
+    propagation_delay: f64,
+    production_schedule: bool,
+    platform: cmek::platform::Platform,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!("{BOLD}cmek-provisioner — local demo{RESET}");
+    println!("{BOLD}cmek-provisioner — local demo ({platform}){RESET}");
     println!(
         "{DIM}Starting moto (KMS, DynamoDB, Step Functions, Secrets Manager, EventBridge), the Admin API stand-in and the function binaries…{RESET}"
     );
     let mut options = StackOptions {
         label: "demo".into(),
+        platform,
         ..StackOptions::default()
     };
     options.sandbox.faults = Faults {
@@ -308,7 +318,12 @@ async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Resu
                 let name = d.name();
                 if !matches!(
                     name,
-                    "Prepare" | "AlreadyAttached" | "Succeeded?" | "Provisioned" | "ProvisioningFailed"
+                    "Prepare"
+                        | "AlreadyAttached"
+                        | "ValidationPath"
+                        | "Succeeded?"
+                        | "Provisioned"
+                        | "ProvisioningFailed"
                 ) {
                     println!(
                         "{DIM}[{at:6.1}s]{RESET} ▶ {BOLD}{name}{RESET} {DIM}{}{RESET}",
@@ -322,12 +337,13 @@ async fn demo(propagation_delay: f64, production_schedule: bool) -> anyhow::Resu
                     .and_then(|c| serde_json::from_str(c).ok())
                     .unwrap_or_default();
                 let msg = cause["errorMessage"].as_str().unwrap_or_default();
-                let color = if error == "ValidationFailed" { YELLOW } else { RED };
+                let propagating = matches!(error, "ValidationFailed" | "AttachNotYetAccepted");
+                let color = if propagating { YELLOW } else { RED };
                 println!(
                     "{DIM}[{at:6.1}s]{RESET}   {color}✗ {error}{RESET}: {}",
                     truncate(msg, 140)
                 );
-                if error == "ValidationFailed" {
+                if propagating {
                     println!(
                         "{DIM}           retrying on the validation schedule (KMS may still be propagating)…{RESET}"
                     );
@@ -360,6 +376,10 @@ fn describe(state: &str) -> &'static str {
         "ValidateKey" => "POST …/validate: Anthropic's round trip and its four must-be-denied checks",
         "Diagnose" => "validation (or attach) refused: find the documented cause",
         "AttachKey" => "re-check, then attach (Anthropic validates again; irreversible)",
+        "ValidationPath" => "",
+        "AttachKeyValidating" => {
+            "Claude Platform on AWS: check the policy, then attach — the service's own validation (SigV4-signed; irreversible)"
+        }
         "Finish" => "record the outcome and audit trail, publish the result event",
         "Provisioned" => "",
         _ => "",
