@@ -331,6 +331,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             admin,
         } => {
             let geo: Geo = geo.parse().map_err(anyhow::Error::msg)?;
+            // The report judges policies by Claude Platform's rules and reads
+            // the organization: on the other platform it would mislead.
+            if admin.platform.is_on_aws() {
+                bail!(
+                    "cmekctl report does not support claude-platform-on-aws yet; `cmekctl doctor --platform claude-platform-on-aws` checks one key"
+                );
+            }
             let sdk = sdk().await;
             let admin = admin.client(&sdk).await?;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);

@@ -27,7 +27,18 @@ fn request(kind: &str, catcher: &ResponseCatcher, request_id: &str, props: Value
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_answers_success_with_data_after_the_workflow_and_update_and_delete_touch_nothing() {
-    let stack = stack("cfn-create", |_| {}).await;
+    create_update_delete(cmek::platform::Platform::ClaudePlatform).await;
+}
+
+/// The same on Claude Platform on AWS (the rename is SigV4-signed, the
+/// registration's id is the key's ARN).
+#[tokio::test(flavor = "multi_thread")]
+async fn on_claude_platform_on_aws_create_answers_success_and_update_renames_by_arn() {
+    create_update_delete(cmek::platform::Platform::ClaudePlatformOnAws).await;
+}
+
+async fn create_update_delete(platform: cmek::platform::Platform) {
+    let stack = stack(&format!("cfn-create-{platform}"), |o| o.platform = platform).await;
     let catcher = ResponseCatcher::start().await;
     let ws = workspace_id(&workspaces(&stack)[0]);
     let props =

@@ -708,3 +708,113 @@ async fn cmekctl_speaks_claude_platform_on_aws() {
         "cmekctl's reads were signed (as the CLI's credentials)"
     );
 }
+
+/// Discovery lists the workspaces SigV4-signed, and a new opted-in one is
+/// provisioned through the bus rule by the same state machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_workspace_is_discovered_and_provisioned_on_claude_platform_on_aws() {
+    let stack = stack_on_aws("aws-discovery", |o| {
+        o.parameters.insert("AutoProvision".into(), "true".into());
+        o.parameters
+            .insert("AutoProvisionNamePattern".into(), "new-*".into());
+    })
+    .await;
+    let added = stack.admin.seed(&sandbox::admin_api::OrgSeed {
+        name: "demo-org".into(),
+        admin_key: stack.admin_key.clone(),
+        workspaces: 1,
+        name_prefix: Some("new".into()),
+        ..sandbox::admin_api::OrgSeed::default()
+    });
+    let ws: cmek::ids::WorkspaceId = added[0].id.parse().unwrap();
+    let event = json!({"version": "0", "id": "e-1", "detail-type": "Scheduled Event", "source": "aws.events",
+                       "account": ACCOUNT, "time": "2026-11-30T00:00:00Z", "region": REGION, "resources": [], "detail": {}});
+    let (err, report) = invoke(&stack, "DiscoverWorkspacesFunction", &event).await;
+    assert_eq!(err, None, "{report}");
+    assert_eq!(report["discovered"], json!([ws.to_string()]), "{report}");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let rec = stack.store().load(&ws).await.unwrap();
+        if rec
+            .as_ref()
+            .is_some_and(|r| r.status == Status::Attached && r.lease.is_none())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not provisioned: {rec:?} — {}",
+            dump_on_failure(&stack)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_all_signed(&stack);
+    assert!(
+        stack
+            .admin
+            .aws_calls()
+            .iter()
+            .any(|c| c.function == "DiscoverWorkspacesFunction"
+                && c.action == "aws-external-anthropic:ListWorkspaces")
+    );
+}
+
+/// The guardian's sweep reads each attached workspace SigV4-signed and judges
+/// each key by the service principal's rules: only the broken one is reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_judges_keys_by_the_service_principals_rules() {
+    let stack = stack_on_aws("aws-sweep", |o| o.bus_rules = false).await;
+    let all = workspaces(&stack);
+    let mut keys = Vec::new();
+    for w in &all[..2] {
+        let ws = workspace_id(w);
+        let r = stack.run(&json!({"workspaceId": ws}), TIMEOUT).await.unwrap();
+        assert_eq!(r.status, "SUCCEEDED", "{r:?}");
+        keys.push((
+            ws.to_string(),
+            record(&stack, &ws).await.key_arn.unwrap().to_string(),
+        ));
+    }
+    let (broken_ws, broken_key) = &keys[1];
+    let mut policy = key_policy(&stack, broken_key).await;
+    policy["Statement"][1]["Action"] = json!(["kms:Encrypt", "kms:Decrypt"]);
+    stack
+        .kms()
+        .put_key_policy()
+        .key_id(broken_key)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let sweep: Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox::stack::repo_root().join("events/scheduled-event.json")).unwrap(),
+    )
+    .unwrap();
+    let (err, report) = invoke(&stack, "KeyGuardianFunction", &sweep).await;
+    assert_eq!(err, None, "{report}");
+    assert_eq!(report["checked"], 2, "{report}");
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["workspaceId"], broken_ws.as_str());
+    assert_eq!(findings[0]["codes"], json!(["POLICY_BROKEN"]), "{report}");
+    assert!(
+        findings[0]["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("kms:GenerateDataKey"),
+        "{report}"
+    );
+    assert_all_signed(&stack);
+    // The weekly validation sweep has nothing to ask on this platform (no
+    // validate call): it checks what the daily one does.
+    let (err, weekly) = invoke(
+        &stack,
+        "KeyGuardianFunction",
+        &json!({"sweep": cmek::guardian::VALIDATION_SWEEP_INPUT}),
+    )
+    .await;
+    assert_eq!(err, None, "{weekly}");
+    assert_eq!(weekly["validated"], 0, "{weekly}");
+    assert_eq!(calls(&stack, "POST", "/validate"), 0);
+}
