@@ -355,6 +355,59 @@ mod tests {
     }
 
     #[test]
+    fn claude_platform_on_aws_needs_no_secret_and_keeps_keys_in_its_region() {
+        let aws = [
+            (TABLE_NAME, "t"),
+            (PLATFORM, "claude-platform-on-aws"),
+            (AWS_REGION, "us-west-2"),
+        ];
+        let c = with(&aws).unwrap();
+        assert_eq!(c.platform, Platform::ClaudePlatformOnAws);
+        assert_eq!(
+            c.platform_region.as_ref().map(ToString::to_string).as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(
+            c.admin_api_base_url,
+            "https://aws-external-anthropic.us-west-2.api.aws"
+        );
+        assert_eq!(c.admin_key_secret_arn, None);
+        assert_eq!(c.source_arn_scope, SourceArnScope::Account);
+        // The template passes an empty secret ARN on this platform.
+        assert_eq!(
+            with(&[aws.as_slice(), &[(ADMIN_KEY_SECRET_ARN, "")]].concat())
+                .unwrap()
+                .admin_key_secret_arn,
+            None
+        );
+        let scoped = with(&[aws.as_slice(), &[(SOURCE_ARN_SCOPE, "workspaces")]].concat()).unwrap();
+        assert_eq!(scoped.source_arn_scope, SourceArnScope::Workspaces);
+        // A key Region other than the workspaces' is refused before any key exists.
+        let err = with(&[aws.as_slice(), &[(KEY_REGION, "us-east-2")]].concat()).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { var: KEY_REGION, .. }),
+            "{err}"
+        );
+        assert!(with(&[aws.as_slice(), &[(KEY_REGION, "us-west-2")]].concat()).is_ok());
+        // Without the Region there is no endpoint to call: named, not guessed.
+        assert_eq!(
+            with(&[(TABLE_NAME, "t"), (PLATFORM, "claude-platform-on-aws")]).unwrap_err(),
+            ConfigError::Missing(AWS_REGION)
+        );
+        for (var, value) in [(PLATFORM, "bedrock"), (SOURCE_ARN_SCOPE, "org")] {
+            let err = with(&[aws.as_slice(), &[(var, value)]].concat()).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { var: v, .. } if v == var),
+                "{err}"
+            );
+        }
+        // Claude Platform is untouched: its endpoint, no Region needed.
+        let c = with(&[(TABLE_NAME, "t"), (KEY_REGION, "us-east-2")]).unwrap();
+        assert_eq!(c.platform, Platform::ClaudePlatform);
+        assert_eq!(c.platform_region, None);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], TABLE_NAME),

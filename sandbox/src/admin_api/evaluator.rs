@@ -431,4 +431,48 @@ mod tests {
         assert!(wildcard("a?c*", "abcdef", false));
         assert!(!wildcard("a?c", "ac", false));
     }
+
+    /// The service principal of Claude Platform on AWS: reached by its own
+    /// `Service` entry (or `*`), never by a grant to Anthropic's role, and
+    /// bound by `aws:SourceArn`.
+    #[test]
+    fn a_service_principal_is_judged_by_its_own_grant_and_source_arn() {
+        const SERVICE: &str = "aws-external-anthropic.amazonaws.com";
+        const WS: &str = "arn:aws:aws-external-anthropic:us-east-2:111122223333:workspace/wrkspc_1";
+        let policy = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"Service": SERVICE}, "Action": ["kms:Encrypt", "kms:GenerateDataKey"], "Resource": "*",
+             "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:aws-external-anthropic:*:111122223333:workspace/*"}}},
+            {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:Decrypt", "Resource": "*"}
+        ]})
+        .to_string();
+        let ask = |action: &str, source: &str| {
+            evaluate(
+                &policy,
+                &KmsRequest {
+                    principal_arn: SERVICE,
+                    key_arn: KEY,
+                    action,
+                    encryption_context: &[],
+                    service: Some(SERVICE),
+                    source_arn: Some(source),
+                    source_account: Some("111122223333"),
+                },
+            ) == Decision::Allowed
+        };
+        assert!(ask("kms:GenerateDataKey", WS));
+        assert!(!ask(
+            "kms:GenerateDataKey",
+            "arn:aws:aws-external-anthropic:us-east-2:999999999999:workspace/wrkspc_1"
+        ));
+        assert!(
+            !ask("kms:Decrypt", WS),
+            "a grant to Anthropic's role does not reach the service"
+        );
+        // And the service's grant does not reach the role.
+        assert!(!allowed(
+            &serde_json::from_str(&policy).unwrap_or_default(),
+            "kms:Encrypt",
+            &[]
+        ));
+    }
 }

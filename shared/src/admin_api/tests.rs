@@ -768,3 +768,114 @@ async fn workspaces_by_id_sends_100_ids_a_call_and_refuses_an_ignored_filter() {
     assert!(matches!(err, AdminApiError::Decode(_)), "{err:?}");
     assert!(err.to_string().contains("wrkspc_OTHER"), "{err}");
 }
+
+fn sigv4_client(server: &MockServer, region: &str) -> AdminApiClient {
+    let credentials = aws_credential_types::Credentials::new(
+        "AKIDLAMBDAROLE",
+        "role-secret",
+        Some("session-token".into()),
+        None,
+        "test",
+    );
+    AdminApiClient::new_sigv4(
+        &server.uri(),
+        SigV4Signer::new(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            region,
+        ),
+        fast(),
+    )
+    .unwrap()
+}
+
+/// Claude Platform on AWS: no `x-api-key`, a SigV4 authorization scoped to
+/// the service and Region, the date and the session token; an ARN id is
+/// one path segment.
+#[tokio::test]
+async fn signs_with_sigv4_and_sends_no_api_key() {
+    let server = MockServer::start().await;
+    let arn = "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    Mock::given(method("GET"))
+        .and(path("/v1/organizations/external_keys/arn:aws:kms:us-east-2:123456789012:key%2F1234abcd-12ab-34cd-56ef-1234567890ab"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "external_key", "id": arn, "display_name": null, "geo": "us",
+            "provider_config": {"type": "aws", "kms_arn": arn, "region": "us-east-2"},
+            "created_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let key = sigv4_client(&server, "us-east-2")
+        .get_external_key(&arn.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(key.kms_arn(), Some(arn));
+    let requests = server.received_requests().await.unwrap();
+    let h = &requests[0].headers;
+    assert!(h.get("x-api-key").is_none(), "no API key on this platform");
+    let auth = h.get("authorization").unwrap().to_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDLAMBDAROLE/"),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("/us-east-2/aws-external-anthropic/aws4_request"),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("SignedHeaders=anthropic-version;host;x-amz-date;x-amz-security-token"),
+        "{auth}"
+    );
+    assert!(h.get("x-amz-date").is_some());
+    assert_eq!(h.get("x-amz-security-token").unwrap(), "session-token");
+    // Nothing about the signature reaches a debug print of the client.
+    let shown = format!("{:?}", sigv4_client(&server, "us-east-2"));
+    assert!(
+        !shown.contains("role-secret") && !shown.contains("session-token"),
+        "{shown}"
+    );
+}
+
+/// A signature AWS refuses is `SignatureRejected`, never retried; a 403
+/// without AWS's error type is the API's permission error.
+#[tokio::test]
+async fn a_refused_signature_is_named_and_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/organizations/workspaces/wrkspc_01ABC"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header(
+                    "x-amzn-ErrorType",
+                    "InvalidSignatureException:http://internal.amazon.com/coral/",
+                )
+                .set_body_json(error_body(
+                    "permission_error",
+                    "The request signature we calculated does not match",
+                )),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = sigv4_client(&server, "us-east-2")
+        .get_workspace(&ws())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminApiError::SignatureRejected(_)), "{err:?}");
+    assert_eq!(
+        crate::error::CmekError::from(err).error_type(),
+        "RequestSignatureRejected"
+    );
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(error_body("permission_error", "not allowed")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = sigv4_client(&server, "us-east-2")
+        .get_workspace(&ws())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AdminApiError::Permission(_)), "{err:?}");
+}
