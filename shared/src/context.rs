@@ -205,6 +205,44 @@ impl Deps {
     }
 }
 
+/// A key policy judged for one workspace, by the rules of the stack's
+/// platform (the guardian and the sweep use it for every attached workspace).
+pub fn analyse_for_workspace(
+    config: &Config,
+    policy_text: &str,
+    ws: &crate::ids::WorkspaceId,
+    compartment: crate::ids::CompartmentId,
+    org: Option<&crate::ids::OrgUuid>,
+    key_account: Option<&crate::ids::AccountId>,
+) -> Result<Vec<crate::policy::Finding>, crate::policy::PolicyError> {
+    match (
+        config.platform.is_on_aws(),
+        &config.platform_region,
+        key_account.or(config.account_id.as_ref()),
+    ) {
+        (true, Some(region), Some(account)) => {
+            let ws_arn = crate::platform::workspace_arn(region, account, ws);
+            crate::policy::on_aws::analyse(
+                policy_text,
+                crate::policy::on_aws::OnAwsTarget {
+                    compartment,
+                    workspace_arn: &ws_arn,
+                    key_account: Some(account),
+                },
+            )
+        }
+        _ => crate::policy::analyse(
+            policy_text,
+            crate::policy::AnalysisTarget {
+                geo: config.geo,
+                compartment,
+                org,
+                key_account,
+            },
+        ),
+    }
+}
+
 /// The client for CloudFormation responses.
 pub fn http_client() -> LazyHttp {
     LazyHttp::default()

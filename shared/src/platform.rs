@@ -25,6 +25,9 @@ use crate::ids::{AccountId, Region, WorkspaceId};
 /// The SigV4 signing name and IAM service prefix of Claude Platform on AWS.
 pub const SIGNING_NAME: &str = "aws-external-anthropic";
 
+/// Claude Platform's API endpoint.
+pub const CLAUDE_PLATFORM_URL: &str = "https://api.anthropic.com";
+
 /// The service principal that uses the key on Claude Platform on AWS.
 pub const SERVICE_PRINCIPAL: &str = "aws-external-anthropic.amazonaws.com";
 
@@ -63,7 +66,7 @@ impl Platform {
     /// The API endpoint for workspaces bound to `region`.
     pub fn endpoint(self, region: &Region) -> String {
         match self {
-            Platform::ClaudePlatform => crate::admin_api::DEFAULT_BASE_URL.to_owned(),
+            Platform::ClaudePlatform => CLAUDE_PLATFORM_URL.to_owned(),
             Platform::ClaudePlatformOnAws => format!("https://{SIGNING_NAME}.{region}.api.aws"),
         }
     }

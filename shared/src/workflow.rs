@@ -122,44 +122,6 @@ fn workspace_arn(deps: &Deps, ws: &crate::ids::WorkspaceId) -> Result<String, Cm
     Ok(crate::platform::workspace_arn(region, account, ws))
 }
 
-/// A key policy judged for one workspace, by the rules of the stack's
-/// platform (the guardian and the sweep use it for every attached workspace).
-pub fn analyse_for_workspace(
-    config: &crate::config::Config,
-    policy_text: &str,
-    ws: &crate::ids::WorkspaceId,
-    compartment: CompartmentId,
-    org: Option<&OrgUuid>,
-    key_account: Option<&crate::ids::AccountId>,
-) -> Result<Vec<crate::policy::Finding>, crate::policy::PolicyError> {
-    match (
-        config.platform.is_on_aws(),
-        &config.platform_region,
-        key_account.or(config.account_id.as_ref()),
-    ) {
-        (true, Some(region), Some(account)) => {
-            let ws_arn = crate::platform::workspace_arn(region, account, ws);
-            crate::policy::on_aws::analyse(
-                policy_text,
-                crate::policy::on_aws::OnAwsTarget {
-                    compartment,
-                    workspace_arn: &ws_arn,
-                    key_account: Some(account),
-                },
-            )
-        }
-        _ => crate::policy::analyse(
-            policy_text,
-            crate::policy::AnalysisTarget {
-                geo: config.geo,
-                compartment,
-                org,
-                key_account,
-            },
-        ),
-    }
-}
-
 /// Claude Platform on AWS: the `aws:SourceArn` values a key policy written
 /// for this workspace carries.
 fn source_arns(deps: &Deps, ws: &crate::ids::WorkspaceId) -> Result<Vec<String>, CmekError> {

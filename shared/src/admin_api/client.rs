@@ -14,7 +14,7 @@ use super::types::*;
 use crate::geo::Geo;
 use crate::ids::{ExternalKeyId, KeyArn, OrgUuid, WorkspaceId};
 
-pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const DEFAULT_BASE_URL: &str = crate::platform::CLAUDE_PLATFORM_URL;
 const API_VERSION: &str = "2023-06-01";
 /// The largest page each list allows: external keys 100, workspaces 1,000.
 const KEY_PAGE_LIMIT: u32 = 100;

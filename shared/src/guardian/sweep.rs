@@ -99,7 +99,7 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
                     }
                     if let Some(compartment) = r.compartment_id {
                         let text = kms.get_policy(key_arn).await?;
-                        match crate::workflow::analyse_for_workspace(
+                        match crate::context::analyse_for_workspace(
                             &deps.config,
                             &text,
                             &r.workspace_id,

@@ -262,7 +262,7 @@ async fn on_policy_changed(
         let Some(compartment) = r.compartment_id else {
             continue;
         };
-        let findings = match crate::workflow::analyse_for_workspace(
+        let findings = match crate::context::analyse_for_workspace(
             &deps.config,
             &text,
             &r.workspace_id,
