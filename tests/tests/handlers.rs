@@ -451,3 +451,111 @@ async fn a_discovered_workspace_whose_event_was_lost_is_announced_again() {
     let after_claim = discover(&much_later, &opt_in, &bus).await.unwrap();
     assert!(after_claim.reannounced.is_empty(), "{after_claim:?}");
 }
+
+/// Claude Platform on AWS: AttachKey attaches only a registered key, only
+/// after its own analysis of the policy passed, and only through the attach
+/// call, which is the service's validation. A policy that fails the analysis
+/// never reaches the API.
+#[tokio::test]
+async fn on_claude_platform_on_aws_attach_goes_only_through_the_services_validation() {
+    let endpoint = std::env::var("CMEK_TEST_AWS_ENDPOINT").unwrap();
+    let api = SandboxApi::start(
+        SandboxConfig {
+            orgs: vec![OrgSeed {
+                name: "o".into(),
+                admin_key: KEY.into(),
+                workspaces: 1,
+                ..OrgSeed::default()
+            }],
+            kms_endpoint: Some(endpoint),
+            aws_platform: Some(sandbox::admin_api::on_aws::AwsPlatform::default()),
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let ws: WorkspaceId = api.state()["orgs"]["o"]["workspaces"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let config = Config::from_lookup(|k| match k {
+        "CMEK_TABLE_NAME" => Some("unused".into()),
+        "CMEK_ACCOUNT_ID" => Some("123456789012".into()),
+        "CMEK_PLATFORM" => Some("claude-platform-on-aws".into()),
+        "AWS_REGION" => Some("us-east-2".into()),
+        _ => None,
+    })
+    .unwrap();
+    let sdk = moto().await;
+    let credentials =
+        aws_credential_types::Credentials::new("AttachKeyFunction", "testing", None, None, "test");
+    let admin = cmek::admin_api::AdminApiClient::new_sigv4(
+        &api.url,
+        cmek::admin_api::SigV4Signer::new(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            "us-east-2",
+        ),
+        Default::default(),
+    )
+    .unwrap();
+    let deps = Deps {
+        config,
+        store: Arc::new(MemoryStore::new()),
+        kms: Some(KeyManager::new(aws_sdk_kms::Client::new(&sdk))),
+        admin: Some(admin),
+        events: None,
+        sfn: None,
+        sns: None,
+        http: context::http_client(),
+        clock: Clock::default(),
+    };
+    let attaches = |api: &SandboxApi| {
+        api.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with(ws.as_str()))
+            .count()
+    };
+    workflow::begin(&deps, step(&ws, "exec-1")).await.unwrap();
+    workflow::create_key(&deps, step(&ws, "exec-1")).await.unwrap();
+    // Not registered yet: refused before any call.
+    let err = workflow::attach_key(&deps, step(&ws, "exec-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "NotValidated", "{err}");
+    assert_eq!(attaches(&api), 0);
+    workflow::register_key(&deps, step(&ws, "exec-1")).await.unwrap();
+
+    // A policy this project's analysis refuses never reaches the API.
+    let arn = deps
+        .store
+        .load(&ws)
+        .await
+        .unwrap()
+        .unwrap()
+        .key_arn
+        .unwrap()
+        .to_string();
+    let kms = deps.kms().unwrap();
+    let good = kms.get_policy(&arn).await.unwrap();
+    let mut broken: Value = serde_json::from_str(&good).unwrap();
+    broken["Statement"][1]["Action"] = json!(["kms:Encrypt", "kms:Decrypt"]);
+    kms.put_policy(&arn, &broken.to_string()).await.unwrap();
+    let err = workflow::attach_key(&deps, step(&ws, "exec-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "KeyPolicyRejected", "{err}");
+    assert!(err.to_string().contains("MISSING_SERVICE_ACTION"), "{err}");
+    assert_eq!(attaches(&api), 0, "the attach was never sent");
+
+    // Restored: the attach (the service's validation) passes, once.
+    kms.put_policy(&arn, &good).await.unwrap();
+    let out = workflow::attach_key(&deps, step(&ws, "exec-1")).await.unwrap();
+    assert_eq!(out.status, Status::Attached);
+    assert_eq!(attaches(&api), 1);
+    assert_eq!(api.state()["unvalidated_attachments"], json!([]));
+    // Again: a no-op, nothing sent.
+    workflow::attach_key(&deps, step(&ws, "exec-1")).await.unwrap();
+    assert_eq!(attaches(&api), 1);
+}
