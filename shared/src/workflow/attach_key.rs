@@ -66,63 +66,36 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     let accepted: Vec<FindingCode> = input.request.accept_findings.clone();
     check_findings(arn.as_str(), &findings, &accepted)?;
 
-    // The API keeps external_key_id write-once: attaching our id again is a
-    // no-op and another id is refused, so no read is needed before writing.
-    // A refusal (400, or 409 where the API answers that) is never retried
-    // blindly: the workspace is read to see what it is attached to now.
+    // Write-once: no read before writing; a refusal is looked into (see look_into_refusal).
     let admin = deps.admin()?;
     match admin.attach_key(ws, &id).await {
         Ok(_) => {}
-        Err(e @ (AdminApiError::InvalidRequest(_) | AdminApiError::Conflict(_))) => {
-            let current = admin.get_workspace(ws).await?;
-            match current.external_key_id.as_deref() {
-                Some(existing) if existing == id.as_str() => {}
-                Some(other) => {
-                    return Err(CmekError::WorkspaceAlreadyAttached {
-                        workspace: ws.to_string(),
-                        external_key_id: other.to_owned(),
-                    });
-                }
-                // Still unattached after a 409: a conflict with a concurrent
-                // change, not a verdict on the key. The state machine retries
-                // (attaching the same id again is safe).
-                None if matches!(e, AdminApiError::Conflict(_)) => return Err(e.into()),
-                // Still unattached after a 400: Anthropic refused the key itself
-                // (attach validates it again). Recorded so Diagnose can name the cause.
-                None => {
-                    let reason = e
-                        .failure()
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| e.to_string());
-                    advance(
-                        deps,
-                        &rec,
-                        &input.execution,
-                        rec.status,
-                        "AttachKey",
-                        "attach_refused",
-                        json!({"external_key_id": id, "error": reason}),
-                        |r| r.last_error = Some(reason.clone()),
-                    )
-                    .await?;
-                    return Err(CmekError::AttachRefused {
-                        workspace: ws.to_string(),
-                        external_key_id: id.to_string(),
-                        reason,
-                    });
-                }
+        Err(e) => match look_into_refusal(admin, ws, &id, e).await? {
+            Refused::AlreadyOurs => {}
+            // Anthropic refused the key itself (attach validates it again).
+            // Recorded so Diagnose can name the cause.
+            Refused::Key(reason) => {
+                advance(
+                    deps,
+                    &rec,
+                    &input.execution,
+                    rec.status,
+                    "AttachKey",
+                    "attach_refused",
+                    json!({"external_key_id": id, "error": reason}),
+                    |r| r.last_error = Some(reason.clone()),
+                )
+                .await?;
+                return Err(CmekError::AttachRefused {
+                    workspace: ws.to_string(),
+                    external_key_id: id.to_string(),
+                    reason,
+                });
             }
-        }
-        Err(e) => return Err(e.into()),
+        },
     }
     crash_point("attach-key.after-attach");
-    let confirmed = admin.get_workspace(ws).await?;
-    if confirmed.external_key_id.as_deref() != Some(id.as_str()) {
-        return Err(CmekError::AttachmentMismatch(format!(
-            "workspace {ws} reads back external_key_id {:?}, expected {id}",
-            confirmed.external_key_id
-        )));
-    }
+    confirm(admin, ws, &id).await?;
     let rec = advance(
         deps,
         &rec,
@@ -188,22 +161,10 @@ async fn attach_validating(
     emit(&[], &[(Metric::ValidationAttempts, Unit::Count, 1.0)]);
     match admin.attach_key(ws, &id).await {
         Ok(_) => {}
-        Err(e @ (AdminApiError::InvalidRequest(_) | AdminApiError::Conflict(_))) => {
-            let current = admin.get_workspace(ws).await?;
-            match current.external_key_id.as_deref() {
-                Some(existing) if existing == id.as_str() => {}
-                Some(other) => {
-                    return Err(CmekError::WorkspaceAlreadyAttached {
-                        workspace: ws.to_string(),
-                        external_key_id: other.to_owned(),
-                    });
-                }
-                None if matches!(e, AdminApiError::Conflict(_)) => return Err(e.into()),
-                None => {
-                    let reason = e
-                        .failure()
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| e.to_string());
+        Err(e) => match look_into_refusal(admin, ws, &id, e).await? {
+            Refused::AlreadyOurs => {}
+            Refused::Key(reason) => {
+                {
                     // The policy may have changed since the check above.
                     let now_blocking = judge().await?.into_iter().any(|f| f.blocks(&accepted));
                     let outcome = if now_blocking {
@@ -242,17 +203,10 @@ async fn attach_validating(
                     });
                 }
             }
-        }
-        Err(e) => return Err(e.into()),
+        },
     }
     crash_point("attach-key.after-attach");
-    let confirmed = admin.get_workspace(ws).await?;
-    if confirmed.external_key_id.as_deref() != Some(id.as_str()) {
-        return Err(CmekError::AttachmentMismatch(format!(
-            "workspace {ws} reads back external_key_id {:?}, expected {id}",
-            confirmed.external_key_id
-        )));
-    }
+    confirm(admin, ws, &id).await?;
     emit(
         &[],
         &[(Metric::AttemptsToValidate, Unit::Count, f64::from(attempt))],
@@ -275,4 +229,61 @@ async fn attach_validating(
     crash_point("attach-key.after-record");
     tracing::info!(workspace_id = %ws, external_key_id = %id, attempt, "key attached (validated by the attach)");
     Ok(StepOutput::from(&rec))
+}
+
+/// What a failed attach means.
+enum Refused {
+    /// The workspace names our key already (an earlier attempt's answer was lost).
+    AlreadyOurs,
+    /// The workspace is still unattached and the API refused the key (400):
+    /// its reason.
+    Key(String),
+}
+
+/// The API keeps `external_key_id` write-once: attaching our id again is a
+/// no-op and another id is refused, so no read is needed before writing. A
+/// refusal (400, or 409 where the API answers that) is never retried
+/// blindly: the workspace is read to see what it is attached to now.
+async fn look_into_refusal(
+    admin: &crate::admin_api::AdminApiClient,
+    ws: &crate::ids::WorkspaceId,
+    id: &crate::ids::ExternalKeyId,
+    e: AdminApiError,
+) -> Result<Refused, CmekError> {
+    if !matches!(e, AdminApiError::InvalidRequest(_) | AdminApiError::Conflict(_)) {
+        return Err(e.into());
+    }
+    let current = admin.get_workspace(ws).await?;
+    match current.external_key_id.as_deref() {
+        Some(existing) if existing == id.as_str() => Ok(Refused::AlreadyOurs),
+        Some(other) => Err(CmekError::WorkspaceAlreadyAttached {
+            workspace: ws.to_string(),
+            external_key_id: other.to_owned(),
+        }),
+        // Still unattached after a 409: a conflict with a concurrent change,
+        // not a verdict on the key. The state machine retries (attaching the
+        // same id again is safe).
+        None if matches!(e, AdminApiError::Conflict(_)) => Err(e.into()),
+        None => Ok(Refused::Key(
+            e.failure()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| e.to_string()),
+        )),
+    }
+}
+
+/// Read the workspace back: it must name the key just attached.
+async fn confirm(
+    admin: &crate::admin_api::AdminApiClient,
+    ws: &crate::ids::WorkspaceId,
+    id: &crate::ids::ExternalKeyId,
+) -> Result<(), CmekError> {
+    let confirmed = admin.get_workspace(ws).await?;
+    if confirmed.external_key_id.as_deref() != Some(id.as_str()) {
+        return Err(CmekError::AttachmentMismatch(format!(
+            "workspace {ws} reads back external_key_id {:?}, expected {id}",
+            confirmed.external_key_id
+        )));
+    }
+    Ok(())
 }

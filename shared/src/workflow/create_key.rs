@@ -94,9 +94,14 @@ fn restrict_to_workspaces(deps: &Deps, input: &StepInput) -> bool {
         .unwrap_or(deps.config.restrict_to_workspaces)
 }
 
+/// A policy rewrite: the text to write and what changed.
+type Rewrite = Option<(String, Vec<String>)>;
+
 /// Check (and, where allowed, bring to the current contract) the key policy
 /// for this compartment. The merge never removes anything and refuses a
-/// rewrite that would cut off a workspace the key already protects.
+/// rewrite that would cut off a workspace the key already protects. The
+/// policy is judged as it would be written, before writing it: a key that
+/// will be refused is left exactly as it was.
 async fn ensure_policy(
     deps: &Deps,
     kms: &KeyManager,
@@ -105,47 +110,15 @@ async fn ensure_policy(
     info: &KeyInfo,
     compartment: CompartmentId,
 ) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
-    if deps.config.platform.is_on_aws() {
-        return ensure_policy_on_aws(deps, kms, input, rec, info, compartment).await;
-    }
-    let geo = deps.config.geo;
-    let org: OrgUuid = recorded_org(rec)?;
     let current = kms.get_policy(&info.arn).await?;
-    let rejected = |summary: String| CmekError::KeyPolicyRejected {
-        key: info.arn.clone(),
-        summary,
-    };
+    let rejected = rejected_policy(info);
     // Keys created here are always ours to manage; adopted keys only if asked.
     let manage = !rec.key_adopted || input.request.manage_key_policy;
-    let update = if manage {
-        let merge = Merge {
-            geo,
-            org: &org,
-            compartment,
-            restrict_to_workspaces: restrict_to_workspaces(deps, input),
-            protected: &rec.key_protects,
-        };
-        match policy::merge(&current, &merge).map_err(|e| rejected(e.to_string()))? {
-            MergeOutcome::Updated {
-                policy: next,
-                changes,
-            } => Some((policy::to_policy_string(&next), changes)),
-            MergeOutcome::Unchanged => None,
-        }
+    let (update, findings) = if deps.config.platform.is_on_aws() {
+        plan_on_aws(deps, input, rec, info, &current, compartment, manage)?
     } else {
-        None
+        plan_for_anthropics_role(deps, input, rec, info, &current, compartment, manage)?
     };
-    // Judge the policy as it would be written, before writing it: a key that
-    // will be refused is left exactly as it was.
-    let account = info.parsed_arn().ok().map(|a| a.account().clone());
-    let target = AnalysisTarget {
-        geo,
-        compartment,
-        org: Some(&org),
-        key_account: account.as_ref(),
-    };
-    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(&current);
-    let findings = policy::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
     check_findings(&info.arn, &findings, &input.request.accept_findings)?;
     let mut rec = rec.clone();
     if let Some((text, changes)) = update {
@@ -168,21 +141,68 @@ async fn ensure_policy(
     Ok((findings, rec))
 }
 
-/// [`ensure_policy`] on Claude Platform on AWS: the service principal's
-/// policy, merged (never taking anything away) and judged for this workspace.
-async fn ensure_policy_on_aws(
+fn rejected_policy(info: &KeyInfo) -> impl Fn(String) -> CmekError + '_ {
+    |summary| CmekError::KeyPolicyRejected {
+        key: info.arn.clone(),
+        summary,
+    }
+}
+
+/// Claude Platform: Anthropic's role, bound to the organization.
+fn plan_for_anthropics_role(
     deps: &Deps,
-    kms: &KeyManager,
     input: &StepInput,
     rec: &WorkflowRecord,
     info: &KeyInfo,
+    current: &str,
     compartment: CompartmentId,
-) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
-    let current = kms.get_policy(&info.arn).await?;
-    let rejected = |summary: String| CmekError::KeyPolicyRejected {
-        key: info.arn.clone(),
-        summary,
+    manage: bool,
+) -> Result<(Rewrite, Vec<Finding>), CmekError> {
+    let rejected = rejected_policy(info);
+    let geo = deps.config.geo;
+    let org: OrgUuid = recorded_org(rec)?;
+    let update = if manage {
+        let merge = Merge {
+            geo,
+            org: &org,
+            compartment,
+            restrict_to_workspaces: restrict_to_workspaces(deps, input),
+            protected: &rec.key_protects,
+        };
+        match policy::merge(current, &merge).map_err(|e| rejected(e.to_string()))? {
+            MergeOutcome::Updated {
+                policy: next,
+                changes,
+            } => Some((policy::to_policy_string(&next), changes)),
+            MergeOutcome::Unchanged => None,
+        }
+    } else {
+        None
     };
+    let account = info.parsed_arn().ok().map(|a| a.account().clone());
+    let target = AnalysisTarget {
+        geo,
+        compartment,
+        org: Some(&org),
+        key_account: account.as_ref(),
+    };
+    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(current);
+    let findings = policy::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
+    Ok((update, findings))
+}
+
+/// Claude Platform on AWS: the service principal, bound to the workspaces'
+/// compartments and source ARNs (the workspaces the key protects kept).
+fn plan_on_aws(
+    deps: &Deps,
+    input: &StepInput,
+    rec: &WorkflowRecord,
+    info: &KeyInfo,
+    current: &str,
+    compartment: CompartmentId,
+    manage: bool,
+) -> Result<(Rewrite, Vec<Finding>), CmekError> {
+    let rejected = rejected_policy(info);
     let account = deps
         .config
         .require_account_id()
@@ -196,41 +216,21 @@ async fn ensure_policy_on_aws(
         compartments: restrict_to_workspaces(deps, input).then_some(listed.as_slice()),
         source_arns: &sources,
     };
-    let manage = !rec.key_adopted || input.request.manage_key_policy;
     let update = if manage {
-        on_aws::merge(&current, &grant, compartment, &ws_arn)
+        on_aws::merge(current, &grant, compartment, &ws_arn)
             .map_err(|e| rejected(e.to_string()))?
             .map(|(next, changes)| (policy::to_policy_string(&next), changes))
     } else {
         None
     };
-    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(&current);
+    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(current);
     let target = on_aws::OnAwsTarget {
         compartment,
         workspace_arn: &ws_arn,
         key_account: Some(account),
     };
     let findings = on_aws::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
-    check_findings(&info.arn, &findings, &input.request.accept_findings)?;
-    let mut rec = rec.clone();
-    if let Some((text, changes)) = update {
-        kms.put_policy(&info.arn, &text)
-            .await
-            .map_err(|e| rejected(format!("could not write the merged key policy: {e}")))?;
-        let detail = json!({"compartment_id": compartment, "key_arn": info.arn, "changes": changes, "protects": rec.key_protects});
-        rec = advance(
-            deps,
-            &rec,
-            &input.execution,
-            rec.status,
-            "CreateKey",
-            "policy_updated",
-            detail,
-            |_| {},
-        )
-        .await?;
-    }
-    Ok((findings, rec))
+    Ok((update, findings))
 }
 
 /// The policy a new key is created with, for this platform.

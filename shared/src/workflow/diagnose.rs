@@ -42,6 +42,35 @@ pub struct Diagnosis {
     pub last_validation_error: Option<String>,
 }
 
+impl Diagnosis {
+    fn new(cause: &str, summary: String, fix: String, findings: Vec<Finding>, last: Option<String>) -> Self {
+        Self {
+            cause: cause.into(),
+            summary,
+            fix,
+            findings,
+            contract: None,
+            last_validation_error: last,
+        }
+    }
+}
+
+/// `KEY_NOT_ENABLED` when the key is missing or not usable: its summary and fix.
+fn unusable(arn: &KeyArn, info: Option<&crate::kms::KeyInfo>) -> Option<(String, String)> {
+    match info {
+        None => Some((
+            format!("the key {arn} does not exist or cannot be described"),
+            "Check the key ARN and that it was not deleted.".into(),
+        )),
+        Some(info) => info.unusable_reason().map(|reason| {
+            (
+                reason,
+                "Enable the key (kms:EnableKey) or cancel its deletion.".into(),
+            )
+        }),
+    }
+}
+
 /// The Diagnose state: read the key and its policy, name the cause, record it.
 pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError> {
     let input = StepInput::from_value(&event)?;
@@ -130,13 +159,8 @@ pub async fn diagnose_described(
     org: Option<&OrgUuid>,
     last_validation_error: Option<String>,
 ) -> Result<Diagnosis, CmekError> {
-    let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| Diagnosis {
-        cause: cause.into(),
-        summary,
-        fix,
-        findings,
-        contract: None,
-        last_validation_error: last_validation_error.clone(),
+    let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| {
+        Diagnosis::new(cause, summary, fix, findings, last_validation_error.clone())
     };
     if !geo.accepts_region(arn.region()) {
         return Ok(make(
@@ -152,21 +176,8 @@ pub async fn diagnose_described(
             vec![],
         ));
     }
-    let Some(info) = info else {
-        return Ok(make(
-            "KEY_NOT_ENABLED",
-            format!("the key {arn} does not exist or cannot be described"),
-            "Check the key ARN and that it was not deleted.".into(),
-            vec![],
-        ));
-    };
-    if let Some(reason) = info.unusable_reason() {
-        return Ok(make(
-            "KEY_NOT_ENABLED",
-            reason,
-            "Enable the key (kms:EnableKey) or cancel its deletion.".into(),
-            vec![],
-        ));
+    if let Some((summary, fix)) = unusable(arn, info) {
+        return Ok(make("KEY_NOT_ENABLED", summary, fix, vec![]));
     }
     let policy_text = kms.get_policy(arn.as_str()).await?;
     let target = AnalysisTarget {
@@ -241,13 +252,8 @@ pub async fn diagnose_on_aws(
     platform_region: &crate::ids::Region,
     last_error: Option<String>,
 ) -> Result<Diagnosis, CmekError> {
-    let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| Diagnosis {
-        cause: cause.into(),
-        summary,
-        fix,
-        findings,
-        contract: None,
-        last_validation_error: last_error.clone(),
+    let make = |cause: &str, summary: String, fix: String, findings: Vec<Finding>| {
+        Diagnosis::new(cause, summary, fix, findings, last_error.clone())
     };
     if arn.region() != platform_region {
         return Ok(make(
@@ -260,21 +266,8 @@ pub async fn diagnose_on_aws(
             vec![],
         ));
     }
-    let Some(info) = info else {
-        return Ok(make(
-            "KEY_NOT_ENABLED",
-            format!("the key {arn} does not exist or cannot be described"),
-            "Check the key ARN and that it was not deleted.".into(),
-            vec![],
-        ));
-    };
-    if let Some(reason) = info.unusable_reason() {
-        return Ok(make(
-            "KEY_NOT_ENABLED",
-            reason,
-            "Enable the key (kms:EnableKey) or cancel its deletion.".into(),
-            vec![],
-        ));
+    if let Some((summary, fix)) = unusable(arn, info) {
+        return Ok(make("KEY_NOT_ENABLED", summary, fix, vec![]));
     }
     let text = kms.get_policy(arn.as_str()).await?;
     let target = policy::on_aws::OnAwsTarget {
