@@ -33,6 +33,18 @@ async fn key_policy(stack: &LocalStack, arn: &str) -> Value {
     serde_json::from_str(p.policy().unwrap()).unwrap()
 }
 
+async fn put_policy(stack: &LocalStack, arn: &str, policy: &Value) {
+    stack
+        .kms()
+        .put_key_policy()
+        .key_id(arn)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Every request the stand-in saw was signed and its signature verified.
 fn assert_all_signed(stack: &LocalStack) {
     let refused: Vec<_> = stack
@@ -216,15 +228,7 @@ async fn broken_policy_is_diagnosed(label: &str, break_it: fn(&mut Value), cause
     };
     let mut policy = key_policy(&stack, &key_arn).await;
     break_it(&mut policy);
-    stack
-        .kms()
-        .put_key_policy()
-        .key_id(&key_arn)
-        .policy_name("default")
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap();
+    put_policy(&stack, &key_arn, &policy).await;
     let result = stack.wait(&arn, TIMEOUT).await.unwrap();
     assert_eq!(
         result.status,
@@ -689,15 +693,7 @@ async fn cmekctl_speaks_claude_platform_on_aws() {
     // Take GenerateDataKey away: doctor names it.
     let mut policy = key_policy(&stack, &key_arn).await;
     policy["Statement"][1]["Action"] = json!(["kms:Encrypt", "kms:Decrypt"]);
-    stack
-        .kms()
-        .put_key_policy()
-        .key_id(&key_arn)
-        .policy_name("default")
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap();
+    put_policy(&stack, &key_arn, &policy).await;
     let out = run_cmekctl(&stack, &doctor);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["diagnosis"]["cause"], "MISSING_SERVICE_ACTION", "{report}");
@@ -778,15 +774,7 @@ async fn the_sweep_judges_keys_by_the_service_principals_rules() {
     let (broken_ws, broken_key) = &keys[1];
     let mut policy = key_policy(&stack, broken_key).await;
     policy["Statement"][1]["Action"] = json!(["kms:Encrypt", "kms:Decrypt"]);
-    stack
-        .kms()
-        .put_key_policy()
-        .key_id(broken_key)
-        .policy_name("default")
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap();
+    put_policy(&stack, broken_key, &policy).await;
     let sweep: Value = serde_json::from_str(
         &std::fs::read_to_string(sandbox::stack::repo_root().join("events/scheduled-event.json")).unwrap(),
     )

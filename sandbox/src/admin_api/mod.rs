@@ -1225,7 +1225,6 @@ async fn aws_attach_check(
     workspace: &str,
     caller: &str,
 ) -> Result<(), String> {
-    use aws_sdk_kms::primitives::Blob;
     if let Some(why) = on_aws::registration_refusal(aws, kms_arn) {
         return Err(why);
     }
@@ -1350,29 +1349,6 @@ async fn aws_attach_check(
     if plain.plaintext().map(|b| b.as_ref()) != data_key.plaintext().map(|b| b.as_ref()) {
         return Err("Decrypt returned a different data key".into());
     }
-    let probe = uuid::Uuid::new_v4().as_bytes().to_vec();
-    let sealed = kms
-        .encrypt()
-        .key_id(kms_arn)
-        .plaintext(Blob::new(probe.clone()))
-        .set_encryption_context(Some(map.clone()))
-        .send()
-        .await
-        .map_err(|e| format!("Encrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-    let opened = kms
-        .decrypt()
-        .ciphertext_blob(
-            sealed
-                .ciphertext_blob()
-                .cloned()
-                .ok_or("Encrypt returned no ciphertext")?,
-        )
-        .set_encryption_context(Some(map))
-        .send()
-        .await
-        .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-    if opened.plaintext().map(|b| b.as_ref()) != Some(probe.as_slice()) {
-        return Err("Decrypt returned different plaintext".into());
-    }
+    validate::encrypt_then_decrypt(&kms, kms_arn, &map).await?;
     Ok(())
 }

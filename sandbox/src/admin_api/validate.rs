@@ -179,30 +179,7 @@ impl Validator {
             }
         }
         let map: HashMap<String, String> = ctx.iter().cloned().collect();
-        let plaintext = uuid::Uuid::new_v4().as_bytes().to_vec();
-        let ct = kms
-            .encrypt()
-            .key_id(kms_arn)
-            .plaintext(Blob::new(plaintext.clone()))
-            .set_encryption_context(Some(map.clone()))
-            .send()
-            .await
-            .map_err(|e| format!("Encrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-        let blob = ct
-            .ciphertext_blob()
-            .cloned()
-            .ok_or("Encrypt returned no ciphertext")?;
-        let pt = kms
-            .decrypt()
-            .ciphertext_blob(blob)
-            .set_encryption_context(Some(map))
-            .send()
-            .await
-            .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-        if pt.plaintext().map(|b| b.as_ref()) != Some(plaintext.as_slice()) {
-            return Err("Decrypt returned different plaintext".into());
-        }
-        Ok(())
+        encrypt_then_decrypt(kms, kms_arn, &map).await
     }
 
     /// The four requests that must be denied: another organization's UUID, no
@@ -391,4 +368,37 @@ async fn key_policy(kms: &Client, kms_arn: &str) -> Result<String, String> {
             )
         })?;
     Ok(out.policy().unwrap_or_default().to_owned())
+}
+
+/// Encrypt a random value under the key with `context`, decrypt it, and
+/// check it came back: a round trip really performed against KMS (moto).
+pub(super) async fn encrypt_then_decrypt(
+    kms: &Client,
+    kms_arn: &str,
+    context: &HashMap<String, String>,
+) -> Result<(), String> {
+    let plaintext = uuid::Uuid::new_v4().as_bytes().to_vec();
+    let ct = kms
+        .encrypt()
+        .key_id(kms_arn)
+        .plaintext(Blob::new(plaintext.clone()))
+        .set_encryption_context(Some(context.clone()))
+        .send()
+        .await
+        .map_err(|e| format!("Encrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    let blob = ct
+        .ciphertext_blob()
+        .cloned()
+        .ok_or("Encrypt returned no ciphertext")?;
+    let pt = kms
+        .decrypt()
+        .ciphertext_blob(blob)
+        .set_encryption_context(Some(context.clone()))
+        .send()
+        .await
+        .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    if pt.plaintext().map(|b| b.as_ref()) != Some(plaintext.as_slice()) {
+        return Err("Decrypt returned different plaintext".into());
+    }
+    Ok(())
 }
