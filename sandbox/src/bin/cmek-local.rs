@@ -41,7 +41,11 @@ enum Command {
         platform: cmek::platform::Platform,
     },
     /// Bring the local stack up and keep it running until Ctrl-C.
-    Up,
+    Up {
+        /// claude-platform or claude-platform-on-aws (see `demo`).
+        #[arg(long, default_value = "claude-platform")]
+        platform: cmek::platform::Platform,
+    },
     /// Serve only the Admin API stand-in.
     AdminApi {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -108,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
             production_schedule,
             platform,
         } => demo(propagation_delay, production_schedule, platform).await,
-        Command::Up => up().await,
+        Command::Up { platform } => up(platform).await,
         Command::AdminApi {
             listen,
             kms_endpoint,
@@ -203,9 +207,10 @@ async fn admin_api(
     Ok(())
 }
 
-async fn up() -> anyhow::Result<()> {
+async fn up(platform: cmek::platform::Platform) -> anyhow::Result<()> {
     let stack = LocalStack::start(StackOptions {
         label: "up".into(),
+        platform,
         ..StackOptions::default()
     })
     .await?;
