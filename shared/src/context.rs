@@ -206,7 +206,10 @@ impl Deps {
 }
 
 /// A key policy judged for one workspace, by the rules of the stack's
-/// platform (the guardian and the sweep use it for every attached workspace).
+/// platform: the one judgement CreateKey, AttachKey, the guardian and its
+/// sweep all make. On Claude Platform on AWS the workspace's ARN (the
+/// service's `aws:SourceArn`) is built from the stack's account and Region;
+/// never judged by the other platform's rules for want of them.
 pub fn analyse_for_workspace(
     config: &Config,
     policy_text: &str,
@@ -215,23 +218,8 @@ pub fn analyse_for_workspace(
     org: Option<&crate::ids::OrgUuid>,
     key_account: Option<&crate::ids::AccountId>,
 ) -> Result<Vec<crate::policy::Finding>, crate::policy::PolicyError> {
-    match (
-        config.platform.is_on_aws(),
-        &config.platform_region,
-        key_account.or(config.account_id.as_ref()),
-    ) {
-        (true, Some(region), Some(account)) => {
-            let ws_arn = crate::platform::workspace_arn(region, account, ws);
-            crate::policy::on_aws::analyse(
-                policy_text,
-                crate::policy::on_aws::OnAwsTarget {
-                    compartment,
-                    workspace_arn: &ws_arn,
-                    key_account: Some(account),
-                },
-            )
-        }
-        _ => crate::policy::analyse(
+    if !config.platform.is_on_aws() {
+        return crate::policy::analyse(
             policy_text,
             crate::policy::AnalysisTarget {
                 geo: config.geo,
@@ -239,8 +227,25 @@ pub fn analyse_for_workspace(
                 org,
                 key_account,
             },
-        ),
+        );
     }
+    let (Some(region), Some(account)) = (
+        &config.platform_region,
+        config.account_id.as_ref().or(key_account),
+    ) else {
+        return Err(crate::policy::PolicyError::Malformed(
+            "the workspace's ARN is unknown (no account or Region configured): a policy for Claude Platform on AWS cannot be judged".into(),
+        ));
+    };
+    let ws_arn = crate::platform::workspace_arn(region, account, ws);
+    crate::policy::on_aws::analyse(
+        policy_text,
+        crate::policy::on_aws::OnAwsTarget {
+            compartment,
+            workspace_arn: &ws_arn,
+            key_account,
+        },
+    )
 }
 
 /// The client for CloudFormation responses.

@@ -351,7 +351,8 @@ async fn handle(
         body: body_json.clone(),
         effect: None,
     };
-    let outcome = match signed_by {
+    // Who signed (Claude Platform on AWS), once the signature verified.
+    let caller: Result<Option<on_aws::Caller>, ApiError> = match signed_by {
         Some(Err(refusal)) => {
             record.fault = Some(format!("signature refused: {}", refusal.aws_type));
             Err(ApiError {
@@ -379,20 +380,13 @@ async fn handle(
                     authorizations,
                 });
             }
-            process(
-                &shared,
-                &faults,
-                &method,
-                &uri,
-                &headers,
-                key,
-                body_json,
-                &mut record,
-                Some(&caller),
-            )
-            .await
+            Ok(Some(caller))
         }
-        None => {
+        None => Ok(None),
+    };
+    let outcome = match caller {
+        Err(refused) => Err(refused),
+        Ok(caller) => {
             process(
                 &shared,
                 &faults,
@@ -402,7 +396,7 @@ async fn handle(
                 key,
                 body_json,
                 &mut record,
-                None,
+                caller.as_ref(),
             )
             .await
         }
@@ -1339,16 +1333,8 @@ async fn aws_attach_check(
         .ciphertext_blob()
         .cloned()
         .ok_or("GenerateDataKey returned no ciphertext")?;
-    let plain = kms
-        .decrypt()
-        .ciphertext_blob(wrapped)
-        .set_encryption_context(Some(map.clone()))
-        .send()
-        .await
-        .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-    if plain.plaintext().map(|b| b.as_ref()) != data_key.plaintext().map(|b| b.as_ref()) {
-        return Err("Decrypt returned a different data key".into());
-    }
+    let key = data_key.plaintext().map(|b| b.as_ref()).unwrap_or_default();
+    validate::decrypts_to(&kms, wrapped, &map, key).await?;
     validate::encrypt_then_decrypt(&kms, kms_arn, &map).await?;
     Ok(())
 }

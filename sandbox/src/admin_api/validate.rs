@@ -390,6 +390,16 @@ pub(super) async fn encrypt_then_decrypt(
         .ciphertext_blob()
         .cloned()
         .ok_or("Encrypt returned no ciphertext")?;
+    decrypts_to(kms, blob, context, &plaintext).await
+}
+
+/// Decrypt `blob` with `context` and check it gives `expected` back.
+pub(super) async fn decrypts_to(
+    kms: &Client,
+    blob: Blob,
+    context: &HashMap<String, String>,
+    expected: &[u8],
+) -> Result<(), String> {
     let pt = kms
         .decrypt()
         .ciphertext_blob(blob)
@@ -397,7 +407,7 @@ pub(super) async fn encrypt_then_decrypt(
         .send()
         .await
         .map_err(|e| format!("Decrypt failed: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-    if pt.plaintext().map(|b| b.as_ref()) != Some(plaintext.as_slice()) {
+    if pt.plaintext().map(|b| b.as_ref()) != Some(expected) {
         return Err("Decrypt returned different plaintext".into());
     }
     Ok(())

@@ -9,7 +9,7 @@ use crate::admin_api::AdminApiError;
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::metrics::{Metric, Unit, emit};
-use crate::policy::{self, AnalysisTarget, Finding, FindingCode, on_aws};
+use crate::policy::{Finding, FindingCode};
 use crate::store::Status;
 use crate::store::WorkflowRecord;
 
@@ -51,18 +51,7 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     // Live traffic uses the workspace's own compartment, which validation of
     // an unattached key may not exercise (it may send the all-zeros id):
     // check it here, before the irreversible call.
-    let kms = deps.kms()?;
-    let policy_text = kms.get_policy(arn.as_str()).await?;
-    let target = AnalysisTarget {
-        geo: deps.config.geo,
-        compartment,
-        org: Some(&org),
-        key_account: Some(arn.account()),
-    };
-    let findings = policy::analyse(&policy_text, target).map_err(|e| CmekError::KeyPolicyRejected {
-        key: arn.to_string(),
-        summary: e.to_string(),
-    })?;
+    let findings = judge_policy(deps, &rec, &arn, compartment, Some(&org)).await?;
     let accepted: Vec<FindingCode> = input.request.accept_findings.clone();
     check_findings(arn.as_str(), &findings, &accepted)?;
 
@@ -139,21 +128,9 @@ async fn attach_validating(
     let id = recorded_external_key_id(&rec)?;
     let arn = recorded_key_arn(&rec)?;
     let compartment = recorded_compartment(&rec)?;
-    let ws_arn = super::workspace_arn(deps, ws)?;
     let accepted: Vec<FindingCode> = input.request.accept_findings.clone();
-    let judge = || async {
-        let text = deps.kms()?.get_policy(arn.as_str()).await?;
-        let target = on_aws::OnAwsTarget {
-            compartment,
-            workspace_arn: &ws_arn,
-            key_account: Some(arn.account()),
-        };
-        on_aws::analyse(&text, target).map_err(|e| CmekError::KeyPolicyRejected {
-            key: arn.to_string(),
-            summary: e.to_string(),
-        })
-    };
-    let findings: Vec<Finding> = judge().await?;
+    // No organization on this platform: the workspace's ARN binds the key.
+    let findings = judge_policy(deps, &rec, &arn, compartment, None).await?;
     check_findings(arn.as_str(), &findings, &accepted)?;
 
     let admin = deps.admin()?;
@@ -164,44 +141,45 @@ async fn attach_validating(
         Err(e) => match look_into_refusal(admin, ws, &id, e).await? {
             Refused::AlreadyOurs => {}
             Refused::Key(reason) => {
-                {
-                    // The policy may have changed since the check above.
-                    let now_blocking = judge().await?.into_iter().any(|f| f.blocks(&accepted));
-                    let outcome = if now_blocking {
-                        "attach_refused"
-                    } else {
-                        "attach_not_yet_accepted"
-                    };
-                    advance(
-                        deps,
-                        &rec,
-                        &input.execution,
-                        rec.status,
-                        "AttachKey",
-                        outcome,
-                        json!({"external_key_id": id, "attempt": attempt, "error": reason}),
-                        |r| {
-                            r.validation_attempts = attempt;
-                            r.last_error = Some(reason.clone());
-                        },
-                    )
-                    .await?;
-                    tracing::warn!(workspace_id = %ws, attempt, outcome, "attach refused: {reason}");
-                    return Err(if now_blocking {
-                        CmekError::AttachRefused {
-                            workspace: ws.to_string(),
-                            external_key_id: id.to_string(),
-                            reason,
-                        }
-                    } else {
-                        CmekError::AttachNotYetAccepted {
-                            workspace: ws.to_string(),
-                            external_key_id: id.to_string(),
-                            attempt,
-                            reason,
-                        }
-                    });
-                }
+                // The policy may have changed since the check above.
+                let now_blocking = judge_policy(deps, &rec, &arn, compartment, None)
+                    .await?
+                    .into_iter()
+                    .any(|f| f.blocks(&accepted));
+                let outcome = if now_blocking {
+                    "attach_refused"
+                } else {
+                    "attach_not_yet_accepted"
+                };
+                advance(
+                    deps,
+                    &rec,
+                    &input.execution,
+                    rec.status,
+                    "AttachKey",
+                    outcome,
+                    json!({"external_key_id": id, "attempt": attempt, "error": reason}),
+                    |r| {
+                        r.validation_attempts = attempt;
+                        r.last_error = Some(reason.clone());
+                    },
+                )
+                .await?;
+                tracing::warn!(workspace_id = %ws, attempt, outcome, "attach refused: {reason}");
+                return Err(if now_blocking {
+                    CmekError::AttachRefused {
+                        workspace: ws.to_string(),
+                        external_key_id: id.to_string(),
+                        reason,
+                    }
+                } else {
+                    CmekError::AttachNotYetAccepted {
+                        workspace: ws.to_string(),
+                        external_key_id: id.to_string(),
+                        attempt,
+                        reason,
+                    }
+                });
             }
         },
     }
@@ -286,4 +264,28 @@ async fn confirm(
         )));
     }
     Ok(())
+}
+
+/// The key's policy as it is now, judged for this workspace by the rules of
+/// the stack's platform (`context::analyse_for_workspace`).
+async fn judge_policy(
+    deps: &Deps,
+    rec: &WorkflowRecord,
+    arn: &crate::ids::KeyArn,
+    compartment: crate::ids::CompartmentId,
+    org: Option<&crate::ids::OrgUuid>,
+) -> Result<Vec<Finding>, CmekError> {
+    let text = deps.kms()?.get_policy(arn.as_str()).await?;
+    crate::context::analyse_for_workspace(
+        &deps.config,
+        &text,
+        &rec.workspace_id,
+        compartment,
+        org,
+        Some(arn.account()),
+    )
+    .map_err(|e| CmekError::KeyPolicyRejected {
+        key: arn.to_string(),
+        summary: e.to_string(),
+    })
 }

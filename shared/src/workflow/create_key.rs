@@ -5,7 +5,7 @@ use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::ids::{CompartmentId, KeyArn, OrgUuid};
 use crate::kms::{KeyInfo, KeyManager, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE, TAG_WORKSPACE, alias_for};
-use crate::policy::{self, AnalysisTarget, Finding, Merge, MergeOutcome, Scope, on_aws};
+use crate::policy::{self, Finding, Merge, MergeOutcome, Scope, on_aws};
 use crate::store::{Status, WorkflowRecord};
 
 crate::context::lambda_function!(
@@ -100,8 +100,8 @@ type Rewrite = Option<(String, Vec<String>)>;
 /// Check (and, where allowed, bring to the current contract) the key policy
 /// for this compartment. The merge never removes anything and refuses a
 /// rewrite that would cut off a workspace the key already protects. The
-/// policy is judged as it would be written, before writing it: a key that
-/// will be refused is left exactly as it was.
+/// policy is judged as it would be written, by the platform's rules, before
+/// writing it: a key that will be refused is left exactly as it was.
 async fn ensure_policy(
     deps: &Deps,
     kms: &KeyManager,
@@ -111,14 +111,36 @@ async fn ensure_policy(
     compartment: CompartmentId,
 ) -> Result<(Vec<Finding>, WorkflowRecord), CmekError> {
     let current = kms.get_policy(&info.arn).await?;
-    let rejected = rejected_policy(info);
+    let rejected = |summary: String| CmekError::KeyPolicyRejected {
+        key: info.arn.clone(),
+        summary,
+    };
+    // Claude Platform binds the key to the organization; Claude Platform on
+    // AWS to the account's workspaces (no organization).
+    let org: Option<OrgUuid> = if deps.config.platform.is_on_aws() {
+        None
+    } else {
+        Some(recorded_org(rec)?)
+    };
     // Keys created here are always ours to manage; adopted keys only if asked.
     let manage = !rec.key_adopted || input.request.manage_key_policy;
-    let (update, findings) = if deps.config.platform.is_on_aws() {
-        plan_on_aws(deps, input, rec, info, &current, compartment, manage)?
-    } else {
-        plan_for_anthropics_role(deps, input, rec, info, &current, compartment, manage)?
+    let update: Rewrite = match (manage, &org) {
+        (false, _) => None,
+        (true, Some(org)) => merge_for_anthropics_role(deps, input, rec, org, &current, compartment)
+            .map_err(|e| rejected(e.to_string()))?,
+        (true, None) => merge_for_the_service_principal(deps, input, rec, &info.arn, &current, compartment)?,
     };
+    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(&current);
+    let account = info.parsed_arn().ok().map(|a| a.account().clone());
+    let findings = crate::context::analyse_for_workspace(
+        &deps.config,
+        judged,
+        &rec.workspace_id,
+        compartment,
+        org.as_ref(),
+        account.as_ref(),
+    )
+    .map_err(|e| rejected(e.to_string()))?;
     check_findings(&info.arn, &findings, &input.request.accept_findings)?;
     let mut rec = rec.clone();
     if let Some((text, changes)) = update {
@@ -141,68 +163,42 @@ async fn ensure_policy(
     Ok((findings, rec))
 }
 
-fn rejected_policy(info: &KeyInfo) -> impl Fn(String) -> CmekError + '_ {
-    |summary| CmekError::KeyPolicyRejected {
-        key: info.arn.clone(),
-        summary,
-    }
-}
-
-/// Claude Platform: Anthropic's role, bound to the organization.
-fn plan_for_anthropics_role(
+/// Claude Platform: Anthropic's role, bound to the organization (an older
+/// contract's key upgraded, every protected workspace kept readable).
+fn merge_for_anthropics_role(
     deps: &Deps,
     input: &StepInput,
     rec: &WorkflowRecord,
-    info: &KeyInfo,
+    org: &OrgUuid,
     current: &str,
     compartment: CompartmentId,
-    manage: bool,
-) -> Result<(Rewrite, Vec<Finding>), CmekError> {
-    let rejected = rejected_policy(info);
-    let geo = deps.config.geo;
-    let org: OrgUuid = recorded_org(rec)?;
-    let update = if manage {
-        let merge = Merge {
-            geo,
-            org: &org,
-            compartment,
-            restrict_to_workspaces: restrict_to_workspaces(deps, input),
-            protected: &rec.key_protects,
-        };
-        match policy::merge(current, &merge).map_err(|e| rejected(e.to_string()))? {
-            MergeOutcome::Updated {
-                policy: next,
-                changes,
-            } => Some((policy::to_policy_string(&next), changes)),
-            MergeOutcome::Unchanged => None,
-        }
-    } else {
-        None
-    };
-    let account = info.parsed_arn().ok().map(|a| a.account().clone());
-    let target = AnalysisTarget {
-        geo,
+) -> Result<Rewrite, policy::PolicyError> {
+    let merge = Merge {
+        geo: deps.config.geo,
+        org,
         compartment,
-        org: Some(&org),
-        key_account: account.as_ref(),
+        restrict_to_workspaces: restrict_to_workspaces(deps, input),
+        protected: &rec.key_protects,
     };
-    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(current);
-    let findings = policy::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
-    Ok((update, findings))
+    Ok(match policy::merge(current, &merge)? {
+        MergeOutcome::Updated {
+            policy: next,
+            changes,
+        } => Some((policy::to_policy_string(&next), changes)),
+        MergeOutcome::Unchanged => None,
+    })
 }
 
 /// Claude Platform on AWS: the service principal, bound to the workspaces'
 /// compartments and source ARNs (the workspaces the key protects kept).
-fn plan_on_aws(
+fn merge_for_the_service_principal(
     deps: &Deps,
     input: &StepInput,
     rec: &WorkflowRecord,
-    info: &KeyInfo,
+    key: &str,
     current: &str,
     compartment: CompartmentId,
-    manage: bool,
-) -> Result<(Rewrite, Vec<Finding>), CmekError> {
-    let rejected = rejected_policy(info);
+) -> Result<Rewrite, CmekError> {
     let account = deps
         .config
         .require_account_id()
@@ -216,21 +212,12 @@ fn plan_on_aws(
         compartments: restrict_to_workspaces(deps, input).then_some(listed.as_slice()),
         source_arns: &sources,
     };
-    let update = if manage {
-        on_aws::merge(current, &grant, compartment, &ws_arn)
-            .map_err(|e| rejected(e.to_string()))?
-            .map(|(next, changes)| (policy::to_policy_string(&next), changes))
-    } else {
-        None
-    };
-    let judged = update.as_ref().map(|(text, _)| text.as_str()).unwrap_or(current);
-    let target = on_aws::OnAwsTarget {
-        compartment,
-        workspace_arn: &ws_arn,
-        key_account: Some(account),
-    };
-    let findings = on_aws::analyse(judged, target).map_err(|e| rejected(e.to_string()))?;
-    Ok((update, findings))
+    let merged =
+        on_aws::merge(current, &grant, compartment, &ws_arn).map_err(|e| CmekError::KeyPolicyRejected {
+            key: key.to_owned(),
+            summary: e.to_string(),
+        })?;
+    Ok(merged.map(|(next, changes)| (policy::to_policy_string(&next), changes)))
 }
 
 /// The policy a new key is created with, for this platform.

@@ -44,39 +44,24 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
     // on the happy path that saves listing every registration. On Claude
     // Platform on AWS the ARN is the registration's id: one GET answers,
     // every time (a key shared by workspaces is registered once).
-    let (rec, found) = if deps.config.platform.is_on_aws() {
+    let found = if deps.config.platform.is_on_aws() {
         let id: ExternalKeyId = arn
             .as_str()
             .parse()
             .map_err(|e| CmekError::Internal(format!("a key ARN is a registration id there: {e}")))?;
-        let found = match admin.get_external_key(&id).await {
+        match admin.get_external_key(&id).await {
             Ok(k) => Some(k),
             Err(crate::admin_api::AdminApiError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
-        };
-        let rec = if found.is_none() && !rec.registration_started {
-            advance(
-                deps,
-                &rec,
-                &input.execution,
-                rec.status,
-                "RegisterKey",
-                "registration_started",
-                json!({}),
-                |r| {
-                    r.registration_started = true;
-                },
-            )
-            .await?
-        } else {
-            rec
-        };
-        (rec, found)
+        }
     } else if rec.registration_started {
-        let found = admin.find_external_key_by_arn(&arn).await?;
-        (rec, found)
+        admin.find_external_key_by_arn(&arn).await?
     } else {
-        let rec = advance(
+        None
+    };
+    // The marker goes down before the first create that may reach the API.
+    let rec = if found.is_none() && !rec.registration_started {
+        advance(
             deps,
             &rec,
             &input.execution,
@@ -88,8 +73,9 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
                 r.registration_started = true;
             },
         )
-        .await?;
-        (rec, None)
+        .await?
+    } else {
+        rec
     };
     let (key, outcome) = match found {
         Some(k) => (k, "registration_found"),
