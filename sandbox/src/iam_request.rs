@@ -131,30 +131,29 @@ pub fn authorizations(
 }
 
 /// Claude Platform on AWS: the IAM action and resource a signed Admin API
-/// request is authorized as, from its method and path ("IAM actions for
-/// Claude Platform on AWS": every route maps to an action in the
-/// `aws-external-anthropic` namespace; the only resource type is
-/// `workspace`, `arn:aws:aws-external-anthropic:{region}:{account-id}:workspace/{workspace-id}`;
-/// the encryption-key actions name no resource, so they are authorized on `*`).
-///
-/// The workspace actions are the page's (`GetWorkspace`, `ListWorkspaces`,
-/// `UpdateWorkspace`). The stored copy of the page this project could read
-/// stops before its "Encryption keys" group, so those five names follow the
-/// page's VerbNoun convention for the routes (`CreateExternalKey`, …): this
-/// table and the template's `ClaudePlatformOnAws*` statements are the one
-/// place to correct them.
+/// request is authorized as, from its method and path. Sources: Anthropic's
+/// "IAM actions for Claude Platform on AWS" (section "Encryption keys"), and
+/// AWS's own service data for `aws-external-anthropic` (the Service
+/// Authorization Reference as cfn-lint ships it, which `tests/tests/iam_truth.rs`
+/// checks every name and scope of this table against): the only resource
+/// type is `workspace`,
+/// `arn:aws:aws-external-anthropic:{region}:{account-id}:workspace/{workspace-id}`;
+/// `ListWorkspaces`, `CreateWorkspace` and the encryption-key actions have no
+/// resource type (account-scoped), so IAM authorizes them on `*`.
 pub fn external_anthropic(method: &str, path: &str, scope: Scope<'_>) -> Vec<Authorization> {
     let Scope { region, account } = scope;
     let workspace = |id: &str| format!("arn:aws:aws-external-anthropic:{region}:{account}:workspace/{id}");
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (action, resource) = match (method, segments.as_slice()) {
-        ("GET", ["v1", "organizations", "workspaces"]) => ("ListWorkspaces", workspace("*")),
+        ("GET", ["v1", "organizations", "workspaces"]) => ("ListWorkspaces", "*".to_owned()),
+        ("POST", ["v1", "organizations", "workspaces"]) => ("CreateWorkspace", "*".to_owned()),
         ("GET", ["v1", "organizations", "workspaces", id]) => ("GetWorkspace", workspace(id)),
         ("POST", ["v1", "organizations", "workspaces", id]) => ("UpdateWorkspace", workspace(id)),
-        ("GET", ["v1", "organizations", "external_keys"]) => ("ListExternalKeys", "*".to_owned()),
-        ("POST", ["v1", "organizations", "external_keys"]) => ("CreateExternalKey", "*".to_owned()),
-        ("GET", ["v1", "organizations", "external_keys", _]) => ("GetExternalKey", "*".to_owned()),
-        ("POST", ["v1", "organizations", "external_keys", _]) => ("UpdateExternalKey", "*".to_owned()),
+        ("GET", ["v1", "organizations", "external_keys"]) => ("ListKeys", "*".to_owned()),
+        ("POST", ["v1", "organizations", "external_keys"]) => ("RegisterKey", "*".to_owned()),
+        ("GET", ["v1", "organizations", "external_keys", _]) => ("GetKey", "*".to_owned()),
+        ("POST", ["v1", "organizations", "external_keys", _]) => ("UpdateKey", "*".to_owned()),
+        ("DELETE", ["v1", "organizations", "external_keys", _]) => ("DisableKey", "*".to_owned()),
         _ => ("Unknown", UNKNOWN.to_owned()),
     };
     vec![Authorization {

@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
+pub mod aws_data;
 pub mod iam;
+pub mod sam;
 
 use std::time::Duration;
 

@@ -11,48 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cmek_e2e::aws_data::ServiceData;
 use cmek_e2e::iam::{self, Decision, Effect};
+use cmek_e2e::sam::{logical, template_text, translate};
 use sandbox::iam_request::Authorization;
 use sandbox::stack::{RecordedCalls, aws_calls_dir, repo_root};
 use sandbox::template::{Bindings, Template};
 use serde_json::Value;
-
-/// `template.yaml` through the SAM translator (`tools/sam_translate.py`, in
-/// the virtualenv the test command installs for `sam validate`).
-fn translate(template_text: &str) -> Value {
-    let root = repo_root();
-    let python = root.join(".local/venv-sam/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: ./scripts/test installs the SAM translator",
-        python.display()
-    );
-    // One file per translation: the tests of this file run in parallel.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("cmek-iam-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("template.yaml");
-    std::fs::write(&path, template_text).unwrap();
-    let out = std::process::Command::new(python)
-        .arg(root.join("tools/sam_translate.py"))
-        .arg(&path)
-        // The translator wants a Region for its pseudo parameters.
-        .env("AWS_DEFAULT_REGION", "us-east-2")
-        .output()
-        .expect("running the SAM translator");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "SAM translation failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn template_text() -> String {
-    std::fs::read_to_string(repo_root().join("template.yaml")).unwrap()
-}
 
 /// Bindings for checks that need no recorded stack: every resource's `Ref`
 /// is its logical id and its `Arn` a fixed ARN built from it.
@@ -218,6 +183,52 @@ fn every_aws_call_of_the_end_to_end_suite_is_allowed_by_the_deployed_role() {
         "no recorded AWS calls in {}: run the end-to-end suite first (./scripts/test does)",
         aws_calls_dir().display()
     );
+    // Stacks of both platforms were recorded and are judged (each with its
+    // own parameters): a statement that exists on one platform only is
+    // otherwise never exercised.
+    let platforms: BTreeSet<String> = recorded
+        .iter()
+        .map(|r| {
+            r.bindings
+                .parameters
+                .get("Platform")
+                .cloned()
+                .unwrap_or_else(|| "claude-platform".into())
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        BTreeSet::from(["claude-platform".to_owned(), "claude-platform-on-aws".to_owned()]),
+        "the suite must record stacks of both platforms"
+    );
+    // Every action a call was recorded as exists in AWS's own data with the
+    // scope AWS gives it: the recorder is not where a name may come from.
+    let data = ServiceData::load().unwrap();
+    let mut unknown = BTreeSet::new();
+    for call in recorded.iter().flat_map(|r| &r.calls) {
+        for a in &call.authorizations {
+            match data.action(&a.action) {
+                None => {
+                    unknown.insert(format!(
+                        "{}: {} is not an IAM action AWS has",
+                        call.function, a.action
+                    ));
+                }
+                Some(d) if d.account_scoped() && a.resource != "*" => {
+                    unknown.insert(format!(
+                        "{}: {} is account-scoped, recorded on {}",
+                        call.function, a.action, a.resource
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "the recorder named calls AWS would not authorize that way:\n{}",
+        unknown.into_iter().collect::<Vec<_>>().join("\n")
+    );
     let translated = translate(&template_text());
     let c = evaluate(&translated, &recorded);
     assert!(
@@ -336,13 +347,6 @@ fn collect_resources(v: &Value, out: &mut BTreeSet<String>) {
         Value::Array(items) => items.iter().for_each(|i| collect_resources(i, out)),
         _ => {}
     }
-}
-
-fn logical(v: &Value) -> Option<String> {
-    v.get("Ref")
-        .and_then(Value::as_str)
-        .or_else(|| v["Fn::GetAtt"][0].as_str())
-        .map(str::to_owned)
 }
 
 #[test]

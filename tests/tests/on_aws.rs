@@ -156,7 +156,7 @@ async fn happy_path_with_no_secret_anywhere() {
     let signed = stack.admin.aws_calls();
     for (function, action) in [
         ("BeginFunction", "aws-external-anthropic:GetWorkspace"),
-        ("RegisterKeyFunction", "aws-external-anthropic:CreateExternalKey"),
+        ("RegisterKeyFunction", "aws-external-anthropic:RegisterKey"),
         ("AttachKeyFunction", "aws-external-anthropic:UpdateWorkspace"),
         ("AttachKeyFunction", "kms:Encrypt"),
     ] {
