@@ -442,5 +442,5 @@ fn every_function_may_write_to_its_failure_destination() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 3, "the three asynchronously invoked functions");
+    assert_eq!(checked, 4, "the four asynchronously invoked functions");
 }
