@@ -789,3 +789,49 @@ async fn aws_errors_that_outlast_every_retry_reach_the_workflow_classified_and_r
     );
     assert_eq!(external_keys(&stack).len(), 1, "one registration");
 }
+
+/// When Finish itself fails, the execution still fails with the workflow's
+/// own error (what describe-execution and the console show first), the cause
+/// saying the outcome was not recorded — not with a bare FinishFailed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finish_that_fails_does_not_hide_the_workflows_error() {
+    use sandbox::aws_proxy::AwsFault;
+    let stack = stack("finish-fails", |o| o.bus_rules = false).await;
+    // Finish may not read the record at all (a role without the permission):
+    // AccessDenied is not retried, so Finish fails for good.
+    stack.host.add_aws_faults([AwsFault {
+        action: "dynamodb:GetItem".into(),
+        function: Some("FinishFunction".into()),
+        times: 50,
+        after_effect: false,
+        status: 400,
+        code: "AccessDeniedException".into(),
+    }]);
+    let r = stack
+        .run(
+            &json!({"workspaceId": "wrkspc_01JNoSuchWorkspace0000000"}),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, "FAILED", "{r:?}");
+    assert_eq!(
+        r.error.as_deref(),
+        Some("WorkspaceNotFound"),
+        "{r:?} — {}",
+        dump_on_failure(&stack)
+    );
+    let cause = r.cause.unwrap_or_default();
+    assert!(
+        cause.contains("could NOT be recorded") && cause.contains("AccessDenied"),
+        "{cause}"
+    );
+    assert!(
+        stack
+            .host
+            .aws_calls()
+            .iter()
+            .any(|c| c.function == "FinishFunction" && c.fault.is_some()),
+        "Finish ran and was refused"
+    );
+}
