@@ -93,24 +93,39 @@ pub fn authorizations(
                 .unwrap_or(UNKNOWN)
                 .to_owned(),
         ),
+        // One authorization per bus and event kind: `events:source` and
+        // `events:detail-type` are supplied on PutEvents (EventBridge User
+        // Guide, "Actions, resources, and condition keys for the Custom Event
+        // Bus"), so a bus policy can refuse one kind of event.
         "events" if operation == "PutEvents" => {
-            let mut buses: Vec<String> = body
+            let mut out: Vec<Authorization> = body
                 .get("Entries")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
                 .map(|e| {
                     let bus = e.get("EventBusName").and_then(Value::as_str).unwrap_or("default");
-                    if bus.starts_with("arn:") {
+                    let resource = if bus.starts_with("arn:") {
                         bus.to_owned()
                     } else {
                         format!("arn:aws:events:{region}:{account}:event-bus/{bus}")
+                    };
+                    let mut context = BTreeMap::new();
+                    for (field, key) in [("Source", "events:source"), ("DetailType", "events:detail-type")] {
+                        if let Some(v) = e.get(field).and_then(Value::as_str) {
+                            context.insert(key.to_owned(), vec![v.to_owned()]);
+                        }
+                    }
+                    Authorization {
+                        action: action.clone(),
+                        resource,
+                        context,
                     }
                 })
                 .collect();
-            buses.sort();
-            buses.dedup();
-            buses.into_iter().flat_map(|b| plain(b).into_iter()).collect()
+            out.sort();
+            out.dedup();
+            out
         }
         "sns" => plain(
             str_at("TopicArn")
@@ -474,19 +489,34 @@ mod tests {
     }
 
     #[test]
-    fn put_events_is_authorized_once_per_bus() {
+    fn put_events_is_authorized_once_per_bus_and_kind_of_event() {
         let a = authorizations(
             "events",
             "PutEvents",
-            &json!({"Entries": [{"EventBusName": "b"}, {"EventBusName": "b"}, {}]}),
+            &json!({"Entries": [
+                {"EventBusName": "b", "Source": "s", "DetailType": "One"},
+                {"EventBusName": "b", "Source": "s", "DetailType": "One"},
+                {"EventBusName": "b", "Source": "s", "DetailType": "Two"},
+                {}
+            ]}),
             SCOPE,
             None,
         );
+        let seen: Vec<(&str, Option<&str>)> = a
+            .iter()
+            .map(|a| {
+                (
+                    a.resource.as_str(),
+                    a.context.get("events:detail-type").map(|v| v[0].as_str()),
+                )
+            })
+            .collect();
         assert_eq!(
-            a.iter().map(|a| a.resource.as_str()).collect::<Vec<_>>(),
+            seen,
             [
-                "arn:aws:events:us-east-2:123456789012:event-bus/b",
-                "arn:aws:events:us-east-2:123456789012:event-bus/default"
+                ("arn:aws:events:us-east-2:123456789012:event-bus/b", Some("One")),
+                ("arn:aws:events:us-east-2:123456789012:event-bus/b", Some("Two")),
+                ("arn:aws:events:us-east-2:123456789012:event-bus/default", None),
             ]
         );
     }

@@ -21,6 +21,10 @@ use crate::template::{Bindings, Template};
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-2";
 pub const STATE_MACHINE: &str = "ProvisionStateMachine";
+/// Who puts "Workspace Discovered" events in the local stack besides
+/// discovery (the tests and the demo, as workspace-vending tooling): named in
+/// `TrustedEventPublishers`, as a deployment names its own tooling.
+pub const LOCAL_TOOLING_ROLE: &str = "arn:aws:iam::123456789012:role/local-workspace-vending";
 
 /// How to bring the stack up.
 #[derive(Debug, Clone)]
@@ -238,6 +242,11 @@ impl LocalStack {
         bindings
             .parameters
             .insert("Platform".into(), options.platform.as_str().into());
+        // The tests and the demo put "Workspace Discovered" events as
+        // workspace-vending tooling would: named, as a deployment names its own.
+        bindings
+            .parameters
+            .insert("TrustedEventPublishers".into(), LOCAL_TOOLING_ROLE.into());
         bindings.parameters.extend(options.parameters.clone());
         for (k, v) in [
             ("AWS::AccountId", ACCOUNT),
@@ -267,6 +276,12 @@ impl LocalStack {
             bindings.attrs.insert(
                 format!("{id}.Arn"),
                 format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{id}"),
+            );
+            // The role SAM creates for it (`<Function>Role`), as a bus or key
+            // policy names it.
+            bindings.attrs.insert(
+                format!("{id}Role.Arn"),
+                format!("arn:aws:iam::{ACCOUNT}:role/local-{id}Role"),
             );
         }
 

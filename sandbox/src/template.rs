@@ -2,7 +2,7 @@
 //! definitions that deploy to AWS: the functions (binary, environment), the
 //! table's key schema and the state machine's definition and substitutions.
 //! Only the intrinsic functions the template uses are resolved (`Ref`,
-//! `GetAtt`, `Sub`, `If`, `Not`, `Equals`), in short and long form.
+//! `GetAtt`, `Sub`, `If`, `Not`, `Equals`, `Or`, `And`), in short and long form.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -190,6 +190,12 @@ impl Template {
                 let props = ev
                     .get("Properties")
                     .ok_or_else(|| anyhow!("{id}: EventBridgeRule without Properties"))?;
+                // A disabled rule delivers nothing.
+                if let Some(state) = props.get("State")
+                    && resolve(state, b, &self.conditions())? == "DISABLED"
+                {
+                    continue;
+                }
                 let bus = match props.get("EventBusName") {
                     Some(v) => resolve(v, b, &self.conditions())?,
                     None => "default".to_owned(),
@@ -327,6 +333,19 @@ fn truth(v: &Value, b: &Bindings, conditions: &HashMap<String, Value>) -> anyhow
             };
             Ok(resolve(x, b, conditions)? == resolve(y, b, conditions)?)
         }
+        "Or" | "And" => {
+            let parts = arg
+                .as_sequence()
+                .ok_or_else(|| anyhow!("{name} needs a list"))?
+                .iter()
+                .map(|p| truth(p, b, conditions))
+                .collect::<anyhow::Result<Vec<bool>>>()?;
+            Ok(if name == "Or" {
+                parts.iter().any(|x| *x)
+            } else {
+                parts.iter().all(|x| *x)
+            })
+        }
         "Condition" => {
             let c = arg.as_str().ok_or_else(|| anyhow!("Condition needs a name"))?;
             truth(
@@ -338,5 +357,41 @@ fn truth(v: &Value, b: &Bindings, conditions: &HashMap<String, Value>) -> anyhow
             )
         }
         other => bail!("condition function {other} is not supported locally"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn discovered_rules(params: &[(&str, &str)]) -> usize {
+        let t = Template::load(&crate::stack::repo_root().join("template.yaml")).unwrap();
+        let mut b = Bindings {
+            parameters: t.parameter_defaults(),
+            ..Bindings::default()
+        };
+        b.refs.insert("ResultBus".into(), "bus".into());
+        for (k, v) in params {
+            b.parameters.insert((*k).into(), (*v).into());
+        }
+        t.bus_rules(&b)
+            .unwrap()
+            .iter()
+            .filter(|(f, _, _)| f == "StartFromEventFunction")
+            .count()
+    }
+
+    /// A rule the template deploys DISABLED delivers nothing locally either:
+    /// with auto-provisioning off and no trusted publisher (the defaults), no
+    /// "Workspace Discovered" event starts a provisioning.
+    #[test]
+    fn a_disabled_rule_delivers_nothing() {
+        assert_eq!(discovered_rules(&[]), 0);
+        assert_eq!(discovered_rules(&[("AutoProvision", "true")]), 1);
+        assert_eq!(
+            discovered_rules(&[("TrustedEventPublishers", crate::stack::LOCAL_TOOLING_ROLE)]),
+            1
+        );
     }
 }

@@ -44,6 +44,10 @@ pub struct Statement {
     pub actions: Vec<String>,
     pub resources: Vec<String>,
     pub conditions: Vec<Condition>,
+    /// A resource policy's `Principal`: `*`, AWS principals (ARNs, or an
+    /// account as `arn:aws:iam::<account>:root`) and `service:<name>`.
+    /// Empty in identity policies.
+    pub principals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,6 +148,28 @@ fn condition_holds(c: &Condition, context: &BTreeMap<String, Vec<String>>) -> an
         Some(base) => (base, true),
         None => (op, false),
     };
+    // The negated operators: true when the key is absent, or when no value
+    // matches any pattern (IAM User Guide, "Condition operators").
+    if let Some(positive) = match op {
+        "StringNotEquals" => Some("StringEquals"),
+        "StringNotLike" => Some("StringLike"),
+        "ArnNotEquals" => Some("ArnEquals"),
+        "ArnNotLike" => Some("ArnLike"),
+        _ => None,
+    } {
+        if set.is_some() {
+            bail!("set operators on {op} are not supported by the coverage test");
+        }
+        let Some(values) = present else {
+            return Ok(true);
+        };
+        let matcher: fn(&str, &str) -> bool = if positive.ends_with("Like") {
+            wildcard
+        } else {
+            |p, v| p == v
+        };
+        return Ok(!values.iter().any(|v| c.values.iter().any(|p| matcher(p, v))));
+    }
     let matches_one: fn(&str, &str) -> bool = match op {
         "StringEquals" | "ArnEquals" => |p, v| p == v,
         "StringLike" | "ArnLike" => wildcard,
@@ -249,6 +275,19 @@ impl Resolver<'_> {
 
     /// Strings or lists of strings (an `Action`, a `Resource`).
     pub fn strings(&self, v: &Value) -> anyhow::Result<Vec<String>> {
+        if let Some(Value::Array(parts)) = v.get("Fn::Split") {
+            let [sep, text] = parts.as_slice() else {
+                bail!("Split needs [delimiter, string]")
+            };
+            let sep = sep.as_str().ok_or_else(|| anyhow!("Split needs a delimiter"))?;
+            return Ok(self.string(text)?.split(sep).map(str::to_owned).collect());
+        }
+        if v.get("Fn::If").is_some() {
+            return match self.item(v)? {
+                Some(chosen) => self.strings(&chosen),
+                None => Ok(Vec::new()),
+            };
+        }
         match v {
             Value::Array(items) => items.iter().map(|i| self.string(i)).collect(),
             other => Ok(vec![self.string(other)?]),
@@ -370,7 +409,7 @@ pub fn statements(doc: &Value, policy: &str, r: &Resolver<'_>) -> anyhow::Result
     for (i, s) in list.iter().enumerate() {
         let sid = s["Sid"].as_str().map_or_else(|| i.to_string(), str::to_owned);
         let origin = format!("{policy}/{sid}");
-        for unsupported in ["NotAction", "NotResource", "Principal", "NotPrincipal"] {
+        for unsupported in ["NotAction", "NotResource", "NotPrincipal"] {
             if s.get(unsupported).is_some() {
                 bail!("{origin}: {unsupported} is not supported by the coverage test");
             }
@@ -398,11 +437,35 @@ pub fn statements(doc: &Value, policy: &str, r: &Resolver<'_>) -> anyhow::Result
                 });
             }
         }
+        let principals = match &s["Principal"] {
+            Value::Null => Vec::new(),
+            Value::String(star) if star == "*" => vec!["*".to_owned()],
+            Value::Object(kinds) => {
+                let mut out = Vec::new();
+                for (kind, who) in kinds {
+                    for p in r.strings(who).with_context(|| origin.clone())? {
+                        out.push(match kind.as_str() {
+                            "AWS" if p == "*" => "*".to_owned(),
+                            // A bare account id is the account (its root).
+                            "AWS" if p.len() == 12 && p.chars().all(|c| c.is_ascii_digit()) => {
+                                format!("arn:aws:iam::{p}:root")
+                            }
+                            "AWS" => p,
+                            "Service" => format!("service:{p}"),
+                            other => bail!("{origin}: principal kind {other} is not supported"),
+                        });
+                    }
+                }
+                out
+            }
+            other => bail!("{origin}: unreadable Principal {other}"),
+        };
         out.push(Statement {
             effect,
             actions: r.strings(&s["Action"]).with_context(|| origin.clone())?,
             resources: r.strings(&s["Resource"]).with_context(|| origin.clone())?,
             conditions,
+            principals,
             origin,
         });
     }
@@ -451,6 +514,59 @@ pub fn roles(translated: &Value, bindings: &Bindings) -> anyhow::Result<HashMap<
         out.insert(id.clone(), role);
     }
     Ok(out)
+}
+
+/// A resource's own policy in the translated template (an event bus
+/// policy, a key policy, a topic or queue policy), resolved.
+pub fn resource_policy(translated: &Value, bindings: &Bindings, id: &str) -> anyhow::Result<Vec<Statement>> {
+    let empty = serde_json::Map::new();
+    let r = Resolver {
+        bindings,
+        conditions: translated["Conditions"].as_object().unwrap_or(&empty),
+    };
+    let res = &translated["Resources"][id];
+    let props = &res["Properties"];
+    let doc = match res["Type"].as_str() {
+        Some("AWS::Events::EventBusPolicy") => serde_json::json!({"Statement": props["Statement"]}),
+        Some("AWS::KMS::Key") => props["KeyPolicy"].clone(),
+        Some("AWS::SNS::TopicPolicy" | "AWS::SQS::QueuePolicy") => props["PolicyDocument"].clone(),
+        other => bail!("{id}: {other:?} has no resource policy this module reads"),
+    };
+    statements(&doc, id, &r)
+}
+
+/// A principal's request under a resource policy of its own account: an
+/// explicit Deny there applies whatever the principal's IAM policies say
+/// (IAM User Guide, "Policy evaluation logic": an explicit deny in any
+/// applicable policy wins); an Allow naming the principal grants the request
+/// as the identity policy would.
+pub fn decide_resource_policy(
+    statements: &[Statement],
+    principal: &str,
+    a: &Authorization,
+) -> anyhow::Result<Decision> {
+    let mut allowed = Vec::new();
+    for s in statements {
+        let names_principal = s.principals.iter().any(|p| p == "*" || p == principal);
+        if !names_principal
+            || !s.actions.iter().any(|p| action_matches(p, &a.action))
+            || !s.resources.iter().any(|p| wildcard(p, &a.resource))
+        {
+            continue;
+        }
+        if !conditions_hold(&s.conditions, &a.context).with_context(|| s.origin.clone())? {
+            continue;
+        }
+        match s.effect {
+            Effect::Deny => return Ok(Decision::Denied(s.origin.clone())),
+            Effect::Allow => allowed.push(s.origin.clone()),
+        }
+    }
+    Ok(if allowed.is_empty() {
+        Decision::NotAllowed
+    } else {
+        Decision::Allowed(allowed)
+    })
 }
 
 /// The role of each function, by the function's logical id.

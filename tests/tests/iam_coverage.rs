@@ -76,6 +76,7 @@ fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
     };
     for rec in recorded {
         let roles = iam::roles(translated, &rec.bindings).unwrap();
+        let resource_policies = resource_policies(translated, &rec.bindings);
         for call in &rec.calls {
             c.calls += 1;
             let Some(role) = function_roles.get(&call.function).and_then(|r| roles.get(r)) else {
@@ -91,9 +92,24 @@ fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
                     call.function, call.action
                 ));
             }
+            let principal = principal_arn(&function_roles[&call.function], &rec.bindings);
             for a in &call.authorizations {
                 c.authorizations += 1;
                 c.pairs.insert((call.function.clone(), a.action.clone()));
+                // A resource's own policy may deny what the role allows.
+                let mut with_principal = a.clone();
+                with_principal
+                    .context
+                    .insert("aws:PrincipalArn".into(), vec![principal.clone()]);
+                if let Ok(Decision::Denied(by)) =
+                    iam::decide_resource_policy(&resource_policies, &principal, &with_principal)
+                {
+                    c.problems.push(format!(
+                        "{}: {} on {} {:?} is DENIED by the resource policy {by} (stack {})",
+                        call.function, a.action, a.resource, a.context, rec.label
+                    ));
+                    continue;
+                }
                 match role.decide(a) {
                     Ok(Decision::Allowed(origins)) => {
                         for origin in origins {
@@ -119,6 +135,28 @@ fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
     c.problems.sort();
     c.problems.dedup();
     c
+}
+
+/// The role ARN a function's calls are made as (`aws:PrincipalArn`).
+fn principal_arn(role: &str, bindings: &Bindings) -> String {
+    bindings
+        .attrs
+        .get(&format!("{role}.Arn"))
+        .cloned()
+        .unwrap_or_else(|| format!("<unbound {role}.Arn>"))
+}
+
+/// The statements of the resource policies the stack attaches to its own
+/// resources where AWS evaluates them for the functions' calls (the event
+/// bus's policy).
+fn resource_policies(translated: &Value, bindings: &Bindings) -> Vec<iam::Statement> {
+    translated["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Events::EventBusPolicy")
+        .flat_map(|(id, _)| iam::resource_policy(translated, bindings, id).unwrap())
+        .collect()
 }
 
 fn recorded_calls() -> Vec<RecordedCalls> {
@@ -443,4 +481,94 @@ fn every_function_may_write_to_its_failure_destination() {
         checked += 1;
     }
     assert_eq!(checked, 4, "the four asynchronously invoked functions");
+}
+
+/// An account-wide `events:PutEvents` (a common grant) must not start an
+/// irreversible attach: the bus policy's explicit Deny stops everyone but
+/// the discovery function's role and the principals named in
+/// `TrustedEventPublishers` from putting a "Workspace Discovered" event,
+/// whatever their own IAM policies allow; other events pass.
+#[test]
+fn only_discovery_and_trusted_tooling_may_announce_a_workspace() {
+    let vending = "arn:aws:iam::123456789012:role/workspace-vending";
+    let admin = "arn:aws:iam::123456789012:role/admin-with-put-events-on-star";
+    let decide = |template: &str, principal: &str, detail_type: &str| -> Decision {
+        let translated = translate(template);
+        let mut b = static_bindings(&translated);
+        b.parameters
+            .insert("TrustedEventPublishers".into(), vending.into());
+        let bus = b.attrs["ResultBus.Arn"].clone();
+        let mut a = Authorization {
+            action: "events:PutEvents".into(),
+            resource: bus,
+            context: BTreeMap::from([
+                ("events:source".into(), vec!["cmek-provisioner".into()]),
+                ("events:detail-type".into(), vec![detail_type.into()]),
+            ]),
+        };
+        a.context
+            .insert("aws:PrincipalArn".into(), vec![principal.into()]);
+        // Every principal here may put events anywhere by its IAM policies.
+        let everywhere = iam::Role {
+            statements: vec![iam::Statement {
+                origin: "identity/PutEventsAnywhere".into(),
+                effect: Effect::Allow,
+                actions: vec!["events:PutEvents".into()],
+                resources: vec!["*".into()],
+                conditions: vec![],
+                principals: vec![],
+            }],
+            aws_managed: vec![],
+        };
+        match iam::decide_resource_policy(&resource_policies(&translated, &b), principal, &a).unwrap() {
+            Decision::Denied(by) => Decision::Denied(by),
+            _ => everywhere.decide(&a).unwrap(),
+        }
+    };
+    let text = template_text();
+    let translated = translate(&text);
+    let b = static_bindings(&translated);
+    let discovery = b.attrs["DiscoverWorkspacesFunctionRole.Arn"].clone();
+    let finish = b.attrs["FinishFunctionRole.Arn"].clone();
+    for (who, principal, allowed) in [
+        ("the discovery function", discovery.as_str(), true),
+        ("the named vending tooling", vending, true),
+        ("Finish", finish.as_str(), false),
+        ("an administrator with events:PutEvents on *", admin, false),
+    ] {
+        let d = decide(&text, principal, "Workspace Discovered");
+        assert_eq!(
+            matches!(d, Decision::Allowed(_)),
+            allowed,
+            "{who} putting Workspace Discovered: {d:?}"
+        );
+    }
+    // Other events are not this policy's business.
+    assert!(matches!(
+        decide(&text, &finish, "CMEK Provisioning Succeeded"),
+        Decision::Allowed(_)
+    ));
+    // Control: without the bus policy (as this stack once was), the
+    // administrator's account-wide grant starts a provisioning.
+    let start = text.find("  ResultBusPolicy:\n").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let without = format!("{}{}", &text[..start], &text[end + 2..]);
+    assert!(matches!(
+        decide(&without, admin, "Workspace Discovered"),
+        Decision::Allowed(_)
+    ));
+
+    // And with no one to announce a workspace (AutoProvision off, no
+    // trusted publishers: the defaults), the rule that starts provisionings
+    // is off.
+    let rule = &translated["Resources"]["StartFromEventFunctionWorkspaceDiscovered"]["Properties"];
+    assert_eq!(
+        rule["State"],
+        serde_json::json!({"Fn::If": ["AnnouncesWorkspaces", "ENABLED", "DISABLED"]})
+    );
+    let r = iam::Resolver {
+        bindings: &b,
+        conditions: translated["Conditions"].as_object().unwrap(),
+    };
+    assert_eq!(r.string(&rule["State"]).unwrap(), "DISABLED");
 }
