@@ -27,6 +27,9 @@ pub const GUARDIAN_CANCEL_DELETION: &str = "CMEK_GUARDIAN_CANCEL_DELETION";
 pub const ALERT_TOPIC_ARN: &str = "CMEK_ALERT_TOPIC_ARN";
 /// `claude-platform` (the default) or `claude-platform-on-aws`.
 pub const PLATFORM: &str = "CMEK_PLATFORM";
+/// CreateKey: its own role's ARN. The key policies it writes name it, so that
+/// it may tag and maintain the keys it created and no others.
+pub const KEY_CREATOR_ROLE_ARN: &str = "CMEK_KEY_CREATOR_ROLE_ARN";
 /// Claude Platform on AWS: how tightly `aws:SourceArn` binds the service
 /// principal (`account`, the default, or `workspaces`).
 pub const SOURCE_ARN_SCOPE: &str = "CMEK_SOURCE_ARN_SCOPE";
@@ -79,6 +82,9 @@ pub struct Config {
     pub platform_region: Option<Region>,
     /// Claude Platform on AWS: the `aws:SourceArn` condition's reach.
     pub source_arn_scope: SourceArnScope,
+    /// CreateKey: the role the key policies it writes let tag and maintain
+    /// the key (see [`KEY_CREATOR_ROLE_ARN`]).
+    pub key_creator_role_arn: Option<String>,
 }
 
 impl Config {
@@ -217,7 +223,20 @@ impl Config {
                 ),
             ));
         }
+        let key_creator_role_arn = get(KEY_CREATOR_ROLE_ARN);
+        if let Some(arn) = &key_creator_role_arn
+            && !is_role_arn(arn)
+        {
+            return Err(invalid(
+                KEY_CREATOR_ROLE_ARN,
+                format!(
+                    "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {:?}",
+                    crate::ids::shown(arn)
+                ),
+            ));
+        }
         Ok(Self {
+            key_creator_role_arn,
             platform,
             platform_region,
             source_arn_scope,
@@ -249,12 +268,30 @@ impl Config {
             .ok_or(ConfigError::Missing(AWS_REGION))
     }
 
+    /// CreateKey's own role, which the key policies it writes name.
+    pub fn require_key_creator_role(&self) -> Result<&str, ConfigError> {
+        self.key_creator_role_arn
+            .as_deref()
+            .ok_or(ConfigError::Missing(KEY_CREATOR_ROLE_ARN))
+    }
+
     /// The secret ARN, for functions that call the Admin API.
     pub fn require_admin_key_secret(&self) -> Result<&str, ConfigError> {
         self.admin_key_secret_arn
             .as_deref()
             .ok_or(ConfigError::Missing(ADMIN_KEY_SECRET_ARN))
     }
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path and name>`.
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(),
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+            && account.len() == 12
+            && account.chars().all(|c| c.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty() && !name.contains(char::is_whitespace)))
 }
 
 fn is_sns_topic_arn(arn: &str) -> bool {
@@ -352,6 +389,44 @@ mod tests {
                 .unwrap()
                 .restrict_to_workspaces
         );
+    }
+
+    #[test]
+    fn the_key_creator_role_must_be_a_role_arn() {
+        let ok = with(&[
+            (TABLE_NAME, "t"),
+            (
+                KEY_CREATOR_ROLE_ARN,
+                "arn:aws:iam::123456789012:role/stack-CreateKeyFunctionRole-1AB",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.require_key_creator_role().unwrap(),
+            "arn:aws:iam::123456789012:role/stack-CreateKeyFunctionRole-1AB"
+        );
+        assert!(matches!(
+            with(&[(TABLE_NAME, "t")]).unwrap().require_key_creator_role(),
+            Err(ConfigError::Missing(KEY_CREATOR_ROLE_ARN))
+        ));
+        for bad in [
+            "arn:aws:iam::123456789012:user/alice",
+            "arn:aws:iam::12345:role/x",
+            "arn:aws:sts::123456789012:assumed-role/x/y",
+            "arn:aws:iam::123456789012:role/",
+            "role/x",
+        ] {
+            assert!(
+                matches!(
+                    with(&[(TABLE_NAME, "t"), (KEY_CREATOR_ROLE_ARN, bad)]),
+                    Err(ConfigError::Invalid {
+                        var: KEY_CREATOR_ROLE_ARN,
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

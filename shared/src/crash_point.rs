@@ -15,6 +15,7 @@
 /// Every point in the workflow, in the order a run reaches them.
 pub const ALL: &[&str] = &[
     "create-key.after-kms-create",
+    "create-key.after-tag",
     "create-key.after-alias",
     "create-key.after-record",
     "register-key.after-create",

@@ -106,6 +106,7 @@ pub struct KeyInfo {
     pub multi_region: bool,
     pub deletion_date: Option<String>,
     pub customer_managed: bool,
+    pub description: String,
 }
 
 impl KeyInfo {
@@ -182,38 +183,22 @@ impl KeyManager {
             .await
     }
 
-    /// Create a symmetric, single-Region, KMS-origin key with `policy`.
+    /// Create a symmetric, single-Region, KMS-origin key with `policy`,
+    /// untagged: KMS takes tags at creation only from a caller whose IAM
+    /// policy may tag every key of the account ("To add tags while creating
+    /// a KMS key, the principal must have permission in an IAM policy that
+    /// isn't restricted to particular KMS keys", KMS Developer Guide,
+    /// "Controlling access to tags"), and the project's tag confers rights;
+    /// the caller tags it next ([`Self::tag_as_ours`]).
     ///
     /// Not idempotent: it is retried only on answers that prove no key was
     /// made (throttling, a policy KMS rejected while Anthropic's principal
-    /// propagates). After an unknown outcome the caller finds the key by tag
-    /// ([`Self::find_tagged_keys`]) instead of creating another. The SDK's
-    /// own retries are off for this one call: its standard policy replays a
-    /// 500, and a 500 that arrives after KMS made the key would make a second.
-    pub async fn create_key(
-        &self,
-        policy: &str,
-        description: &str,
-        workspace: &WorkspaceId,
-    ) -> Result<KeyInfo, KmsError> {
-        let tags = [
-            Tag::builder()
-                .tag_key(TAG_MANAGED_BY)
-                .tag_value(TAG_MANAGED_BY_VALUE)
-                .build(),
-            Tag::builder()
-                .tag_key(TAG_WORKSPACE)
-                .tag_value(workspace.as_str())
-                .build(),
-        ];
-        let tags: Vec<Tag> = tags
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| KmsError::Other {
-                op: "CreateKey",
-                code: "BuildError".into(),
-                message: e.to_string(),
-            })?;
+    /// propagates). After an unknown outcome the caller finds the key
+    /// ([`Self::find_tagged_keys`], [`Self::find_untagged_keys_of`]) instead
+    /// of creating another. The SDK's own retries are off for this one call:
+    /// its standard policy replays a 500, and a 500 that arrives after KMS
+    /// made the key would make a second.
+    pub async fn create_key(&self, policy: &str, description: &str) -> Result<KeyInfo, KmsError> {
         let out = self
             .with_retries(
                 "CreateKey",
@@ -228,7 +213,6 @@ impl KeyManager {
                         .origin(OriginType::AwsKms)
                         .multi_region(false)
                         .bypass_policy_lockout_safety_check(false)
-                        .set_tags(Some(tags.clone()))
                         .customize()
                         .config_override(
                             aws_sdk_kms::config::Builder::default()
@@ -250,6 +234,46 @@ impl KeyManager {
 
     /// Point `alias` at `key_id`. An alias that already points at this key is
     /// fine (a retry); one that points elsewhere is never moved.
+    /// Tag a key this project just created as its own and its workspace's.
+    /// The CreateKey role may tag only keys whose policy lets it (the policy
+    /// it wrote at creation does; see `workflow::create_key`), never another.
+    /// Idempotent.
+    pub async fn tag_as_ours(&self, key_id: &str, workspace: &WorkspaceId) -> Result<(), KmsError> {
+        let tags = [
+            Tag::builder()
+                .tag_key(TAG_MANAGED_BY)
+                .tag_value(TAG_MANAGED_BY_VALUE)
+                .build(),
+            Tag::builder()
+                .tag_key(TAG_WORKSPACE)
+                .tag_value(workspace.as_str())
+                .build(),
+        ];
+        let tags: Vec<Tag> = tags
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| KmsError::Other {
+                op: "TagResource",
+                code: "BuildError".into(),
+                message: e.to_string(),
+            })?;
+        self.with_retries(
+            "TagResource",
+            |e| matches!(e, KmsError::Throttled { .. } | KmsError::Unavailable { .. }),
+            || async {
+                self.client
+                    .tag_resource()
+                    .key_id(key_id)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("TagResource", e))
+            },
+        )
+        .await
+    }
+
     pub async fn ensure_alias(&self, alias: &str, key_id: &str) -> Result<(), KmsError> {
         let created = self
             .with_retries("CreateAlias", KmsError::is_transient, || async {
@@ -456,6 +480,55 @@ impl KeyManager {
             }
         }
     }
+
+    /// Keys this project created for `workspace` and did not get to tag (a
+    /// crash between CreateKey and TagResource): described as made for it
+    /// (`description`), and with a policy naming `creator` in the statement
+    /// that lets it tag the key. A key of anyone else's has neither. Like
+    /// [`Self::find_tagged_keys`], only a crash's recovery pays for it (a
+    /// description read per key, a policy read per match).
+    pub async fn find_untagged_keys_of(
+        &self,
+        description: &str,
+        creator_statement: &str,
+        creator: &str,
+    ) -> Result<Vec<KeyInfo>, KmsError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_keys()
+                .limit(1000)
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify("ListKeys", e))?;
+            for entry in page.keys() {
+                let Some(id) = entry.key_id() else { continue };
+                let info = match self.describe(id).await {
+                    Ok(Some(info)) => info,
+                    Ok(None) | Err(KmsError::AccessDenied { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                if info.description != description || info.state == KeyState::PendingDeletion {
+                    continue;
+                }
+                let policy = match self.get_policy(&info.arn).await {
+                    Ok(p) => p,
+                    Err(KmsError::AccessDenied { .. } | KmsError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                if names_creator(&policy, creator_statement, creator) {
+                    found.push(info);
+                }
+            }
+            match page.next_marker() {
+                Some(m) if page.truncated() => marker = Some(m.to_owned()),
+                _ => return Ok(found),
+            }
+        }
+    }
 }
 
 fn key_info(meta: &aws_sdk_kms::types::KeyMetadata) -> KeyInfo {
@@ -480,7 +553,29 @@ fn key_info(meta: &aws_sdk_kms::types::KeyMetadata) -> KeyInfo {
         deletion_date: meta.deletion_date().map(|d| d.to_string()),
         // moto may omit KeyManager; only an explicit AWS value disqualifies.
         customer_managed: meta.key_manager().is_none_or(|m| m.as_str() == "CUSTOMER"),
+        description: meta.description().unwrap_or_default().to_owned(),
     }
+}
+
+/// Whether a key policy has the statement `sid` naming `creator` as its
+/// principal (the statement CreateKey writes into the keys it creates).
+fn names_creator(policy: &str, sid: &str, creator: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return false;
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(items) => items.clone(),
+        single @ serde_json::Value::Object(_) => vec![single.clone()],
+        _ => return false,
+    };
+    statements.iter().any(|s| {
+        s["Sid"] == sid
+            && match &s["Principal"]["AWS"] {
+                serde_json::Value::String(p) => p == creator,
+                serde_json::Value::Array(ps) => ps.iter().any(|p| p == creator),
+                _ => false,
+            }
+    })
 }
 
 /// The alias for a workspace's key, e.g. `alias/anthropic-cmek/wrkspc_01…`.
@@ -530,6 +625,7 @@ mod tests {
             multi_region: false,
             deletion_date: None,
             customer_managed: true,
+            description: String::new(),
         }
     }
 

@@ -15,7 +15,9 @@ mod validate_key;
 
 pub use attach_key::{AttachKey, attach_key};
 pub use begin::{Begin, BeginOutput, begin};
-pub use create_key::{CreateKey, create_key};
+pub use create_key::{
+    CREATOR_MAINTAINS_SID, CREATOR_TAGS_SID, CreateKey, create_key, creator_statements, key_description,
+};
 pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_described, diagnose_key, diagnose_on_aws};
 pub use finish::{Finish, FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger};

@@ -39,9 +39,15 @@ async fn create_alias_describe_and_policy_round_trip() {
     let org: cmek::ids::OrgUuid = "6f1c7a52-3b9e-4d21-8a0f-5c2e9b7d4a13".parse().unwrap();
     let built = policy::key_policy(&account, Geo::Us, &org, policy::Scope::Workspaces(&[compartment]));
     let key = kms
-        .create_key(&built.to_string(), "Anthropic CMEK", &ws)
+        .create_key(&built.to_string(), "Anthropic CMEK")
         .await
         .unwrap();
+    assert!(
+        kms.tags(&key.key_id).await.unwrap().is_empty(),
+        "created untagged"
+    );
+    kms.tag_as_ours(&key.key_id, &ws).await.unwrap();
+    kms.tag_as_ours(&key.key_id, &ws).await.unwrap(); // a retry is a no-op
     assert_eq!(key.state, aws_sdk_kms::types::KeyState::Enabled);
     assert_eq!(
         (key.key_spec.as_str(), key.key_usage.as_str()),
@@ -103,8 +109,8 @@ async fn create_alias_describe_and_policy_round_trip() {
 async fn alias_pointing_elsewhere_is_never_moved() {
     let kms = manager().await;
     let ws = workspace();
-    let a = kms.create_key("{}", "a", &ws).await.unwrap();
-    let b = kms.create_key("{}", "b", &ws).await.unwrap();
+    let a = kms.create_key("{}", "a").await.unwrap();
+    let b = kms.create_key("{}", "b").await.unwrap();
     let alias = alias_for("alias/anthropic-cmek", &ws);
     kms.ensure_alias(&alias, &a.key_id).await.unwrap();
     let err = kms.ensure_alias(&alias, &b.key_id).await.unwrap_err();
@@ -116,11 +122,32 @@ async fn alias_pointing_elsewhere_is_never_moved() {
 }
 
 #[tokio::test]
-async fn a_key_created_before_a_crash_is_found_by_tag() {
+async fn a_key_created_before_a_crash_is_found_by_its_policy_then_by_tag() {
     let kms = manager().await;
     let ws = workspace();
+    let creator = "arn:aws:iam::123456789012:role/test-CreateKeyFunctionRole";
+    let description = cmek::workflow::key_description(&ws);
+    let ours = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": cmek::workflow::creator_statements(creator)
+    })
+    .to_string();
     assert!(kms.find_tagged_keys(&ws).await.unwrap().is_empty());
-    let key = kms.create_key("{}", "orphan", &ws).await.unwrap();
+    // A stranger's key described the same way, and a key naming another
+    // role: neither is ours.
+    kms.create_key("{}", &description).await.unwrap();
+    let other_role = ours.replace("test-CreateKeyFunctionRole", "someone-else");
+    kms.create_key(&other_role, &description).await.unwrap();
+    let key = kms.create_key(&ours, &description).await.unwrap();
+    let found = kms
+        .find_untagged_keys_of(&description, cmek::workflow::CREATOR_TAGS_SID, creator)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+        [key.key_id.as_str()]
+    );
+    kms.tag_as_ours(&key.key_id, &ws).await.unwrap();
     let found = kms.find_tagged_keys(&ws).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].key_id, key.key_id);
@@ -131,7 +158,7 @@ async fn encryption_context_round_trip() {
     // What Anthropic does with the key: encrypt under the compartment's
     // context, and decrypt only with the same context.
     let kms = manager().await;
-    let key = kms.create_key("{}", "ctx", &workspace()).await.unwrap();
+    let key = kms.create_key("{}", "ctx").await.unwrap();
     // Anthropic's side, with a client of its own: KeyManager has no
     // general-purpose client to lend (it offers no delete, nor a way around that).
     let client = aws_sdk_kms::Client::new(&common::moto().await);

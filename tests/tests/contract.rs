@@ -103,7 +103,7 @@ async fn both_readings_of_unattached_validation_provision_with_the_documented_po
         let arn = rec.key_arn.clone().unwrap();
         let org = org_uuid(&stack).to_string();
         assert_eq!(
-            policy_of(&stack, &arn).await.to_string(),
+            documented_part(&stack, &policy_of(&stack, &arn).await).to_string(),
             serde_json::from_str::<Value>(&current_policy(&org, &[compartment(w), ZEROS]))
                 .unwrap()
                 .to_string()
@@ -141,7 +141,8 @@ async fn an_august_key_that_protects_data_is_upgraded_when_adopted_and_nobody_lo
     // the same way, for A2 (the negative control below).
     let mut keys = Vec::new();
     for (w, ws) in [(a, &ws_a), (a2, &ws_a2)] {
-        let arn = key_made_by_hand(&stack, Some(&august_policy(&[compartment(w)]))).await;
+        // Tagged: its owner lets the provisioner manage its policy later.
+        let arn = key_tagged_for_adoption(&stack, Some(&august_policy(&[compartment(w)]))).await;
         let reg = admin
             .create_external_key("by hand", cmek::geo::Geo::Us, &arn.parse().unwrap())
             .await
@@ -269,7 +270,29 @@ async fn a_key_without_the_org_condition_is_refused_unless_its_policy_is_managed
         serde_json::from_str::<Value>(&original).unwrap()
     );
 
-    // Managed (the default): upgraded, then validated and attached.
+    // Managed (the default) needs the owner's consent, the project's tag:
+    // without it, refused before anything is written.
+    let untagged = stack
+        .run(&json!({"workspaceId": ws, "keyArn": arn}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(untagged.status, "FAILED");
+    assert_eq!(untagged.error.as_deref(), Some("KeyNotUsable"), "{untagged:?}");
+    assert!(
+        untagged
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("tag the key cmek:managed-by=cmek-provisioner"),
+        "{untagged:?}"
+    );
+    assert_eq!(
+        policy_of(&stack, &arn).await,
+        serde_json::from_str::<Value>(&original).unwrap()
+    );
+    tag_for_adoption(&stack, &arn).await;
+
+    // Managed, tagged: upgraded, then validated and attached.
     let upgraded = stack
         .run(&json!({"workspaceId": ws, "keyArn": arn}), TIMEOUT)
         .await
@@ -296,7 +319,7 @@ async fn the_console_wizard_key_is_refused_before_anything_is_registered() {
     let wizard = json!({"Version": "2012-10-17", "Statement": [root(),
         {"Sid": "Allow use of the key", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::915198916910:root"},
          "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}]});
-    let arn = key_made_by_hand(&stack, Some(&wizard.to_string())).await;
+    let arn = key_tagged_for_adoption(&stack, Some(&wizard.to_string())).await;
 
     // Even with the policy managed: the workflow would add its statements,
     // but the wizard's grant would remain, and validation refuses it. The

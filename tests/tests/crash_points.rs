@@ -195,6 +195,7 @@ async fn dying_after_every_effect(platform: Platform) {
 async fn a_crash_right_after_each_effect_under_each_name_lambda_reports_it() {
     let cells = [
         ("create-key.after-kms-create", "Runtime.ExitError"),
+        ("create-key.after-tag", "Runtime.Unknown"),
         ("create-key.after-alias", "Lambda.Unknown"),
         ("register-key.after-create", "Runtime.Unknown"),
         ("attach-key.after-attach", "Lambda.Unknown"),

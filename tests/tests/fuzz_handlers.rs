@@ -74,6 +74,9 @@ fn build_world() -> World {
         let config = Config::from_lookup(|k| match k {
             "CMEK_TABLE_NAME" => Some("unused".into()),
             "CMEK_ACCOUNT_ID" => Some("123456789012".into()),
+            "CMEK_KEY_CREATOR_ROLE_ARN" => {
+                Some("arn:aws:iam::123456789012:role/fuzz-CreateKeyFunctionRole".into())
+            }
             _ => None,
         })
         .unwrap();

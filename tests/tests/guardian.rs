@@ -180,7 +180,8 @@ async fn unmanaged_and_adopted_keys() {
     assert_eq!(out["ignored"], true, "{out}");
     assert_eq!(key_state(&stack, &other).await, "PendingDeletion");
 
-    // An adopted key (no tag of ours) attached to a workspace: alert, but the guardian may not cancel.
+    // An adopted key whose policy is managed elsewhere (no tag of ours)
+    // attached to a workspace: alert, but the guardian may not cancel.
     let w = &workspaces(&stack)[1];
     let ws = workspace_id(w);
     let compartment: cmek::ids::CompartmentId = w["compartment_id"].as_str().unwrap().parse().unwrap();
@@ -192,7 +193,10 @@ async fn unmanaged_and_adopted_keys() {
     );
     let adopted = key_made_by_hand(&stack, Some(&policy.to_string())).await;
     let r = stack
-        .run(&json!({"workspaceId": ws, "keyArn": adopted}), TIMEOUT)
+        .run(
+            &json!({"workspaceId": ws, "keyArn": adopted, "manageKeyPolicy": false}),
+            TIMEOUT,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, "SUCCEEDED", "{r:?}");

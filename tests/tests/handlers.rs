@@ -55,6 +55,7 @@ async fn world() -> World {
     let config = Config::from_lookup(|k| match k {
         "CMEK_TABLE_NAME" => Some("unused".into()),
         "CMEK_ACCOUNT_ID" => Some("123456789012".into()),
+        "CMEK_KEY_CREATOR_ROLE_ARN" => Some(CREATOR.into()),
         _ => None,
     })
     .unwrap();
@@ -85,6 +86,9 @@ async fn world() -> World {
     World { deps, api, ws }
 }
 
+/// CreateKey's role in these tests (the key policies it writes name it).
+const CREATOR: &str = "arn:aws:iam::123456789012:role/test-CreateKeyFunctionRole";
+
 fn step(ws: &WorkspaceId, execution: &str) -> Value {
     json!({"request": {"workspaceId": ws}, "execution": execution})
 }
@@ -94,7 +98,8 @@ async fn a_key_created_before_a_crash_is_reused_not_duplicated() {
     let w = world().await;
     workflow::begin(&w.deps, step(&w.ws, "exec-1")).await.unwrap();
     // Simulate CreateKey dying right after KMS made the key: the intent marker
-    // is recorded, the key exists (tagged), nothing else was recorded.
+    // is recorded, the key exists (untagged: tagging is the next call, which
+    // the key's own policy allows), nothing else was recorded.
     let rec = w.deps.store.load(&w.ws).await.unwrap().unwrap();
     let rec = store::advance(
         &*w.deps.store,
@@ -109,16 +114,26 @@ async fn a_key_created_before_a_crash_is_reused_not_duplicated() {
     .unwrap();
     let kms = w.deps.kms().unwrap();
     let compartment = rec.compartment_id.unwrap();
-    let policy = cmek::policy::key_policy(
+    let mut policy = cmek::policy::key_policy(
         &"123456789012".parse().unwrap(),
         cmek::geo::Geo::Us,
         &rec.org_uuid.unwrap(),
         cmek::policy::Scope::Workspaces(&[compartment]),
     );
-    let orphan = kms
-        .create_key(&policy.to_string(), "Anthropic CMEK", &w.ws)
+    policy["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .extend(workflow::creator_statements(CREATOR));
+    // A stranger's key with the same description but no grant to the
+    // creator role is not ours, and must not be taken for it.
+    kms.create_key("{}", &workflow::key_description(&w.ws))
         .await
         .unwrap();
+    let orphan = kms
+        .create_key(&policy.to_string(), &workflow::key_description(&w.ws))
+        .await
+        .unwrap();
+    assert!(kms.find_tagged_keys(&w.ws).await.unwrap().is_empty());
     assert!(rec.key_arn.is_none());
     // The retry finds and adopts the orphan.
     let out = workflow::create_key(&w.deps, step(&w.ws, "exec-1"))
@@ -483,6 +498,7 @@ async fn on_claude_platform_on_aws_attach_goes_only_through_the_services_validat
     let config = Config::from_lookup(|k| match k {
         "CMEK_TABLE_NAME" => Some("unused".into()),
         "CMEK_ACCOUNT_ID" => Some("123456789012".into()),
+        "CMEK_KEY_CREATOR_ROLE_ARN" => Some(CREATOR.into()),
         "CMEK_PLATFORM" => Some("claude-platform-on-aws".into()),
         "AWS_REGION" => Some("us-east-2".into()),
         _ => None,

@@ -96,7 +96,10 @@ async fn happy_path_with_no_secret_anywhere() {
     // The policy Anthropic documents for this platform: the service
     // principal, GenerateDataKey, the source ARN, no organization.
     let compartment = w["compartment_id"].as_str().unwrap();
-    assert_eq!(key_policy(&stack, &key_arn).await, documented_policy(compartment));
+    assert_eq!(
+        documented_part(&stack, &key_policy(&stack, &key_arn).await),
+        documented_policy(compartment)
+    );
     assert_eq!(rec.org_uuid, None);
 
     // Registered by ARN, once; attached once, to the ARN.

@@ -86,21 +86,31 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             reason: "the key does not exist (or this role cannot see it)".into(),
         });
     }
-    // Claude Platform on AWS checks at attach that the attaching role may
-    // use the key itself, and that role may use only the project's tagged
-    // keys: an untagged key would be refused there, after everything else.
+    // An adopted key is opted in by its owner with the project's tag. The
+    // tag is what lets the provisioner's roles rewrite its policy (CreateKey
+    // may change the policy only of keys it created or that carry the tag)
+    // and, on Claude Platform on AWS, use it (the service checks the
+    // attaching role's own access, and that role may use only tagged keys):
+    // an untagged key would be refused there, after everything else. A key
+    // whose policy is managed elsewhere (manageKeyPolicy: false) is only read
+    // on Claude Platform, and needs no tag there.
     if let Some(arn) = &req.key_arn
-        && deps.config.platform.is_on_aws()
+        && (deps.config.platform.is_on_aws() || req.manage_key_policy)
     {
         let tags = deps.kms()?.tags(arn.as_str()).await?;
         let tagged = tags
             .iter()
             .any(|(t, v)| t == crate::kms::TAG_MANAGED_BY && v == crate::kms::TAG_MANAGED_BY_VALUE);
         if !tagged {
+            let why = if deps.config.platform.is_on_aws() {
+                "on Claude Platform on AWS the attaching role may use only keys the provisioner manages (the service checks the caller's own access to the key)"
+            } else {
+                "the provisioner rewrites the policy only of keys it created or that their owner tagged (or pass manageKeyPolicy: false to keep managing the policy yourself)"
+            };
             return Err(CmekError::KeyNotUsable {
                 key: arn.to_string(),
                 reason: format!(
-                    "on Claude Platform on AWS the attaching role may use only keys tagged {}={} (the service checks the caller's own access to the key); tag the key to adopt it",
+                    "{why}: tag the key {}={} to adopt it",
                     crate::kms::TAG_MANAGED_BY,
                     crate::kms::TAG_MANAGED_BY_VALUE
                 ),

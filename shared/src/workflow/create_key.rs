@@ -17,7 +17,49 @@ crate::context::lambda_function!(
     }
 );
 
-const DESCRIPTION: &str = "Anthropic CMEK";
+/// The description of a key created for `ws`: how a key this function made
+/// but did not get to tag is found after a crash.
+pub fn key_description(ws: &crate::ids::WorkspaceId) -> String {
+    format!("Anthropic CMEK for {ws} (cmek-provisioner)")
+}
+
+/// The statement of a new key's policy that lets CreateKey's own role tag
+/// the key as the project's, and nothing else: its IAM policy may tag no key
+/// at all, so the tag that confers rights (changing the policy, the guardian
+/// undoing a deletion, the attaching role's use on Claude Platform on AWS)
+/// can be put only on keys this role created.
+pub const CREATOR_TAGS_SID: &str = "CmekProvisionerTagsTheKeyItCreated";
+/// The statement that lets CreateKey's role maintain the key it created:
+/// its policy (merging another workspace in), alias and rotation. It is the
+/// key's own grant, so it holds before the tag takes effect (up to five
+/// minutes, KMS Developer Guide, "ABAC for AWS KMS"), and it satisfies
+/// CreateKey's policy lockout safety check, which needs the caller able to
+/// put the policy again.
+pub const CREATOR_MAINTAINS_SID: &str = "CmekProvisionerMaintainsTheKeyItCreated";
+
+/// The statements of [`CREATOR_MAINTAINS_SID`] and [`CREATOR_TAGS_SID`] for `role`.
+pub fn creator_statements(role: &str) -> [Value; 2] {
+    [
+        json!({
+            "Sid": CREATOR_MAINTAINS_SID,
+            "Effect": "Allow",
+            "Principal": {"AWS": role},
+            "Action": ["kms:PutKeyPolicy", "kms:CreateAlias", "kms:EnableKeyRotation"],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": CREATOR_TAGS_SID,
+            "Effect": "Allow",
+            "Principal": {"AWS": role},
+            "Action": "kms:TagResource",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {format!("aws:RequestTag/{TAG_MANAGED_BY}"): TAG_MANAGED_BY_VALUE},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_MANAGED_BY, TAG_WORKSPACE]}
+            }
+        }),
+    ]
+}
 
 /// Create the workspace's key (documented policy, tags, alias, rotation), or
 /// adopt the key named in the request, adding this compartment to its policy.
@@ -220,8 +262,29 @@ fn merge_for_the_service_principal(
     Ok(merged.map(|(next, changes)| (policy::to_policy_string(&next), changes)))
 }
 
-/// The policy a new key is created with, for this platform.
+/// The policy a new key is created with, for this platform: Anthropic's
+/// documented policy, and the statements that let this function's own role
+/// tag and maintain that key (and, its IAM policy allowing neither on
+/// untagged keys, no other).
 fn new_key_policy(
+    deps: &Deps,
+    input: &StepInput,
+    rec: &WorkflowRecord,
+    compartment: CompartmentId,
+) -> Result<Value, CmekError> {
+    let creator = deps
+        .config
+        .require_key_creator_role()
+        .map_err(|e| CmekError::Configuration(e.to_string()))?;
+    let mut policy = documented_key_policy(deps, input, rec, compartment)?;
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.extend(creator_statements(creator));
+    }
+    Ok(policy)
+}
+
+/// The key policy Anthropic documents for this platform.
+fn documented_key_policy(
     deps: &Deps,
     input: &StepInput,
     rec: &WorkflowRecord,
@@ -324,7 +387,8 @@ async fn create(
     rec: WorkflowRecord,
     compartment: CompartmentId,
 ) -> Result<WorkflowRecord, CmekError> {
-    let ws = &rec.workspace_id;
+    let ws_owned = rec.workspace_id.clone();
+    let ws = &ws_owned;
     let alias = alias_for(&deps.config.alias_prefix, ws);
 
     // A key made by an earlier attempt whose answer was lost: first by alias,
@@ -348,12 +412,22 @@ async fn create(
     };
     if found.is_none() && rec.key_creation_started {
         let mut tagged = kms.find_tagged_keys(ws).await?;
+        if tagged.is_empty() {
+            // Made, but not yet tagged when the earlier attempt died.
+            let creator = deps
+                .config
+                .require_key_creator_role()
+                .map_err(|e| CmekError::Configuration(e.to_string()))?;
+            tagged = kms
+                .find_untagged_keys_of(&key_description(ws), CREATOR_TAGS_SID, creator)
+                .await?;
+        }
         match tagged.len() {
             0 => {}
             1 => found = tagged.pop(),
             _ => {
                 return Err(CmekError::KeyConflict(format!(
-                    "{} keys are tagged for {ws} ({}); refusing to guess which one to use — keep one, schedule none for deletion without checking which is attached",
+                    "{} keys were made for {ws} ({}); refusing to guess which one to use — keep one, schedule none for deletion without checking which is attached",
                     tagged.len(),
                     tagged
                         .iter()
@@ -388,12 +462,16 @@ async fn create(
             )
             .await?;
             let info = kms
-                .create_key(&policy::to_policy_string(&key_policy), DESCRIPTION, ws)
+                .create_key(&policy::to_policy_string(&key_policy), &key_description(ws))
                 .await?;
             crash_point("create-key.after-kms-create");
             (rec, info)
         }
     };
+    // Tagged as the project's (idempotent: a key found by tag or alias is
+    // tagged already). The key's own policy is what allows it.
+    kms.tag_as_ours(&info.key_id, ws).await?;
+    crash_point("create-key.after-tag");
     let info = usable_key(deps, kms, &info.arn).await?;
     kms.ensure_alias(&alias, &info.key_id).await?;
     crash_point("create-key.after-alias");
