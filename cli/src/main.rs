@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 mod onboard;
 mod pacing;
+mod preflight;
 mod progress;
 mod report;
 
@@ -142,6 +143,24 @@ enum Command {
         table: String,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// After `sam deploy`: ask the account whether the stack will work. Every
+    /// call the functions make is simulated by IAM against the deployed roles,
+    /// every policy checked by IAM Access Analyzer, the topics' keys read, one
+    /// test event sent through the result rule (a temporary SQS queue watches it
+    /// arrive and is removed), the guardian's CloudTrail trail and the Admin API
+    /// checked. Read-only apart from that event. Exit 1 when any check fails.
+    Preflight {
+        /// The deployed stack's name (its resources and parameters are read from CloudFormation).
+        #[arg(long, required_unless_present = "resources")]
+        stack: Option<String>,
+        /// A stack description instead of CloudFormation: the local stack's
+        /// (.local/stack-resources.json, written by `cmek-local up`).
+        #[arg(long, conflicts_with = "stack")]
+        resources: Option<std::path::PathBuf>,
+        /// How long to wait for the test event to arrive, in seconds.
+        #[arg(long, default_value_t = 60)]
+        delivery_timeout: u64,
     },
     /// Every workspace record, optionally of one status.
     List {
@@ -323,6 +342,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status { workspace, table } => status(json_out, workspace.as_deref(), &table).await,
         Command::List { status, table } => list(json_out, status.as_deref(), &table).await,
+        Command::Preflight {
+            stack,
+            resources,
+            delivery_timeout,
+        } => {
+            let opts = preflight::Options {
+                stack,
+                resources,
+                delivery_timeout: Duration::from_secs(delivery_timeout),
+            };
+            preflight::run(json_out, opts, &sdk().await).await
+        }
         Command::Report {
             format,
             output,

@@ -37,7 +37,7 @@ pub struct ServiceData {
 
 /// Where the test command's lint virtualenv keeps cfn-lint's data.
 pub fn policies_json() -> anyhow::Result<PathBuf> {
-    let lib = sandbox::stack::repo_root().join(".local/venv-lint/lib");
+    let lib = crate::stack::repo_root().join(".local/venv-lint/lib");
     for entry in std::fs::read_dir(&lib)
         .with_context(|| format!("{}: ./scripts/test installs cfn-lint there", lib.display()))?
     {
@@ -106,7 +106,7 @@ impl ServiceData {
         let name = name.to_lowercase();
         actions
             .iter()
-            .filter(|(a, _)| crate::iam::wildcard(&name, a))
+            .filter(|(a, _)| crate::iam_eval::wildcard(&name, a))
             .map(|(_, d)| d)
             .collect()
     }

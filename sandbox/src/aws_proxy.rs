@@ -29,6 +29,11 @@ pub struct AwsCall {
     /// What IAM would authorize for this call (see [`crate::iam_request`]).
     #[serde(default)]
     pub authorizations: Vec<crate::iam_request::Authorization>,
+    /// The key policy of the KMS key the call names, as it was just before
+    /// the call: KMS authorizes on it first (it may grant the role directly,
+    /// or delegate to IAM through the account's root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_policy: Option<String>,
 }
 
 /// "The next `times` calls of `action` (by `function`, if set) answer

@@ -51,6 +51,8 @@ pub struct Scope<'a> {
 pub struct KeyFacts {
     pub arn: String,
     pub tags: BTreeMap<String, String>,
+    /// Its key policy (see [`crate::aws_proxy::AwsCall::key_policy`]).
+    pub policy: Option<String>,
 }
 
 /// The key a KMS request names (`KeyId`, or `TargetKeyId` for aliases), if
@@ -297,6 +299,25 @@ fn kms(operation: &str, body: &Value, scope: Scope<'_>, key: Option<&KeyFacts>) 
         }
         _ => {
             let mut context = resource_tags();
+            // TagResource: the tags the request puts (aws:RequestTag/…, aws:TagKeys).
+            if operation == "TagResource" {
+                let tags: Vec<(String, String)> = body
+                    .get("Tags")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        Some((
+                            t.get("TagKey")?.as_str()?.to_owned(),
+                            t.get("TagValue")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect();
+                for (k, v) in &tags {
+                    context.insert(format!("aws:RequestTag/{k}"), vec![v.clone()]);
+                }
+                context.insert("aws:TagKeys".into(), tags.into_iter().map(|(k, _)| k).collect());
+            }
             if operation == "PutKeyPolicy"
                 && let Some(b) = body
                     .get("BypassPolicyLockoutSafetyCheck")
@@ -441,6 +462,7 @@ mod tests {
         let facts = KeyFacts {
             arn: "arn:aws:kms:us-east-2:123456789012:key/k1".into(),
             tags: [("cmek:managed-by".to_owned(), "cmek-provisioner".to_owned())].into(),
+            policy: None,
         };
         let body = json!({"KeyId": "alias/x"});
         assert_eq!(kms_key_named("DescribeKey", &body).as_deref(), Some("alias/x"));

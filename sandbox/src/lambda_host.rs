@@ -134,6 +134,9 @@ struct HostInner {
     closed: AtomicBool,
     region: String,
     account: String,
+    /// The roles as deployed, by ARN, for the policy simulator's stand-in
+    /// (set when the stack plays a deployment for `cmekctl preflight`).
+    iam_roles: Mutex<HashMap<String, crate::iam_eval::Role>>,
 }
 
 impl Drop for LambdaHost {
@@ -173,6 +176,7 @@ impl LambdaHost {
         let inner = Arc::new(HostInner {
             functions: map,
             moto: Mutex::new(None),
+            iam_roles: Mutex::new(HashMap::new()),
             aws: Default::default(),
             crash_error: Mutex::new("Runtime.ExitError".into()),
             http: cmek::tls::http_client()?,
@@ -237,6 +241,11 @@ impl LambdaHost {
 
     /// The error name a dying instance's invocation fails with (default
     /// `Runtime.ExitError`), so tests can play each name Lambda uses.
+    /// The deployed roles the policy simulator's stand-in evaluates.
+    pub fn set_iam_roles(&self, roles: HashMap<String, crate::iam_eval::Role>) {
+        *lock(&self.inner.iam_roles) = roles;
+    }
+
     pub fn set_crash_error(&self, name: &str) {
         *lock(&self.inner.crash_error) = name.to_owned();
     }
@@ -654,11 +663,63 @@ async fn proxy(
         } else {
             format!("/{tail}")
         };
+        if let Some(answer) = stand_in(&host, &tail, &headers, &body) {
+            return answer;
+        }
         return aws_call(&host, function, method, &tail, &headers, body).await;
     }
     match forward(&host, method, path_and_query, &headers, body).await {
         Ok(r) => r,
         Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+/// What moto has no API for and `cmekctl preflight` asks AWS: IAM's policy
+/// simulator and Access Analyzer's ValidatePolicy, answered by
+/// [`crate::preflight`]'s stand-ins.
+fn stand_in(host: &HostInner, path: &str, headers: &HeaderMap, body: &Bytes) -> Option<Response> {
+    let service = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())?
+        .split("Credential=")
+        .nth(1)?
+        .split(['/', ','])
+        .nth(3)?
+        .to_owned();
+    match service.as_str() {
+        "iam" => {
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+            if !form
+                .iter()
+                .any(|(k, v)| k == "Action" && v == "SimulatePrincipalPolicy")
+            {
+                return None;
+            }
+            let (status, xml) = crate::preflight::simulate_principal_policy(&form, &lock(&host.iam_roles));
+            let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), xml).into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/xml"));
+            Some(r)
+        }
+        "access-analyzer" if path.starts_with("/policy/validation") => {
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let (status, answer) = match crate::aws_data::ServiceData::load() {
+                Ok(data) => crate::preflight::validate_policy(&request, &data),
+                Err(e) => (
+                    500,
+                    json!({"message": format!("the stand-in has no AWS service data: {e:#}")}),
+                ),
+            };
+            let mut r = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                answer.to_string(),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Some(r)
+        }
+        _ => None,
     }
 }
 
@@ -675,7 +736,7 @@ async fn aws_call(
     let id = identify(headers, &body);
     // What IAM would check, read before the call changes anything (a key's
     // tags, for one): moto checks nothing, the coverage test evaluates these.
-    let authorized = match &id {
+    let (authorized, key_policy) = match &id {
         Some(i) => {
             let key = match kms_key_named(i.operation(), &i.params) {
                 Some(key_id) if i.service == "kms" => kms_key_facts(host, headers, &key_id).await,
@@ -685,9 +746,12 @@ async fn aws_call(
                 region: &host.region,
                 account: &host.account,
             };
-            authorizations(&i.service, i.operation(), &i.params, scope, key.as_ref())
+            (
+                authorizations(&i.service, i.operation(), &i.params, scope, key.as_ref()),
+                key.and_then(|k| k.policy),
+            )
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     // DynamoDB's idempotent transactions: a repeated token gets the first answer.
     let token = id
@@ -705,6 +769,7 @@ async fn aws_call(
                 status,
                 fault,
                 authorizations: authorized.clone(),
+                key_policy: key_policy.clone(),
             });
         }
     };
@@ -815,7 +880,10 @@ async fn kms_key_facts(
             ))
         })
         .collect();
-    Some(crate::iam_request::KeyFacts { arn, tags })
+    let policy = ask("GetKeyPolicy", json!({"KeyId": arn, "PolicyName": "default"}))
+        .await
+        .and_then(|p| p.get("Policy").and_then(Value::as_str).map(str::to_owned));
+    Some(crate::iam_request::KeyFacts { arn, tags, policy })
 }
 
 async fn forward(

@@ -4,9 +4,14 @@
 //! ([`stack`]).
 
 pub mod admin_api;
+pub mod aws_data;
 pub mod aws_proxy;
 pub mod bench;
+pub mod deployment;
+pub mod iam_eval;
 pub mod iam_request;
 pub mod lambda_host;
+pub mod preflight;
+pub mod sam;
 pub mod stack;
 pub mod template;

@@ -51,6 +51,14 @@ pub struct StackOptions {
     /// verifies SigV4, and each function signs with its own access key id
     /// (its logical id), so the stand-in knows which role made each call.
     pub platform: cmek::platform::Platform,
+    /// The template to deploy, when not `template.yaml` (a deliberately
+    /// broken copy, for a control).
+    pub template_text: Option<String>,
+    /// Also make what `sam deploy` makes for `cmekctl preflight` to look at:
+    /// the IAM roles, the topics' key, the result rule, a trail (see
+    /// [`crate::deployment`]). Needs the SAM translator (the test command
+    /// installs it).
+    pub preflight: bool,
 }
 
 impl Default for StackOptions {
@@ -72,6 +80,8 @@ impl Default for StackOptions {
             aws_proxy: true,
             aws_faults: None,
             platform: cmek::platform::Platform::ClaudePlatform,
+            template_text: None,
+            preflight: false,
         }
     }
 }
@@ -125,6 +135,9 @@ pub struct LocalStack {
     pub alert_topic_arn: String,
     /// What the template's `Ref`s and `GetAtt`s resolve to in this stack.
     pub bindings: Bindings,
+    /// The stack description `cmekctl preflight --resources` reads (with
+    /// [`StackOptions::preflight`]).
+    pub resources_file: Option<PathBuf>,
     label: String,
     moto: tokio::process::Child,
     pumps: Vec<tokio::task::JoinHandle<()>>,
@@ -226,7 +239,11 @@ impl LocalStack {
                 .to_owned()
         };
 
-        let template = Template::load(&root.join("template.yaml"))?;
+        let template_text = match &options.template_text {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?,
+        };
+        let template = Template::parse(&template_text, &root).context("parsing the template")?;
         let table_name = "cmek-provisioner-local".to_owned();
         let bus_name = "cmek-provisioner-local".to_owned();
         let mut bindings = Bindings {
@@ -369,6 +386,24 @@ impl LocalStack {
             .to_owned();
 
         let mut pumps = Vec::new();
+        let mut resources_file = None;
+        if options.preflight {
+            let names = crate::deployment::Names {
+                account: ACCOUNT,
+                region: REGION,
+                table: &table_name,
+                bus: &bus_name,
+                alert_topic: &topic,
+                state_machine: &state_machine_arn,
+                moto_url: &moto_url,
+            };
+            let made = crate::deployment::create(&sdk, &template_text, &mut bindings, &names, &log_dir)
+                .await
+                .context("making what sam deploy makes, for preflight")?;
+            host.set_iam_roles(made.roles);
+            pumps.push(made.pump);
+            resources_file = Some(made.resources_file);
+        }
         if options.bus_rules {
             for (function, bus, pattern) in template.bus_rules(&bindings)? {
                 pumps.push(bus_rule_pump(&sdk, &host.url, &function, &bus, &pattern).await?);
@@ -389,6 +424,7 @@ impl LocalStack {
             platform: options.platform,
             alert_topic_arn: topic,
             bindings,
+            resources_file,
             label: options.label.clone(),
             moto,
             pumps,
@@ -536,8 +572,16 @@ impl LocalStack {
 
     /// The environment a client (cmekctl, the AWS CLI) needs to use this stack.
     pub fn client_env(&self) -> Vec<(String, String)> {
+        // A stack playing a deployment answers what moto cannot (the policy
+        // simulator, Access Analyzer) on the host's AWS route; it forwards
+        // the rest to moto.
+        let endpoint = if self.resources_file.is_some() {
+            format!("{}/_aws/cmekctl", self.host.url)
+        } else {
+            self.moto_url.clone()
+        };
         [
-            ("AWS_ENDPOINT_URL", self.moto_url.as_str()),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("AWS_REGION", REGION),
@@ -589,7 +633,13 @@ pub struct RecordedCalls {
 
 impl LocalStack {
     fn save_aws_calls(&self) -> anyhow::Result<()> {
-        let mut calls = self.host.aws_calls();
+        // Only the functions' calls: cmekctl's own (preflight's) are no role's.
+        let mut calls: Vec<_> = self
+            .host
+            .aws_calls()
+            .into_iter()
+            .filter(|c| self.bindings.attrs.contains_key(&format!("{}.Arn", c.function)))
+            .collect();
         // Claude Platform on AWS: the signed Admin API calls, and the KMS
         // access each attach checked, by the function that made them.
         // (Only the functions': a test's or cmekctl's own signed calls are no role's.)

@@ -37,11 +37,16 @@ pub struct Bindings {
 impl Template {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let doc: Value =
-            serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// A template's text, its relative paths (`DefinitionUri`) read from `dir`.
+    pub fn parse(text: &str, dir: &Path) -> anyhow::Result<Self> {
+        let doc: Value = serde_yaml_ng::from_str(text)?;
         Ok(Self {
             doc,
-            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            dir: dir.to_path_buf(),
         })
     }
 

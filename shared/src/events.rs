@@ -7,6 +7,9 @@ use crate::aws::{AwsFailure, FailureKind, classify, kind_of_code};
 pub const SOURCE: &str = "cmek-provisioner";
 pub const DETAIL_SUCCEEDED: &str = "CMEK Provisioning Succeeded";
 pub const DETAIL_FAILED: &str = "CMEK Provisioning Failed";
+/// `cmekctl preflight`'s test event: the result rule delivers it to the
+/// result topic like a result, so that a deployment shows it can.
+pub const DETAIL_PREFLIGHT: &str = "CMEK Preflight";
 
 /// Why events did not reach the bus: the call failed, or EventBridge took
 /// the call and refused the entry. Either is classified by AWS's own error

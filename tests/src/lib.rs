@@ -2,8 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
 
-pub mod aws_data;
-pub mod iam;
+pub use sandbox::{aws_data, iam_eval as iam};
 pub mod sam;
 
 use std::time::Duration;
@@ -119,6 +118,57 @@ pub async fn key_made_by_hand(stack: &LocalStack, policy: Option<&str>) -> Strin
         .arn()
         .unwrap()
         .to_owned()
+}
+
+/// A customer's existing key its owner opts in to adoption: made by hand,
+/// then tagged `cmek:managed-by=cmek-provisioner` (the consent that lets the
+/// provisioner rewrite its policy).
+pub async fn key_tagged_for_adoption(stack: &LocalStack, policy: Option<&str>) -> String {
+    let arn = key_made_by_hand(stack, policy).await;
+    tag_for_adoption(stack, &arn).await;
+    arn
+}
+
+/// The owner's opt-in: `cmek:managed-by=cmek-provisioner` on an existing key.
+pub async fn tag_for_adoption(stack: &LocalStack, arn: &str) {
+    stack
+        .kms()
+        .tag_resource()
+        .key_id(arn)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(cmek::kms::TAG_MANAGED_BY)
+                .tag_value(cmek::kms::TAG_MANAGED_BY_VALUE)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A policy CreateKey wrote for a key it created, less the two statements
+/// that let CreateKey's own role tag and maintain that key (checked here to
+/// be exactly those, naming this stack's role): what is left is Anthropic's
+/// documented policy.
+pub fn documented_part(stack: &LocalStack, policy: &Value) -> Value {
+    let role = &stack.bindings.attrs["CreateKeyFunctionRole.Arn"];
+    let mut policy = policy.clone();
+    let statements = policy["Statement"].as_array_mut().expect("a statement list");
+    let ours: Vec<Value> = statements
+        .iter()
+        .filter(|s| {
+            s["Sid"] == cmek::workflow::CREATOR_MAINTAINS_SID || s["Sid"] == cmek::workflow::CREATOR_TAGS_SID
+        })
+        .cloned()
+        .collect();
+    assert_eq!(
+        ours,
+        cmek::workflow::creator_statements(role).to_vec(),
+        "the creator's statements, naming CreateKey's role"
+    );
+    statements.retain(|s| !ours.contains(s));
+    policy
 }
 
 pub async fn keys_for(stack: &LocalStack, ws: &WorkspaceId) -> Vec<String> {
@@ -297,9 +347,10 @@ pub async fn attach_directly(stack: &LocalStack, workspace: &Value) -> (Workspac
         cmek::policy::Scope::Workspaces(&[compartment]),
     );
     let key = kms
-        .create_key(&policy.to_string(), "Anthropic CMEK", &ws)
+        .create_key(&policy.to_string(), &cmek::workflow::key_description(&ws))
         .await
         .unwrap();
+    kms.tag_as_ours(&key.key_id, &ws).await.unwrap();
     kms.enable_rotation(&key.key_id).await.unwrap();
     let admin = stack.admin_client();
     let reg = admin

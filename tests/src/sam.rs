@@ -4,8 +4,6 @@
 //! permissions and rules SAM generates. What AWS checks at deploy and run
 //! time is checked on this, not on the SAM source.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use sandbox::stack::repo_root;
 use serde_json::Value;
 
@@ -16,34 +14,7 @@ pub fn template_text() -> String {
 /// The translation of a template's text (the real one, or a deliberately
 /// broken copy for a control).
 pub fn translate(template_text: &str) -> Value {
-    let root = repo_root();
-    let python = root.join(".local/venv-sam/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: ./scripts/test installs the SAM translator",
-        python.display()
-    );
-    // One file per translation: tests run in parallel.
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("cmek-sam-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("template.yaml");
-    std::fs::write(&path, template_text).expect("writing the template copy");
-    let out = std::process::Command::new(python)
-        .arg(root.join("tools/sam_translate.py"))
-        .arg(&path)
-        // The translator wants a Region for its pseudo parameters.
-        .env("AWS_DEFAULT_REGION", "us-east-2")
-        .output()
-        .expect("running the SAM translator");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "SAM translation failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the translator's JSON")
+    sandbox::sam::translate(template_text).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The logical id a `Ref` or `Fn::GetAtt` names.

@@ -61,8 +61,14 @@ struct Coverage {
     pairs: BTreeSet<(String, String)>,
     /// (function, statement origin, action pattern) that allowed something.
     used: BTreeSet<(String, String, String)>,
+    /// Every allowed authorization as `cmekctl preflight`'s manifest names it.
+    manifest: BTreeMap<ManifestKey, (BTreeSet<String>, bool)>,
     problems: Vec<String>,
 }
+
+/// (function, action, resource, context), with the stack's own names as
+/// placeholders.
+type ManifestKey = (String, String, String, BTreeMap<String, Vec<String>>);
 
 fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
     let function_roles = iam::function_roles(translated);
@@ -72,6 +78,7 @@ fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
         authorizations: 0,
         pairs: BTreeSet::new(),
         used: BTreeSet::new(),
+        manifest: BTreeMap::new(),
         problems: Vec::new(),
     };
     for rec in recorded {
@@ -110,10 +117,34 @@ fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
                     ));
                     continue;
                 }
-                match role.decide(a) {
+                // KMS decides on the key's own policy first.
+                let decision = match &call.key_policy {
+                    Some(policy) if call.service == "kms" && a.resource.contains(":key/") => {
+                        iam::decide_kms(role, policy, &principal, a)
+                    }
+                    _ => role.decide(a),
+                };
+                match decision {
                     Ok(Decision::Allowed(origins)) => {
+                        let by_role = origins.iter().any(|o| role.statements.iter().any(|s| &s.origin == o));
+                        let platform = rec
+                            .bindings
+                            .parameters
+                            .get("Platform")
+                            .cloned()
+                            .unwrap_or_else(|| "claude-platform".into());
+                        let entry = c
+                            .manifest
+                            .entry(manifest_key(&rec.bindings, &call.function, a))
+                            .or_insert_with(|| (BTreeSet::new(), false));
+                        entry.0.insert(platform);
+                        entry.1 |= by_role;
+                        // The role's statements that allowed it (a key
+                        // policy's grant is no permission of the role).
                         for origin in origins {
-                            let s = role.statements.iter().find(|s| s.origin == origin).unwrap();
+                            let Some(s) = role.statements.iter().find(|s| s.origin == origin) else {
+                                continue;
+                            };
                             for p in s.actions.iter().filter(|p| iam::action_matches(p, &a.action)) {
                                 c.used.insert((call.function.clone(), origin.clone(), p.clone()));
                             }
@@ -135,6 +166,120 @@ fn evaluate(translated: &Value, recorded: &[RecordedCalls]) -> Coverage {
     c.problems.sort();
     c.problems.dedup();
     c
+}
+
+/// A recorded authorization with this stack's own names replaced by the
+/// placeholders `cmekctl preflight` fills in from the deployed stack
+/// (`cli/src/preflight/manifest.rs`).
+fn manifest_key(b: &Bindings, function: &str, a: &Authorization) -> ManifestKey {
+    let mut names: Vec<(String, &str)> = Vec::new();
+    // Whole ARNs first: a name may be part of another (the local table and
+    // bus may share one).
+    for (value, placeholder) in [
+        (
+            b.attrs.get("ResultBus.Arn"),
+            "arn:${Partition}:events:${Region}:${Account}:event-bus/${ResultBus}",
+        ),
+        (
+            b.attrs.get("WorkflowTable.Arn"),
+            "arn:${Partition}:dynamodb:${Region}:${Account}:table/${WorkflowTable}",
+        ),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            names.push((v.clone(), placeholder));
+        }
+    }
+    for (value, placeholder) in [
+        (b.parameters.get("AdminKeySecretArn"), "${AdminKeySecretArn}"),
+        (b.refs.get("AlertTopic"), "${AlertTopic}"),
+        (
+            b.refs.get(sandbox::stack::STATE_MACHINE),
+            "${ProvisionStateMachine}",
+        ),
+        (
+            b.attrs.get("FailedInvocationsQueue.Arn"),
+            "${FailedInvocationsQueue}",
+        ),
+        (b.refs.get("WorkflowTable"), "${WorkflowTable}"),
+        (b.refs.get("ResultBus"), "${ResultBus}"),
+        (b.parameters.get("AliasPrefix"), "${AliasPrefix}"),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            names.push((v.clone(), placeholder));
+        }
+    }
+    let generic = |s: &str| -> String {
+        let mut s = s.to_owned();
+        for (value, placeholder) in &names {
+            s = s.replace(value.as_str(), placeholder);
+        }
+        s = s
+            .replace(&format!(":{}:", sandbox::stack::REGION), ":${Region}:")
+            .replace(&format!(":{}:", sandbox::stack::ACCOUNT), ":${Account}:")
+            .replace("arn:aws:", "arn:${Partition}:");
+        // A key's id and a workspace's id: whichever the call named.
+        let mut out = String::new();
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find("key/").map(|i| i + 4).or_else(|| rest.find("wrkspc_")) {
+            let (head, tail) = rest.split_at(i);
+            out.push_str(head);
+            if head.ends_with("key/") {
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+                    .unwrap_or(tail.len());
+                if end == 0 {
+                    rest = tail;
+                    continue;
+                }
+                out.push_str("${AnyKey}");
+                rest = &tail[end..];
+            } else {
+                let end = tail
+                    .char_indices()
+                    .skip(7)
+                    .find(|(_, c)| !c.is_ascii_alphanumeric())
+                    .map_or(tail.len(), |(i, _)| i);
+                out.push_str("${Workspace}");
+                rest = &tail[end..];
+            }
+        }
+        out.push_str(rest);
+        out
+    };
+    (
+        function.to_owned(),
+        a.action.clone(),
+        generic(&a.resource),
+        a.context
+            .iter()
+            .map(|(k, vs)| (k.clone(), vs.iter().map(|v| generic(v)).collect()))
+            .collect(),
+    )
+}
+
+/// The manifest `cmekctl preflight` embeds, as this run recorded it.
+fn manifest_json(c: &Coverage) -> Value {
+    let calls: Vec<Value> = c
+        .manifest
+        .iter()
+        .map(|((function, action, resource, context), (platforms, by_role))| {
+            let mut call = serde_json::json!({
+                "function": function,
+                "action": action,
+                "resource": resource,
+                "platforms": platforms,
+                "grantedBy": if *by_role { "role" } else { "key-policy" },
+            });
+            if !context.is_empty() {
+                call["context"] = serde_json::json!(context);
+            }
+            call
+        })
+        .collect();
+    serde_json::json!({
+        "about": "Every AWS call the functions make, as IAM authorizes it, with the stack's own names as ${placeholders}: written by tests/tests/iam_coverage.rs from the calls the whole end-to-end suite recorded (CMEK_WRITE_PREFLIGHT_MANIFEST=1 ./scripts/test rewrites it; the test fails while it is stale). cmekctl preflight asks IAM's policy simulator about each against the deployed roles.",
+        "calls": calls,
+    })
 }
 
 /// The role ARN a function's calls are made as (`aws:PrincipalArn`).
@@ -324,6 +469,53 @@ fn every_aws_call_of_the_end_to_end_suite_is_allowed_by_the_deployed_role() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // cmekctl preflight's manifest is these calls: committed, and stale when
+    // this run made a call it lacks, or it names a (function, action) this
+    // run never made.
+    let recorded = manifest_json(&c);
+    let path = repo_root().join("cli/preflight-manifest.json");
+    if std::env::var("CMEK_WRITE_PREFLIGHT_MANIFEST").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, serde_json::to_string_pretty(&recorded).unwrap() + "\n").unwrap();
+    }
+    let written = repo_root().join(".local/preflight-manifest.json");
+    std::fs::write(&written, serde_json::to_string_pretty(&recorded).unwrap() + "\n").unwrap();
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let key = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("platforms");
+        v.to_string()
+    };
+    let committed_calls: BTreeSet<String> = committed["calls"].as_array().unwrap().iter().map(key).collect();
+    let missing: Vec<String> = recorded["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .filter(|k| !committed_calls.contains(k))
+        .collect();
+    let pair = |v: &Value| {
+        (
+            v["function"].as_str().unwrap().to_owned(),
+            v["action"].as_str().unwrap().to_owned(),
+        )
+    };
+    let gone: Vec<(String, String)> = committed["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(pair)
+        .filter(|p| !c.pairs.contains(p))
+        .collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "{} is stale: {} calls it lacks, {:?} it names that no function made; this run's is {} (CMEK_WRITE_PREFLIGHT_MANIFEST=1 ./scripts/test rewrites it):\n{}",
+        path.display(),
+        missing.len(),
+        gone,
+        written.display(),
+        missing.join("\n")
+    );
+
     let functions: BTreeSet<&str> = c.pairs.iter().map(|(f, _)| f.as_str()).collect();
     let text = format!(
         "IAM COVERAGE: {} AWS calls by {} functions in {} stacks: {} IAM authorizations, {} distinct (function, action) pairs, all allowed by the roles SAM deploys; {} permissions used only by AWS on the functions' behalf:\n  {}\n",
@@ -571,4 +763,125 @@ fn only_discovery_and_trusted_tooling_may_announce_a_workspace() {
         conditions: translated["Conditions"].as_object().unwrap(),
     };
     assert_eq!(r.string(&rule["State"]).unwrap(), "DISABLED");
+}
+
+/// The tag `cmek:managed-by=cmek-provisioner` confers rights (CreateKey may
+/// rewrite the policy, the guardian may undo a deletion, AttachKey may use
+/// the key on Claude Platform on AWS), so CreateKey's role may put it only on
+/// keys it created: its IAM policy may tag no key, and only the policy of a
+/// key it created lets it tag that key. Nor may it change the policy of a
+/// key that does not carry the tag (the owner's consent for an adopted key).
+#[test]
+fn create_key_may_neither_tag_nor_rewrite_a_key_it_did_not_create() {
+    let decide = |template: &str,
+                  action: &str,
+                  key_policy: &str,
+                  tags: &[(&str, &str)],
+                  request: &[(&str, &[&str])]| {
+        let translated = translate(template);
+        let b = static_bindings(&translated);
+        let roles = iam::roles(&translated, &b).unwrap();
+        let role = &roles["CreateKeyFunctionRole"];
+        let principal = b.attrs["CreateKeyFunctionRole.Arn"].clone();
+        let mut context: BTreeMap<String, Vec<String>> = tags
+            .iter()
+            .map(|(k, v)| (format!("aws:ResourceTag/{k}"), vec![(*v).to_owned()]))
+            .collect();
+        for (k, vs) in request {
+            context.insert((*k).to_owned(), vs.iter().map(|v| (*v).to_owned()).collect());
+        }
+        let a = Authorization {
+            action: action.into(),
+            resource: "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            context,
+        };
+        (
+            iam::decide_kms(role, key_policy, &principal, &a).unwrap(),
+            principal,
+        )
+    };
+    let text = template_text();
+    // A key of someone else's, with the default key policy (IAM decides).
+    let default_policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"}]})
+    .to_string();
+    let ours = [
+        ("aws:RequestTag/cmek:managed-by", &["cmek-provisioner"][..]),
+        ("aws:TagKeys", &["cmek:managed-by", "cmek:workspace-id"][..]),
+    ];
+    let (tagging_foreign, _) = decide(&text, "kms:TagResource", &default_policy, &[], &ours);
+    assert_eq!(tagging_foreign, Decision::NotAllowed, "tagging a foreign key");
+    let (rewriting_foreign, _) = decide(
+        &text,
+        "kms:PutKeyPolicy",
+        &default_policy,
+        &[],
+        &[("kms:BypassPolicyLockoutSafetyCheck", &["false"])],
+    );
+    assert_eq!(
+        rewriting_foreign,
+        Decision::NotAllowed,
+        "rewriting an untagged key's policy"
+    );
+    // A key its owner tagged for adoption: its policy may be merged.
+    let (rewriting_adopted, _) = decide(
+        &text,
+        "kms:PutKeyPolicy",
+        &default_policy,
+        &[("cmek:managed-by", "cmek-provisioner")],
+        &[("kms:BypassPolicyLockoutSafetyCheck", &["false"])],
+    );
+    assert!(
+        matches!(rewriting_adopted, Decision::Allowed(_)),
+        "{rewriting_adopted:?}"
+    );
+    // A key it created: the key's own policy lets it tag that key, and only
+    // with the project's tags.
+    let translated = translate(&text);
+    let creator = static_bindings(&translated).attrs["CreateKeyFunctionRole.Arn"].clone();
+    let mut created = serde_json::from_str::<serde_json::Value>(&default_policy).unwrap();
+    created["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .extend(cmek::workflow::creator_statements(&creator));
+    let created = created.to_string();
+    let (tagging_own, _) = decide(&text, "kms:TagResource", &created, &[], &ours);
+    assert!(
+        matches!(&tagging_own, Decision::Allowed(by) if by.iter().any(|o| o.contains(cmek::workflow::CREATOR_TAGS_SID))),
+        "{tagging_own:?}"
+    );
+    let (other_tag, _) = decide(
+        &text,
+        "kms:TagResource",
+        &created,
+        &[],
+        &[("aws:RequestTag/owner", &["me"]), ("aws:TagKeys", &["owner"])],
+    );
+    assert_eq!(other_tag, Decision::NotAllowed, "another tag on its own key");
+
+    // Control: the role as it was (tagging on every key under the request's
+    // tag, PutKeyPolicy on every key of the account) let both through.
+    let before = text
+        .replacen(
+            "            - Sid: ReadWorkspaceKeys\n",
+            "            - { Sid: TagOnCreate, Effect: Allow, Action: kms:TagResource, Resource: \"*\", Condition: { StringEquals: { aws:RequestTag/cmek:managed-by: cmek-provisioner } } }\n            - { Sid: AddCompartmentToPolicy, Effect: Allow, Action: kms:PutKeyPolicy, Resource: !Sub \"arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*\" }\n            - Sid: ReadWorkspaceKeys\n",
+            1,
+        );
+    assert_ne!(before, text);
+    assert!(matches!(
+        decide(&before, "kms:TagResource", &default_policy, &[], &ours).0,
+        Decision::Allowed(_)
+    ));
+    assert!(matches!(
+        decide(
+            &before,
+            "kms:PutKeyPolicy",
+            &default_policy,
+            &[],
+            &[("kms:BypassPolicyLockoutSafetyCheck", &["false"])]
+        )
+        .0,
+        Decision::Allowed(_)
+    ));
 }

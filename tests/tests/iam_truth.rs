@@ -239,4 +239,6 @@ const CONDITION_KEYS: &[&str] = &[
     "kms:MultiRegion",
     "kms:BypassPolicyLockoutSafetyCheck",
     "kms:ResourceAliases",
+    // Claude Platform on AWS's key condition key (published 2026-09-25).
+    "aws-external-anthropic:KeyArn",
 ];

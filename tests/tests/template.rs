@@ -415,8 +415,12 @@ fn result_events_reach_the_result_topic_and_only_the_rule_may_publish() {
     assert_eq!(strings(&pattern["source"]), vec![cmek::events::SOURCE]);
     assert_eq!(
         strings(&pattern["detail-type"]),
-        vec![cmek::events::DETAIL_SUCCEEDED, cmek::events::DETAIL_FAILED],
-        "the rule must match the detail types Finish publishes"
+        vec![
+            cmek::events::DETAIL_SUCCEEDED,
+            cmek::events::DETAIL_FAILED,
+            cmek::events::DETAIL_PREFLIGHT
+        ],
+        "the rule must match the detail types Finish publishes, and preflight's test event"
     );
     assert_eq!(
         tag_arg(&rule["EventBusName"]),

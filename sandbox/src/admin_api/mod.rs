@@ -378,6 +378,7 @@ async fn handle(
                     status: 0,
                     fault: None,
                     authorizations,
+                    key_policy: None,
                 });
             }
             Ok(Some(caller))
@@ -1242,6 +1243,21 @@ async fn aws_attach_check(
             ));
         }
     }
+    let policy = kms
+        .get_key_policy()
+        .key_id(kms_arn)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "GetKeyPolicy failed: {}",
+                aws_sdk_kms::error::DisplayErrorContext(&e)
+            )
+        })?
+        .policy()
+        .unwrap_or_default()
+        .to_owned();
     // The caller's own access, as IAM would authorize it (moto checks none).
     let tags: std::collections::BTreeMap<String, String> = kms
         .list_resource_tags()
@@ -1258,6 +1274,7 @@ async fn aws_attach_check(
     let facts = crate::iam_request::KeyFacts {
         arn: kms_arn.to_owned(),
         tags,
+        policy: Some(policy.clone()),
     };
     let scope = crate::iam_request::Scope {
         region: &aws.region,
@@ -1274,23 +1291,9 @@ async fn aws_attach_check(
             status: 200,
             fault: None,
             authorizations,
+            key_policy: facts.policy.clone(),
         });
     }
-    let policy = kms
-        .get_key_policy()
-        .key_id(kms_arn)
-        .policy_name("default")
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "GetKeyPolicy failed: {}",
-                aws_sdk_kms::error::DisplayErrorContext(&e)
-            )
-        })?
-        .policy()
-        .unwrap_or_default()
-        .to_owned();
     let source_arn = on_aws::workspace_arn(aws, workspace);
     let context = [("anthropic:compartment_uuid", compartment)];
     for (action, ctx) in [

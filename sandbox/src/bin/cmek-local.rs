@@ -45,6 +45,12 @@ enum Command {
         /// claude-platform or claude-platform-on-aws (see `demo`).
         #[arg(long, default_value = "claude-platform")]
         platform: cmek::platform::Platform,
+        /// Also make what `sam deploy` makes (IAM roles, the topics' key, the
+        /// result rule, a trail) and write .local/stack-resources.json for
+        /// `cmekctl preflight --resources` (needs the SAM translator that
+        /// ./scripts/test installs).
+        #[arg(long)]
+        preflight: bool,
     },
     /// Serve only the Admin API stand-in.
     AdminApi {
@@ -112,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
             production_schedule,
             platform,
         } => demo(propagation_delay, production_schedule, platform).await,
-        Command::Up { platform } => up(platform).await,
+        Command::Up { platform, preflight } => up(platform, preflight).await,
         Command::AdminApi {
             listen,
             kms_endpoint,
@@ -207,13 +213,22 @@ async fn admin_api(
     Ok(())
 }
 
-async fn up(platform: cmek::platform::Platform) -> anyhow::Result<()> {
+async fn up(platform: cmek::platform::Platform, preflight: bool) -> anyhow::Result<()> {
     let stack = LocalStack::start(StackOptions {
         label: "up".into(),
         platform,
+        preflight,
         ..StackOptions::default()
     })
     .await?;
+    if let Some(file) = &stack.resources_file {
+        let to = sandbox::stack::repo_root().join(".local/stack-resources.json");
+        std::fs::copy(file, &to)?;
+        println!(
+            "stack description for cmekctl preflight --resources: {}",
+            to.display()
+        );
+    }
     let env_file = sandbox::stack::repo_root().join(".local/stack.env");
     let exports: String = stack
         .client_env()
