@@ -34,6 +34,19 @@ pub struct AwsCall {
     /// or delegate to IAM through the account's root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_policy: Option<String>,
+    /// When the answer came back (milliseconds since the Unix epoch): the
+    /// effect, if any, had happened by then.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// Now, in milliseconds since the Unix epoch (the clock the crash-point
+/// markers' modification times are on).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 /// "The next `times` calls of `action` (by `function`, if set) answer

@@ -770,6 +770,7 @@ async fn aws_call(
                 fault,
                 authorizations: authorized.clone(),
                 key_policy: key_policy.clone(),
+                at_ms: crate::aws_proxy::now_ms(),
             });
         }
     };

@@ -52,12 +52,19 @@ mod armed {
         };
         let marker = std::path::Path::new(&dir).join(name);
         // create_new: of concurrent instances, exactly one fires each point.
-        if std::fs::OpenOptions::new()
+        if let Ok(mut file) = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&marker)
-            .is_ok()
         {
+            // When it fired, in milliseconds since the Unix epoch (a file's
+            // own modification time is kept at the kernel's coarse tick):
+            // the crash-point tests check each effect happened before it.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default();
+            let _ = write!(file, "{now}");
             let _ = writeln!(std::io::stderr(), "crash point {name}: aborting the process");
             std::process::abort();
         }

@@ -226,7 +226,8 @@ pub use cmek::store::WorkflowStore as _;
 #[derive(Debug)]
 pub struct ResponseCatcher {
     pub url: String,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    /// Every PUT: the request id, its body, when it was stored (ms since the epoch).
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value, u64)>>>,
     /// PUTs still to be answered 500 *after* being stored (the answer
     /// arrived; the caller cannot know).
     fail_after_store: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -239,10 +240,10 @@ impl ResponseCatcher {
 
         use axum::extract::{Path, State};
         type Store = (
-            std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+            std::sync::Arc<std::sync::Mutex<Vec<(String, Value, u64)>>>,
             std::sync::Arc<AtomicUsize>,
         );
-        let bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
+        let bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, Value, u64)>>> = Default::default();
         let fail_after_store = std::sync::Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
             .route(
@@ -255,7 +256,7 @@ impl ResponseCatcher {
                             "CloudFormation response over 4096 bytes: {}",
                             body.len()
                         );
-                        s.lock().unwrap().push((id, v));
+                        s.lock().unwrap().push((id, v, sandbox::aws_proxy::now_ms()));
                         let failing = fail
                             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                             .is_ok();
@@ -299,8 +300,19 @@ impl ResponseCatcher {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(i, _)| i == id)
-            .map(|(_, v)| v.clone())
+            .filter(|(i, _, _)| i == id)
+            .map(|(_, v, _)| v.clone())
+            .collect()
+    }
+
+    /// When each PUT for `id` was stored (ms since the Unix epoch).
+    pub fn received_at(&self, id: &str) -> Vec<u64> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _, _)| i == id)
+            .map(|(_, _, at)| *at)
             .collect()
     }
 

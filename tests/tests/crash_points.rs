@@ -177,6 +177,7 @@ async fn dying_after_every_effect(platform: Platform) {
     );
     exactly_once(&stack, &catcher, &ws, "all-points").await;
     assert_eq!(all_keys(&stack).await.len(), 1, "no other key anywhere");
+    effects_precede_their_crash_points(&stack, &catcher, &markers, &ws, "all-points").await;
     figure(
         &format!("crash_points_all_{platform}"),
         &format!(
@@ -187,6 +188,127 @@ async fn dying_after_every_effect(platform: Platform) {
         ),
     );
     let _ = std::fs::remove_dir_all(&markers);
+}
+
+/// When a crash point fired (ms since the Unix epoch): what its marker
+/// says, written just before the process aborted.
+fn fired_at(markers: &std::path::Path, point: &str) -> u64 {
+    std::fs::read_to_string(markers.join(point))
+        .unwrap_or_else(|e| panic!("{point}: no marker: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{point}: an unreadable marker: {e}"))
+}
+
+/// Each "after X" point sits after X: by the time the process aborted there,
+/// X had happened — by the world's own records, not the code's: the AWS
+/// proxy's log of answered calls, the stand-in's log of what each request
+/// changed, the PUTs the CloudFormation stand-in stored, each stamped when
+/// answered — and the retry that followed did not do X again. (Moving a
+/// point above its effect fails here: the marker would predate the effect.)
+async fn effects_precede_their_crash_points(
+    stack: &LocalStack,
+    catcher: &ResponseCatcher,
+    markers: &std::path::Path,
+    ws: &cmek::ids::WorkspaceId,
+    request_id: &str,
+) {
+    let calls = stack.host.aws_calls();
+    let answered = |function: &str, action: &str| -> Vec<u64> {
+        calls
+            .iter()
+            .filter(|c| c.function == function && c.action == action && c.status < 300 && c.fault.is_none())
+            .map(|c| c.at_ms)
+            .collect()
+    };
+    let changed = |prefix: &str| -> Vec<u64> {
+        stack
+            .admin
+            .requests()
+            .into_iter()
+            .filter(|r| r.effect.as_deref().is_some_and(|e| e.starts_with(prefix)))
+            .map(|r| r.at_ms)
+            .collect()
+    };
+    // (point, when the effect happened each time, whether a retry may
+    // repeat it: only CloudFormation's answer, a PUT of the same body to
+    // the same object, which the oracle above checks).
+    let effects: Vec<(&str, Vec<u64>, bool)> = vec![
+        (
+            "create-key.after-kms-create",
+            answered("CreateKeyFunction", "kms:CreateKey"),
+            false,
+        ),
+        (
+            "create-key.after-tag",
+            answered("CreateKeyFunction", "kms:TagResource"),
+            false,
+        ),
+        (
+            "create-key.after-alias",
+            answered("CreateKeyFunction", "kms:CreateAlias"),
+            false,
+        ),
+        ("register-key.after-create", changed("registered"), false),
+        ("attach-key.after-attach", changed("attached"), false),
+        ("finish.after-answer", catcher.received_at(request_id), true),
+    ];
+    for (point, times, repeatable) in effects {
+        let fired = fired_at(markers, point);
+        assert!(
+            times.iter().any(|t| *t <= fired),
+            "{point}: the process aborted (at {fired}) before its effect happened ({times:?})"
+        );
+        if !repeatable {
+            assert_eq!(times.len(), 1, "{point}: the retry did it again ({times:?})");
+        }
+    }
+    // The "after the record" points: the step's write to the table had been
+    // answered when the process aborted, and the audit trail holds that
+    // step's outcome once (the retry did not record it again).
+    // (After a crash following the effect, the retry records what it found:
+    // a registration found rather than made.)
+    let trail = events(stack, ws).await;
+    let after_record: [(&str, &str, &str, &[&str]); 4] = [
+        (
+            "create-key.after-record",
+            "CreateKeyFunction",
+            "CreateKey",
+            &["key_created"],
+        ),
+        (
+            "register-key.after-record",
+            "RegisterKeyFunction",
+            "RegisterKey",
+            &["registered", "registration_found"],
+        ),
+        (
+            "attach-key.after-record",
+            "AttachKeyFunction",
+            "AttachKey",
+            &["attached"],
+        ),
+        ("finish.after-release", "FinishFunction", "Finish", &["succeeded"]),
+    ];
+    for (point, function, step, outcomes) in after_record {
+        let fired = fired_at(markers, point);
+        let wrote: Vec<u64> = ["dynamodb:TransactWriteItems", "dynamodb:PutItem"]
+            .iter()
+            .flat_map(|a| answered(function, a))
+            .collect();
+        assert!(
+            wrote.iter().any(|t| *t <= fired),
+            "{point}: no write of {function} was answered before the process aborted ({wrote:?}, fired {fired})"
+        );
+        let recorded = trail
+            .iter()
+            .filter(|e| e.step == step && outcomes.contains(&e.outcome.as_str()))
+            .count();
+        assert_eq!(
+            recorded, 1,
+            "{point}: {step} {outcomes:?} recorded {recorded} times"
+        );
+    }
 }
 
 /// One crash right after each effect, each on its own stack; the local

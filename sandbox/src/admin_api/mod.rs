@@ -82,6 +82,10 @@ pub struct RecordedRequest {
     /// exactly-once, independent of what the client saw.
     #[serde(default)]
     pub effect: Option<String>,
+    /// When it was answered (milliseconds since the Unix epoch): its effect,
+    /// if any, had happened by then.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 #[derive(Debug)]
@@ -350,6 +354,7 @@ async fn handle(
         fault: None,
         body: body_json.clone(),
         effect: None,
+        at_ms: 0,
     };
     // Who signed (Claude Platform on AWS), once the signature verified.
     let caller: Result<Option<on_aws::Caller>, ApiError> = match signed_by {
@@ -379,6 +384,7 @@ async fn handle(
                     fault: None,
                     authorizations,
                     key_policy: None,
+                    at_ms: crate::aws_proxy::now_ms(),
                 });
             }
             Ok(Some(caller))
@@ -407,6 +413,7 @@ async fn handle(
         Err(e) => (e.status, error_response(&e, &request_id)),
     };
     record.status = status.as_u16();
+    record.at_ms = crate::aws_proxy::now_ms();
     let mut log = lock(&shared.requests);
     record.seq = log.len() as u64 + 1;
     log.push(record);
@@ -1292,6 +1299,7 @@ async fn aws_attach_check(
             fault: None,
             authorizations,
             key_policy: facts.policy.clone(),
+            at_ms: crate::aws_proxy::now_ms(),
         });
     }
     let source_arn = on_aws::workspace_arn(aws, workspace);

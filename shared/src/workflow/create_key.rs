@@ -410,8 +410,11 @@ async fn create(
         }
         None => None,
     };
+    // A key found by alias or by tag carries the project's tags already.
+    let mut tagged_already = found.is_some();
     if found.is_none() && rec.key_creation_started {
         let mut tagged = kms.find_tagged_keys(ws).await?;
+        tagged_already = !tagged.is_empty();
         if tagged.is_empty() {
             // Made, but not yet tagged when the earlier attempt died.
             let creator = deps
@@ -468,10 +471,12 @@ async fn create(
             (rec, info)
         }
     };
-    // Tagged as the project's (idempotent: a key found by tag or alias is
-    // tagged already). The key's own policy is what allows it.
-    kms.tag_as_ours(&info.key_id, ws).await?;
-    crash_point("create-key.after-tag");
+    // Tagged as the project's: a key made here, or found untagged after a
+    // crash. The key's own policy is what allows it.
+    if !tagged_already {
+        kms.tag_as_ours(&info.key_id, ws).await?;
+        crash_point("create-key.after-tag");
+    }
     let info = usable_key(deps, kms, &info.arn).await?;
     kms.ensure_alias(&alias, &info.key_id).await?;
     crash_point("create-key.after-alias");
