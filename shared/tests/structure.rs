@@ -62,31 +62,39 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file belongs to (`workflow/begin.rs` → `workflow`).
-fn module_of(path: &Path) -> String {
-    let rel = path.strip_prefix(src()).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
-    first.trim_end_matches(".rs").to_owned()
+/// The module path of a file (`workflow/begin.rs` → `workflow::begin`,
+/// `policy/mod.rs` → `policy`), relative to `src`.
+fn module_path(src: &Path, path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(src).unwrap();
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts
 }
 
 /// The code of a file without comments and without its unit tests (a test
-/// may reach anywhere: it is not part of the layering).
+/// may reach anywhere: it is not part of the layering). A `#[cfg(test)]`
+/// item is skipped to its closing brace, and what follows it is read.
 fn production_code(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
-    for (i, line) in lines.iter().enumerate() {
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("#[cfg(test)]") {
             // `#[cfg(test)] mod x;` names a file of its own (skipped by
-            // name); a `#[cfg(test)]` item with a body runs to the end of
-            // the file, where this crate keeps its unit tests.
-            if lines
-                .get(i + 1)
-                .is_some_and(|next| next.trim_end().ends_with(';'))
-            {
-                continue;
+            // name); an item with a body is skipped to its end.
+            let mut depth = 0i32;
+            let mut opened = false;
+            while let Some(item) = lines.next_if(|_| !opened || depth > 0) {
+                let code = item.split("//").next().unwrap_or(item);
+                depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
+                opened |= code.contains('{') || code.trim_end().ends_with(';');
             }
-            break;
+            continue;
         }
         if trimmed.starts_with("//") {
             continue;
@@ -97,45 +105,94 @@ fn production_code(text: &str) -> String {
     out
 }
 
-/// Every module a piece of code names through `crate::`, including
-/// `crate::{a, b::c}` groups.
-fn used_modules(code: &str) -> Vec<String> {
+/// The names after a path prefix (`crate::`, `super::`): one, or each of
+/// a `{a, b::c}` group.
+fn names_after(rest: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    match rest.strip_prefix('{') {
+        Some(group) => {
+            let end = group.find('}').unwrap_or(group.len());
+            group[..end]
+                .split(',')
+                .map(ident)
+                .filter(|n| !n.is_empty())
+                .collect()
+        }
+        None => vec![ident(rest)],
+    }
+}
+
+/// Every top-level module a piece of code names — through `crate::`
+/// (including `crate::{a, b::c}` groups), and through `super::` chains that
+/// climb to the crate root from `module` (the file's module path) — and,
+/// for a name the crate root re-exports, the module it comes from.
+fn used_modules(code: &str, module: &[String], reexports: &BTreeMap<String, String>) -> Vec<String> {
+    let resolve = |name: String| reexports.get(&name).cloned().unwrap_or(name);
     let mut used = Vec::new();
     let mut rest = code;
     while let Some(i) = rest.find("crate::") {
         rest = &rest[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    used.push(name);
-                }
-            }
-        } else {
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            used.push(name);
+        used.extend(names_after(rest).into_iter().map(resolve));
+    }
+    let mut rest = code;
+    while let Some(i) = rest.find("super::") {
+        // `super::super::x` from `a::b::c` is `a::x`: climb once per `super`.
+        let mut depth = 0;
+        let mut tail = &rest[i..];
+        while let Some(t) = tail.strip_prefix("super::") {
+            depth += 1;
+            tail = t;
+        }
+        rest = tail;
+        if depth >= module.len() {
+            used.extend(names_after(tail).into_iter().map(resolve));
         }
     }
     used
 }
 
-#[test]
-fn no_module_uses_a_module_of_a_higher_layer() {
+/// What the crate root re-exports, by name: `pub use workflow::Begin;` lets
+/// `crate::Begin` reach the workflow.
+fn reexports(src: &Path) -> BTreeMap<String, String> {
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for stmt in production_code(&lib).split(';') {
+        let Some(path) = stmt.trim().strip_prefix("pub use ") else {
+            continue;
+        };
+        let path = path
+            .trim()
+            .trim_start_matches("crate::")
+            .trim_start_matches("self::");
+        let Some((module, items)) = path.split_once("::") else {
+            continue;
+        };
+        for item in names_after(items) {
+            out.insert(item, module.to_owned());
+        }
+        if let Some((_, alias)) = items.rsplit_once(" as ") {
+            out.insert(alias.trim().to_owned(), module.to_owned());
+        }
+    }
+    out
+}
+
+/// Every import up the layers under `src`, and how many paths were read.
+fn violations_in(src: &Path) -> (Vec<String>, usize) {
     let layer: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
+    let reexports = reexports(src);
     let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    rust_files(src, &mut files);
     let mut violations = Vec::new();
     let mut checked = 0;
     for path in &files {
-        let module = module_of(path);
+        let module_path = module_path(src, path);
+        let module = module_path[0].clone();
         if module == "lib" || path.file_name().is_some_and(|n| n == "tests.rs") {
             continue;
         }
@@ -143,7 +200,7 @@ fn no_module_uses_a_module_of_a_higher_layer() {
             panic!("{} is in no layer: add `{module}` to LAYERS", path.display());
         };
         let code = production_code(&std::fs::read_to_string(path).unwrap());
-        for used in used_modules(&code) {
+        for used in used_modules(&code, &module_path, &reexports) {
             checked += 1;
             if used == module {
                 continue;
@@ -155,12 +212,18 @@ fn no_module_uses_a_module_of_a_higher_layer() {
             let sideways_ok = SIDEWAYS.contains(&(module.as_str(), used.as_str()));
             if theirs > own || (theirs == own && own == 5 && !sideways_ok) {
                 violations.push(format!(
-                    "{} (layer {own}) uses crate::{used} (layer {theirs})",
-                    path.strip_prefix(src()).unwrap().display()
+                    "{} (layer {own}) uses {used} (layer {theirs})",
+                    path.strip_prefix(src).unwrap().display()
                 ));
             }
         }
     }
+    (violations, checked)
+}
+
+#[test]
+fn no_module_uses_a_module_of_a_higher_layer() {
+    let (violations, checked) = violations_in(&src());
     assert!(checked > 100, "the check read almost nothing ({checked} paths)");
     assert!(
         violations.is_empty(),
@@ -169,13 +232,62 @@ fn no_module_uses_a_module_of_a_higher_layer() {
     );
 }
 
-/// The check sees an upward path where there is one (its positive control).
+/// The whole check, on a crate made for it, sees each way up the layers:
+/// `crate::`, a group, `super::` climbing to the root, a name the root
+/// re-exports, and code after a unit-test module; and a test module's own
+/// reach is not counted.
 #[test]
-fn the_layer_check_sees_an_upward_import() {
-    let code = production_code(
-        "use crate::ids::WorkspaceId;\nuse crate::{error::CmekError, workflow};\n// crate::runtime\n#[cfg(test)]\nmod tests {\n use crate::runtime;\n}\n",
+fn the_layer_check_sees_every_way_up() {
+    let dir = std::env::temp_dir().join(format!("cmek-structure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policy")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "lib.rs",
+        "pub mod ids;\npub mod policy;\npub mod runtime;\npub use workflow::Begin;\n",
     );
-    assert_eq!(used_modules(&code), ["ids", "error", "workflow"]);
+    write("ids.rs", "use crate::ids::WorkspaceId;\n");
+    write("runtime.rs", "");
+    write("workflow.rs", "pub struct Begin;\n");
+    write(
+        "policy/mod.rs",
+        "use super::runtime;\n#[cfg(test)]\nmod tests {\n    use crate::workflow;\n}\nfn later() { crate::error::CmekError::Internal; }\n",
+    );
+    write(
+        "policy/build.rs",
+        "use super::super::runtime::serve;\nuse crate::{ids::X, config};\nfn f() -> crate::Begin { todo!() }\n",
+    );
+    let (violations, _) = violations_in(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let found = |what: &str| violations.iter().any(|v| v.contains(what));
+    assert!(
+        found("policy/mod.rs (layer 1) uses runtime"),
+        "use super::runtime: {violations:?}"
+    );
+    assert!(
+        found("policy/mod.rs (layer 1) uses error"),
+        "after the test module: {violations:?}"
+    );
+    assert!(
+        !found("policy/mod.rs (layer 1) uses workflow"),
+        "inside the test module: {violations:?}"
+    );
+    assert!(
+        found("policy/build.rs (layer 1) uses runtime"),
+        "super::super: {violations:?}"
+    );
+    assert!(
+        found("policy/build.rs (layer 1) uses config"),
+        "a group: {violations:?}"
+    );
+    assert!(
+        found("policy/build.rs (layer 1) uses workflow"),
+        "a re-export: {violations:?}"
+    );
+    assert!(
+        !violations.iter().any(|v| v.starts_with("ids.rs")),
+        "{violations:?}"
+    );
 }
 
 /// Each function's `main` is one call to `cmek::runtime::serve` with its
