@@ -148,11 +148,98 @@ proptest! {
             // Something was registered or attached: only a well-formed step
             // input may have caused it.
             prop_assert!(
-                cmek::workflow::StepInput::from_value(&e).is_ok(),
-                "not a well-formed request, yet {:?} took effect: {e}",
+                well_formed(&e),
+                "not a well-formed request by the README's contract, yet {:?} took effect: {e}",
                 &after[before.len()..]
             );
         }
+    }
+}
+
+/// A well-formed step input, as the README states the input contract
+/// ("Triggers", "Manual": the input fields), written here apart from the
+/// parser the handlers use, so that the fuzz test does not judge the parser
+/// by itself: an object with a non-empty `execution` string and a `request`
+/// object whose fields are only the documented ones — `workspaceId`
+/// (required: `wrkspc_` and 1–64 ASCII letters or digits), `displayName`
+/// (1–255 characters, none a control character, a bidirectional override or
+/// a zero-width one), `keyArn` (a single-Region KMS key ARN, no alias),
+/// `manageKeyPolicy` and `restrictToWorkspaces` (booleans), `acceptFindings`
+/// (with `keyArn` only: finding names), `trigger` (an object whose `source`
+/// is manual, eventbridge or cloudformation) — the whole under 32 KiB.
+fn well_formed(e: &Value) -> bool {
+    let (Some(request), Some(execution)) = (e.get("request"), e.get("execution")) else {
+        return false;
+    };
+    let Some(r) = request.as_object() else {
+        return false;
+    };
+    if execution.as_str().is_none_or(str::is_empty) || request.to_string().len() > 32 * 1024 {
+        return false;
+    }
+    let alnum =
+        |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric());
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    let key_arn = |s: &str| {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        matches!(parts.as_slice(), ["arn", p, "kms", region, account, resource]
+            if p.starts_with("aws") && !region.is_empty()
+            && account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())
+            && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty() && !id.starts_with("mrk-") && !id.contains('/')))
+    };
+    r.iter().all(|(field, v)| match field.as_str() {
+        "workspaceId" => v
+            .as_str()
+            .and_then(|s| s.strip_prefix("wrkspc_"))
+            .is_some_and(|rest| alnum(rest, 64)),
+        "displayName" => v.as_str().is_some_and(|s| {
+            let n = s.chars().count();
+            (1..=255).contains(&n) && !s.chars().any(|c| c.is_control() || invisible(c))
+        }),
+        "keyArn" => v.as_str().is_some_and(key_arn),
+        "manageKeyPolicy" | "restrictToWorkspaces" => v.is_boolean(),
+        "acceptFindings" => {
+            r.contains_key("keyArn")
+                && v.as_array()
+                    .is_some_and(|l| l.iter().all(|f| f.as_str().is_some_and(|s| !s.is_empty())))
+        }
+        "trigger" => v["source"]
+            .as_str()
+            .is_some_and(|s| matches!(s, "manual" | "eventbridge" | "cloudformation")),
+        _ => false,
+    }) && r.contains_key("workspaceId")
+}
+
+/// The oracle agrees with the contract on cases written by hand (and so
+/// would catch a parser that let any of the bad ones through).
+#[test]
+fn the_oracle_is_the_readmes_contract() {
+    let ws = "wrkspc_01JExample";
+    let good = [
+        json!({"request": {"workspaceId": ws}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "displayName": "prod key", "manageKeyPolicy": false,
+               "keyArn": "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+               "acceptFindings": ["UNPUBLISHED_ANTHROPIC_PRINCIPAL"], "trigger": {"source": "manual", "user": "a"}},
+               "execution": "x", "error": null}),
+    ];
+    for g in &good {
+        assert!(well_formed(g), "{g}");
+    }
+    let bad = [
+        json!({"request": {"workspaceId": ws, "roleArn": "arn:aws:iam::1:role/x"}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "displayName": "evil\u{202E}gpj"}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "displayName": ""}, "execution": "x"}),
+        json!({"request": {"workspaceId": "wrkspc_../x"}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "keyArn": "arn:aws:kms:us-east-2:123456789012:alias/x"}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "keyArn": "arn:aws:kms:us-east-2:123456789012:key/mrk-1"}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "acceptFindings": ["X"]}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws, "manageKeyPolicy": "yes"}, "execution": "x"}),
+        json!({"request": {"workspaceId": ws}, "execution": ""}),
+        json!({"request": {"displayName": "x"}, "execution": "x"}),
+        json!({"workspaceId": ws}),
+    ];
+    for b in &bad {
+        assert!(!well_formed(b), "{b}");
     }
 }
 
