@@ -379,17 +379,33 @@ async fn new_events(sfn: &aws_sdk_sfn::Client, arn: &str, seen: i64) -> anyhow::
 }
 
 /// The rate limit a step met, if it did: the 429s its Admin API client
-/// absorbed (`adminApiRetries` in its output) and the longest retry-after
-/// among them, or a step that gave up on them (`RateLimited`).
+/// absorbed (`adminApiRetries` in its output, or at the end of a failed
+/// step's message) and the longest retry-after among them.
 fn rate_limit_met(e: &HistoryEvent) -> Option<(u64, Option<f64>)> {
     if let Some(d) = e.lambda_function_succeeded_event_details() {
         let output: Value = serde_json::from_str(d.output()?).ok()?;
         let retries = output.get("adminApiRetries")?;
-        let count = retries["byStatus"]["429"].as_u64().filter(|n| *n > 0)?;
-        return Some((count, retries["retryAfterSecs"].as_f64()));
+        return met(retries);
     }
     let failed = e.lambda_function_failed_event_details()?;
-    (failed.error() == Some("RateLimited")).then_some((1, None))
+    // A step that gave up says what it absorbed before it did
+    // (`cmek::runtime::Failed`): every 429 counts, not one per failure.
+    let message = failed
+        .cause()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let (_, tail) = message.rsplit_once(cmek::runtime::RETRIES_MARKER)?;
+    let retries = serde_json::from_str::<Value>(tail.strip_suffix(']').unwrap_or(tail)).ok()?;
+    met(&retries)
+}
+
+/// The 429s one step's `adminApiRetries` says it met (retried, and the last
+/// of a call given up on), and the longest retry-after.
+fn met(retries: &Value) -> Option<(u64, Option<f64>)> {
+    let count = retries["byStatus"]["429"].as_u64().unwrap_or(0)
+        + retries["gaveUpByStatus"]["429"].as_u64().unwrap_or(0);
+    (count > 0).then(|| (count, retries["retryAfterSecs"].as_f64()))
 }
 
 /// `Error: message` of a failed step.

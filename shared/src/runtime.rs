@@ -23,9 +23,38 @@ pub async fn serve<H: Handler>() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let (result, retries) = measured(deps, H::NAME, H::handle(deps, event.payload)).await;
-        result.and_then(|output| with_retries(output, &retries))
+        result
+            .and_then(|output| with_retries(output, &retries))
+            .map_err(|error| Failed { error, retries })
     }))
     .await
+}
+
+/// A step that failed, with the Admin API retries it absorbed first: its
+/// message ends with them (` [adminApiRetries {…}]`, JSON), so that
+/// `cmekctl onboard` hears every 429 a step met even when the step then
+/// gave up, not one per failure. The error's name is unchanged.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: crate::error::CmekError,
+    pub retries: crate::admin_api::Retries,
+}
+
+/// The marker before a failed step's retries in its message.
+pub const RETRIES_MARKER: &str = " [adminApiRetries ";
+
+impl From<Failed> for lambda_runtime::Diagnostic {
+    fn from(f: Failed) -> Self {
+        let mut d = lambda_runtime::Diagnostic::from(f.error);
+        if !f.retries.is_empty() {
+            d.error_message = format!(
+                "{}{RETRIES_MARKER}{}]",
+                d.error_message,
+                serde_json::to_string(&f.retries).unwrap_or_default()
+            );
+        }
+        d
+    }
 }
 
 /// The output as Lambda returns it, carrying the Admin API retries the

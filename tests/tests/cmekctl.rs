@@ -285,8 +285,15 @@ async fn onboard_finds_an_unknown_rate_limit() {
         assert!(out.contains("progress ["), "{label}: {out}");
         assert!(!out.contains("\x1b[2K"), "{label}: {out}");
         assert!(out.contains(&format!("{n} attached")), "{label}: {out}");
-        let answered_429 = stack.admin.requests().iter().filter(|r| r.status == 429).count();
-        assert!(answered_429 >= 1, "{label}: the limit was never reached: {out}");
+        // The 429s the stand-in answered the executions' steps (cmekctl's own
+        // listing of the organization's workspaces is not theirs).
+        let answered_429 = stack
+            .admin
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429 && r.path != "/v1/organizations/workspaces")
+            .count() as u64;
+        assert!(answered_429 >= 2, "{label}: the limit was hardly reached: {out}");
         let summary = out
             .lines()
             .find(|l| l.contains("workspaces in"))
@@ -305,6 +312,17 @@ async fn onboard_finds_an_unknown_rate_limit() {
         assert!(
             cuts >= 1,
             "{label}: 429s were answered but never heard: {summary}"
+        );
+        // Every one of them heard, not just the first: the summary's count of
+        // 429s met equals the stand-in's count of 429s answered.
+        let heard: u64 = summary
+            .rsplit_once(" × 429")
+            .and_then(|(head, _)| head.rsplit('(').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: {summary}"));
+        assert_eq!(
+            heard, answered_429,
+            "{label}: the stand-in answered {answered_429} × 429 to the executions, cmekctl heard {heard}: {summary}"
         );
         for w in workspaces(&stack) {
             let rec = record(&stack, &workspace_id(&w)).await;

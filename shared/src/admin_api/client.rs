@@ -522,7 +522,14 @@ impl AdminApiClient {
                 );
             })
             .await;
-        result.map_err(|a| a.error)
+        result.map_err(|a| {
+            // A 429 (or another answer worth retrying) the call gave up on is
+            // met too: counted apart from the retries (`Retries::gave_up_by_status`).
+            if a.retryable(Replay::Safe, true) {
+                self.retries.record_gave_up(a.error.status());
+            }
+            a.error
+        })
     }
 
     async fn attempt<T: DeserializeOwned>(&self, req: &Request<'_>) -> Result<T, Attempt> {
