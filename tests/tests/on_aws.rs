@@ -220,13 +220,19 @@ async fn broken_policy_is_diagnosed(label: &str, break_it: fn(&mut Value), cause
         .await
         .unwrap();
     // Wait for the registration, then change the policy under the workflow.
+    let deadline = std::time::Instant::now() + TIMEOUT;
     let key_arn = loop {
         let rec = stack.store().load(&ws).await.unwrap();
-        if let Some(r) = rec.filter(|r| r.external_key_id.is_some())
-            && let Some(k) = r.key_arn
+        if let Some(r) = rec.as_ref().filter(|r| r.external_key_id.is_some())
+            && let Some(k) = &r.key_arn
         {
             break k.to_string();
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never registered: {rec:?} — {}",
+            dump_on_failure(&stack)
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let mut policy = key_policy(&stack, &key_arn).await;

@@ -329,7 +329,14 @@ async fn demo(
     let sfn = stack.sfn();
     let mut seen = 0usize;
     let mut state_started = Instant::now();
+    // The production schedule waits out at most about 16 minutes of
+    // propagation (README, "ServiceTimeout"): an execution still running
+    // after an hour is a bug to report, not to wait for.
+    let deadline = t0 + Duration::from_secs(3600);
     loop {
+        if Instant::now() > deadline {
+            anyhow::bail!("the demo execution {arn} was still running after an hour; see its history");
+        }
         let history = cmek::aws::execution_history(&sfn, &arn).await?;
         for e in history.iter().skip(seen) {
             let at = t0.elapsed().as_secs_f64();
