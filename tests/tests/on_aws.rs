@@ -66,11 +66,11 @@ fn documented_policy(compartment: &str) -> Value {
     let service = "aws-external-anthropic.amazonaws.com";
     json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "kms:*", "Resource": "*"},
-        {"Sid": "AllowClaudePlatformOnAwsCrypto", "Effect": "Allow", "Principal": {"Service": service},
+        {"Sid": "AllowClaudePlatformOnAWSCrypto", "Effect": "Allow", "Principal": {"Service": service},
          "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
          "Condition": {"StringEquals": {"kms:EncryptionContext:anthropic:compartment_uuid": [compartment]},
                        "ArnLike": {"aws:SourceArn": [format!("arn:aws:aws-external-anthropic:*:{ACCOUNT}:workspace/*")]}}},
-        {"Sid": "AllowClaudePlatformOnAwsDescribe", "Effect": "Allow", "Principal": {"Service": service}, "Action": "kms:DescribeKey", "Resource": "*"}
+        {"Sid": "AllowClaudePlatformOnAWSDescribe", "Effect": "Allow", "Principal": {"Service": service}, "Action": "kms:DescribeKey", "Resource": "*"}
     ]})
 }
 

@@ -21,8 +21,12 @@ use crate::geo::{COMPARTMENT_CONDITION_KEY, COMPARTMENT_CONTEXT_KEY};
 use crate::ids::{AccountId, CompartmentId};
 use crate::platform::{SERVICE_PRINCIPAL, SOURCE_ARN_CONDITION_KEY};
 
-pub const SERVICE_CRYPTO_SID: &str = "AllowClaudePlatformOnAwsCrypto";
-pub const SERVICE_DESCRIBE_SID: &str = "AllowClaudePlatformOnAwsDescribe";
+/// The documented statement ids ("Set up CMEK on Claude Platform on AWS",
+/// capital "AWS"). A statement is recognised by its id whatever its case:
+/// keys this project wrote before used `…OnAws…`, and a policy written from
+/// the docs must be merged into, never given a second grant.
+pub const SERVICE_CRYPTO_SID: &str = "AllowClaudePlatformOnAWSCrypto";
+pub const SERVICE_DESCRIBE_SID: &str = "AllowClaudePlatformOnAWSDescribe";
 
 /// The actions the service uses on the key's data keys (envelope encryption).
 pub const SERVICE_CRYPTO_ACTIONS: [&str; 3] = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"];
@@ -114,11 +118,12 @@ pub fn merge(
             ));
         }
     };
-    let sid_of = |s: &Value| s.get("Sid").and_then(Value::as_str).map(str::to_owned);
-    match statements
-        .iter_mut()
-        .find(|s| sid_of(s).as_deref() == Some(SERVICE_CRYPTO_SID))
-    {
+    let is = |s: &Value, sid: &str| {
+        s.get("Sid")
+            .and_then(Value::as_str)
+            .is_some_and(|x| x.eq_ignore_ascii_case(sid))
+    };
+    match statements.iter_mut().find(|s| is(s, SERVICE_CRYPTO_SID)) {
         Some(crypto) => {
             if let Some(list) =
                 crypto.pointer_mut(&format!("/Condition/StringEquals/{COMPARTMENT_CONDITION_KEY}"))
@@ -140,10 +145,7 @@ pub fn merge(
             changes.push(format!("added statement {SERVICE_CRYPTO_SID}"));
         }
     }
-    if !statements
-        .iter()
-        .any(|s| sid_of(s).as_deref() == Some(SERVICE_DESCRIBE_SID))
-    {
+    if !statements.iter().any(|s| is(s, SERVICE_DESCRIBE_SID)) {
         statements.push(describe_statement());
         changes.push(format!("added statement {SERVICE_DESCRIBE_SID}"));
     }
@@ -425,6 +427,51 @@ mod tests {
             codes(&p, &f, C2),
             vec![FindingCode::ConditionMissesCompartment; 3]
         );
+    }
+
+    /// A key policy written from Anthropic's page — its statement ids, and
+    /// `aws:SourceArn` on both service statements, as the page allows — and
+    /// one this project wrote before (`…OnAws…`): each analyses clean and is
+    /// merged into, never given a second grant.
+    #[test]
+    fn policies_written_from_the_docs_or_by_an_earlier_version_are_merged_not_duplicated() {
+        let f = fixture();
+        let mut from_docs = built(&f);
+        from_docs["Statement"][1]["Sid"] = json!("AllowClaudePlatformOnAWSCrypto");
+        from_docs["Statement"][2]["Sid"] = json!("AllowClaudePlatformOnAWSDescribe");
+        from_docs["Statement"][2]["Condition"] = json!({"ArnLike": {"aws:SourceArn":
+            ["arn:aws:aws-external-anthropic:*:123456789012:workspace/*"]}});
+        let mut earlier = built(&f);
+        earlier["Statement"][1]["Sid"] = json!("AllowClaudePlatformOnAwsCrypto");
+        earlier["Statement"][2]["Sid"] = json!("AllowClaudePlatformOnAwsDescribe");
+        for p in [from_docs, earlier] {
+            assert_eq!(codes(&p, &f, C1), vec![], "{p}");
+            let sources = [account_workspaces_pattern(&f.account)];
+            let listed = [f.c1];
+            let grant = OnAwsGrant {
+                account: &f.account,
+                compartments: Some(&listed),
+                source_arns: &sources,
+            };
+            let c2: CompartmentId = C2.parse().unwrap_or_else(|e| panic!("{e}"));
+            let merged = merge(
+                &p.to_string(),
+                &grant,
+                c2,
+                "arn:aws:aws-external-anthropic:us-east-2:123456789012:workspace/wrkspc_2",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map_or_else(|| p.clone(), |(v, _)| v);
+            let count = merged["Statement"].as_array().map_or(0, Vec::len);
+            assert_eq!(count, 3, "no second grant: {merged}");
+            assert_eq!(
+                merged["Statement"][1]["Condition"]["StringEquals"][COMPARTMENT_CONDITION_KEY],
+                json!([C1, C2]),
+                "{merged}"
+            );
+        }
+        // What this project writes now is the documented spelling.
+        assert_eq!(built(&f)["Statement"][1]["Sid"], "AllowClaudePlatformOnAWSCrypto");
     }
 
     #[test]
