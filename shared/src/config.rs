@@ -525,6 +525,7 @@ mod tests {
             archived_at: None,
             compartment_id: None,
             external_key_id: None,
+            user_profile_id: None,
         };
         let off = OptIn::from_lookup(|_| None).unwrap();
         assert!(!off.admits(&w("wrkspc_1", "prod")));

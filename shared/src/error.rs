@@ -80,6 +80,34 @@ pub enum CmekError {
         attempt: u32,
         reason: String,
     },
+    /// `external_key_validation_timed_out`: Anthropic's validation did not
+    /// finish in time and the request was refused ("wait a moment, then send
+    /// the request again"). Retried on the transient schedule.
+    #[error(
+        "Anthropic's validation of the key did not finish in time; the request was refused and is sent again: {0}"
+    )]
+    KeyValidationTimedOut(String),
+    /// `external_key_changed` (409): the key changed while the request was
+    /// validating it ("send the request again"). Retried.
+    #[error("the key changed while Anthropic was validating it; the request is sent again: {0}")]
+    ExternalKeyChanged(String),
+    /// `external_key_in_workspace_policy`: the organization's Workspace Policy
+    /// lists the key as allowed, so it cannot be deleted or reconfigured.
+    #[error("the key is listed by the organization's Workspace Policy (nothing was changed): {0}")]
+    KeyInWorkspacePolicy(String),
+    /// `external_key_provider_mismatch`: the registration's provider does not
+    /// fit the endpoint. Permanent.
+    #[error("the registration's key provider does not fit (nothing was attached): {0}")]
+    KeyProviderMismatch(String),
+    /// `key_profile_mismatch`, or the same found before the call: a key and
+    /// its workspace must have the same user profile, or both have none.
+    #[error(
+        "the registration and the workspace do not have the same user profile (nothing was attached): {0}"
+    )]
+    KeyProfileMismatch(String),
+    /// `external_key_not_found`: no such registration in the organization.
+    #[error("the external key is not registered in this organization: {0}")]
+    ExternalKeyNotFound(String),
     #[error("organization UUID unusable: {0}; nothing was created")]
     InvalidOrganization(String),
     #[error("attachment not confirmed: {0}")]
@@ -139,6 +167,12 @@ error_types! {
     AttachRefused,
     RequestSignatureRejected,
     AttachNotYetAccepted,
+    KeyValidationTimedOut => transient,
+    ExternalKeyChanged => transient,
+    KeyInWorkspacePolicy,
+    KeyProviderMismatch,
+    KeyProfileMismatch,
+    ExternalKeyNotFound,
     InvalidOrganization,
     AttachmentMismatch,
     CloudFormationUnreachable => transient,
@@ -229,10 +263,43 @@ impl From<CmekError> for Diagnostic {
     }
 }
 
+/// The error router: an error's typed code decides first (see
+/// [`crate::admin_api::error_code`]); without one, or with a code this
+/// version does not know (logged), its status and `error.type` do.
 impl From<AdminApiError> for CmekError {
     fn from(e: AdminApiError) -> Self {
+        use crate::admin_api::{ErrorCode as C, Route};
         use AdminApiError as A;
         let text = e.to_string();
+        if let Some(code) = e.error_code() {
+            let with_fix = || match code.fix() {
+                Some(fix) => format!("{text}; {fix}"),
+                None => text.clone(),
+            };
+            match (code.route(), code) {
+                (Some(Route::Retry), C::ValidationTimedOut) => return CmekError::KeyValidationTimedOut(text),
+                (Some(Route::Retry), C::KeyChanged) => return CmekError::ExternalKeyChanged(text),
+                (Some(Route::Retry), _) => return CmekError::AdminApiUnavailable(text),
+                (Some(Route::Refuse), C::InWorkspacePolicy) => {
+                    return CmekError::KeyInWorkspacePolicy(with_fix());
+                }
+                (Some(Route::Refuse), C::ProviderMismatch) => {
+                    return CmekError::KeyProviderMismatch(with_fix());
+                }
+                (Some(Route::Refuse), C::KeyProfileMismatch) => {
+                    return CmekError::KeyProfileMismatch(with_fix());
+                }
+                (Some(Route::Refuse), _) => return CmekError::ExternalKeyNotFound(with_fix()),
+                // A refusal of the key outside an attach (which sends it to
+                // Diagnose itself): permanent, with what the code says to check.
+                (Some(Route::Diagnose), _) => return CmekError::AdminApiRejected(with_fix()),
+                (None, _) => tracing::warn!(
+                    error_code = %code,
+                    status = e.status().unwrap_or_default(),
+                    "the Admin API answered an error code this version does not know; routed by its status and type"
+                ),
+            }
+        }
         match e {
             A::RateLimited { .. } => CmekError::Throttled(text),
             A::Internal(_)
@@ -351,6 +418,12 @@ mod tests {
                 attempt: 0,
                 reason: String::new(),
             },
+            CmekError::KeyValidationTimedOut(String::new()),
+            CmekError::ExternalKeyChanged(String::new()),
+            CmekError::KeyInWorkspacePolicy(String::new()),
+            CmekError::KeyProviderMismatch(String::new()),
+            CmekError::KeyProfileMismatch(String::new()),
+            CmekError::ExternalKeyNotFound(String::new()),
             CmekError::InvalidOrganization(String::new()),
             CmekError::AttachmentMismatch(String::new()),
             CmekError::CloudFormationUnreachable(String::new()),
@@ -378,6 +451,7 @@ mod tests {
             status: 500,
             message: "m".into(),
             request_id: None,
+            error_code: None,
         };
         assert_eq!(
             CmekError::from(AdminApiError::Overloaded(f())).error_type(),
@@ -397,5 +471,67 @@ mod tests {
         );
         assert!(CmekError::from(AdminApiError::Internal(f())).is_transient());
         assert!(!CmekError::from(AdminApiError::Permission(f())).is_transient());
+    }
+
+    #[test]
+    fn the_router_follows_the_typed_code_before_the_status() {
+        use crate::admin_api::{DOCUMENTED_CODES, ErrorCode, Route};
+        let with = |status: u16, code: &str| {
+            let f = ApiFailure {
+                status,
+                message: "m".into(),
+                request_id: None,
+                error_code: Some(ErrorCode::parse(code)),
+            };
+            CmekError::from(if status == 409 {
+                AdminApiError::Conflict(f)
+            } else {
+                AdminApiError::InvalidRequest(f)
+            })
+        };
+        assert_eq!(
+            with(400, "external_key_validation_timed_out").error_type(),
+            "KeyValidationTimedOut"
+        );
+        assert!(with(400, "external_key_validation_timed_out").is_transient());
+        assert_eq!(
+            with(409, "external_key_changed").error_type(),
+            "ExternalKeyChanged"
+        );
+        assert!(with(409, "external_key_changed").is_transient());
+        assert_eq!(
+            with(400, "external_key_in_workspace_policy").error_type(),
+            "KeyInWorkspacePolicy"
+        );
+        assert_eq!(
+            with(400, "external_key_provider_mismatch").error_type(),
+            "KeyProviderMismatch"
+        );
+        assert_eq!(
+            with(400, "key_profile_mismatch").error_type(),
+            "KeyProfileMismatch"
+        );
+        assert_eq!(
+            with(400, "external_key_not_found").error_type(),
+            "ExternalKeyNotFound"
+        );
+        assert_eq!(
+            with(503, "cmek_key_unreachable").error_type(),
+            "AdminApiUnavailable"
+        );
+        // Every code: a retried code is transient, a refused one is not, and
+        // the message names the code.
+        for code in DOCUMENTED_CODES {
+            let e = with(400, code);
+            let route = ErrorCode::parse(code).route().unwrap();
+            assert_eq!(e.is_transient(), route == Route::Retry, "{code}");
+            assert!(e.to_string().contains(code), "{code}: {e}");
+        }
+        // An unknown code falls back to the status (a 400 is a refusal).
+        assert_eq!(
+            with(400, "external_key_frobnicated").error_type(),
+            "AdminApiRejected"
+        );
+        assert!(with(409, "external_key_frobnicated").is_transient());
     }
 }

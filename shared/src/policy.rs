@@ -6,6 +6,7 @@ mod analysis;
 mod build;
 mod document;
 mod eval;
+mod network;
 pub mod on_aws;
 #[cfg(test)]
 mod tests;

@@ -423,6 +423,7 @@ async fn an_attach_anthropic_refuses_goes_to_diagnose_and_attaches_nothing() {
                 "external_key_id: the key failed validation and was not attached: AccessDeniedException (scripted)".into(),
             ),
             retry_after_secs: None,
+            error_code: Some("external_key_validation_failed".into()),
         }],
         ..Faults::default()
     });

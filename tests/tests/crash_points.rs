@@ -401,6 +401,7 @@ async fn a_500_after_each_effect_never_duplicates_it() {
                 after_effect: true,
                 message: None,
                 retry_after_secs: None,
+                error_code: None,
             }],
             ..Faults::default()
         };

@@ -91,6 +91,60 @@ async fn create_update_delete(platform: cmek::platform::Platform) {
     assert_eq!(external_keys(&stack)[0]["display_name"], "renamed");
     assert_eq!(external_keys(&stack).len(), 1);
 
+    // The organization's Workspace Policy lists the key: whether a rename
+    // is "reconfiguring" it is not documented, so both readings. Refused,
+    // the update still succeeds, keeps the old name and says why.
+    let id = rec.external_key_id.clone().unwrap().to_string();
+    stack
+        .admin
+        .set_workspace_policy(sandbox::admin_api::WorkspacePolicy {
+            org: None,
+            allowed_keys: vec![id.clone()],
+        })
+        .unwrap();
+    for (blocks, new_name, kept) in [
+        (true, "renamed again", "renamed"),
+        (false, "renamed again", "renamed again"),
+    ] {
+        stack.admin.set_contract(sandbox::admin_api::ContractConfig {
+            workspace_policy_blocks_rename: blocks,
+            ..stack.admin.contract()
+        });
+        let rid = format!("update-policy-{blocks}");
+        let mut update = request(
+            "Update",
+            &catcher,
+            &rid,
+            json!({"WorkspaceId": ws, "DisplayName": new_name}),
+        );
+        update["PhysicalResourceId"] = json!(format!("cmek:{ws}"));
+        update["OldResourceProperties"] = json!({"WorkspaceId": ws, "DisplayName": "renamed"});
+        let (err, out) = invoke(&stack, FN, &update).await;
+        assert_eq!(err, None, "{out}");
+        let resp = catcher.wait(&rid, Duration::from_secs(5)).await;
+        assert_eq!(resp["Status"], "SUCCESS", "{resp}");
+        assert_eq!(
+            external_keys(&stack)[0]["display_name"],
+            kept,
+            "blocks_rename={blocks}"
+        );
+        // One refusal on the trail, from the refused rename only.
+        let refused = events(&stack, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.outcome == "rename_refused")
+            .count();
+        assert_eq!(refused, 1, "audit trail, blocks_rename={blocks}");
+        if blocks {
+            let reason = resp["Reason"].as_str().unwrap();
+            assert!(
+                reason.contains("external_key_in_workspace_policy") && reason.contains("kept"),
+                "{reason}"
+            );
+            assert!(stack.function_logs().contains("rename refused, old name kept"));
+        }
+    }
+
     // Delete: SUCCESS, and the key stays enabled and attached.
     let mut delete = request("Delete", &catcher, "delete-1", json!({"WorkspaceId": ws}));
     delete["PhysicalResourceId"] = json!(format!("cmek:{ws}"));

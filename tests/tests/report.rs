@@ -165,6 +165,7 @@ async fn report_in_json_csv_and_a_self_contained_page() {
         after_effect: false,
         message: Some("external_key_id: refused for the report test".into()),
         retry_after_secs: None,
+        error_code: None,
     }];
     stack.admin.set_faults(faults);
     let r = stack.run(&json!({"workspaceId": id(2)}), TIMEOUT).await.unwrap();

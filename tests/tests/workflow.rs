@@ -435,6 +435,7 @@ async fn intermittent_admin_api_errors_still_provision_exactly_once() {
                 after_effect,
                 message: None,
                 retry_after_secs,
+                error_code: None,
             });
         }
     }

@@ -61,6 +61,28 @@ pub struct ContractConfig {
     /// `external_key_id` once set: the documentation lists both 400
     /// `invalid_request_error` and 409 `conflict_error` without saying which.
     pub write_once_status: u16,
+    /// Errors carry the typed `error.details.error_code` (the current API;
+    /// its SDKs expose it as `error_code`). Off: the API before the codes,
+    /// where only `error.type` and the message say what happened.
+    pub error_codes: bool,
+    /// Whether renaming a key (`display_name`) that the organization's
+    /// Workspace Policy lists counts as reconfiguring it. The SDKs say such
+    /// a key "can't be deleted or reconfigured" without saying whether a
+    /// display name is configuration.
+    pub workspace_policy_blocks_rename: bool,
+    /// How `GET …/external_keys/{id}` answers an id that is not registered:
+    /// 404 `not_found_error` (the stable endpoints' documented error), or
+    /// 400 with `external_key_not_found` (the code the beta endpoints
+    /// document). The documentation does not say which the stable one sends.
+    pub missing_key: MissingKey,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingKey {
+    #[default]
+    NotFound404,
+    ExternalKeyNotFound400,
 }
 
 impl Default for ContractConfig {
@@ -69,6 +91,9 @@ impl Default for ContractConfig {
             contract: Contract::Current,
             unattached_validation: UnattachedValidation::Zeros,
             write_once_status: 400,
+            error_codes: true,
+            workspace_policy_blocks_rename: true,
+            missing_key: MissingKey::NotFound404,
         }
     }
 }

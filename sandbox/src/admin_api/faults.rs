@@ -77,6 +77,10 @@ pub struct Scripted {
     /// `retry-after` (seconds) with the answer, for a 429.
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// The typed `error.details.error_code` to send (any string: an
+    /// undocumented one shows what the client does with a code it does not know).
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 fn one() -> u32 {

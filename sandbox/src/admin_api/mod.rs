@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use contract::{
-    ANTHROPIC_ROLE_US, ASSOCIATED_DATA_VALUE, Contract, ContractConfig, UnattachedValidation,
+    ANTHROPIC_ROLE_US, ASSOCIATED_DATA_VALUE, Contract, ContractConfig, MissingKey, UnattachedValidation,
     VALIDATION_COMPARTMENT,
 };
 pub use evaluator::{Decision, KmsRequest, evaluate};
@@ -189,6 +189,16 @@ impl SandboxApi {
         lock(&self.shared.rng).0
     }
 
+    /// The keys the organization's Workspace Policy lists as allowed.
+    pub fn set_workspace_policy(&self, policy: WorkspacePolicy) -> Result<(), String> {
+        set_workspace_policy(&self.shared, policy).map(|_| ())
+    }
+
+    /// Bind a workspace and/or a registration to a user profile.
+    pub fn bind_user_profile(&self, binding: UserProfileBinding) -> Result<(), String> {
+        bind_user_profile(&self.shared, binding).map(|_| ())
+    }
+
     pub fn set_contract(&self, contract: ContractConfig) {
         *lock(&self.shared.contract) = contract;
     }
@@ -240,6 +250,8 @@ struct ApiError {
     retry_after: Option<u64>,
     /// Claude Platform on AWS: the AWS error type of a refused signature (`x-amzn-ErrorType`).
     aws_type: Option<&'static str>,
+    /// The typed `error.details.error_code` (see `contract::ErrorCodes`).
+    code: Option<String>,
 }
 
 fn api_error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
@@ -249,6 +261,20 @@ fn api_error(status: StatusCode, kind: &'static str, message: impl Into<String>)
         message: message.into(),
         retry_after: None,
         aws_type: None,
+        code: None,
+    }
+}
+
+/// A 400 carrying one of the documented typed codes.
+fn coded(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    let kind = if status == StatusCode::CONFLICT {
+        "conflict_error"
+    } else {
+        "invalid_request_error"
+    };
+    ApiError {
+        code: Some(code.to_owned()),
+        ..api_error(status, kind, message)
     }
 }
 
@@ -257,6 +283,36 @@ fn not_found(what: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found_error",
         format!("{what} not found"),
+    )
+}
+
+/// An external key id that is not registered, answered as the contract's
+/// `missing_key` reading says.
+fn missing_key(shared: &Shared) -> ApiError {
+    match lock(&shared.contract).missing_key {
+        MissingKey::NotFound404 => not_found("external key"),
+        MissingKey::ExternalKeyNotFound400 => coded(
+            StatusCode::BAD_REQUEST,
+            "external_key_not_found",
+            "External key not found",
+        ),
+    }
+}
+
+fn in_workspace_policy() -> ApiError {
+    coded(
+        StatusCode::BAD_REQUEST,
+        "external_key_in_workspace_policy",
+        "The External Key can't be deleted or reconfigured while the organization's Workspace Policy lists it as an allowed key.",
+    )
+}
+
+/// A validation refusal at attach time (the documented typed code).
+fn validation_failed(reason: &str) -> ApiError {
+    coded(
+        StatusCode::BAD_REQUEST,
+        "external_key_validation_failed",
+        format!("external_key_id: the key failed validation and was not attached: {reason}"),
     )
 }
 
@@ -275,9 +331,12 @@ fn respond(status: StatusCode, body: Value, request_id: &str, retry_after: Optio
     resp
 }
 
-fn error_response(e: &ApiError, request_id: &str) -> Response {
-    let body =
+fn error_response(e: &ApiError, request_id: &str, codes: bool) -> Response {
+    let mut body =
         json!({"type": "error", "error": {"type": e.kind, "message": e.message}, "request_id": request_id});
+    if let Some(code) = e.code.as_ref().filter(|_| codes) {
+        body["error"]["details"] = json!({"error_code": code});
+    }
     let mut resp = respond(e.status, body, request_id, e.retry_after);
     if let Some(t) = e.aws_type {
         resp.headers_mut()
@@ -410,7 +469,10 @@ async fn handle(
     };
     let (status, response) = match outcome {
         Ok((status, value)) => (status, respond(status, value, &request_id, None)),
-        Err(e) => (e.status, error_response(&e, &request_id)),
+        Err(e) => {
+            let codes = lock(&shared.contract).error_codes;
+            (e.status, error_response(&e, &request_id, codes))
+        }
     };
     record.status = status.as_u16();
     record.at_ms = crate::aws_proxy::now_ms();
@@ -543,6 +605,7 @@ async fn process(
 fn scripted_error(f: &faults::Scripted) -> ApiError {
     ApiError {
         retry_after: f.retry_after_secs,
+        code: f.error_code.clone(),
         ..api_error(
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             f.error_type(),
@@ -638,14 +701,17 @@ async fn route(
             org.keys
                 .get(*id)
                 .map(|k| (StatusCode::OK, org.key_json(k)))
-                .ok_or_else(|| not_found("external key"))
+                .ok_or_else(|| missing_key(shared))
         }
         (Method::POST, ["v1", "organizations", "external_keys", id]) => update_key(shared, key, id, body),
         (Method::DELETE, ["v1", "organizations", "external_keys", id]) => {
             let mut world = lock(&shared.world);
             let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
             if !org.keys.contains_key(*id) {
-                return Err(not_found("external key"));
+                return Err(missing_key(shared));
+            }
+            if org.workspace_policy_keys.contains(*id) {
+                return Err(in_workspace_policy());
             }
             if org.is_attached(id) {
                 return Err(invalid(
@@ -782,7 +848,29 @@ async fn update_workspace(
                             "external_key_id cannot be changed once set: a workspace's external key is permanent",
                         ));
                     }
-                    None => Some((k.clone(), ws.compartment_id.clone(), org.uuid.clone())),
+                    None => {
+                        // "A key and its Workspace must have the same user
+                        // profile, or both have none" (key_profile_mismatch).
+                        if k.user_profile_id != ws.user_profile_id {
+                            return Err(coded(
+                                StatusCode::BAD_REQUEST,
+                                "key_profile_mismatch",
+                                "After this request, the External Key and the Workspace would not have the same user profile.",
+                            ));
+                        }
+                        // Claude Platform on AWS takes AWS KMS keys only.
+                        if shared.aws_platform.is_some() && k.provider != "aws" {
+                            return Err(coded(
+                                StatusCode::BAD_REQUEST,
+                                "external_key_provider_mismatch",
+                                format!(
+                                    "external_key_id: this endpoint takes AWS KMS keys (provider_config.type 'aws'), not {}",
+                                    k.provider
+                                ),
+                            ));
+                        }
+                        Some((k.clone(), ws.compartment_id.clone(), org.uuid.clone()))
+                    }
                 }
             }
         }
@@ -800,9 +888,7 @@ async fn update_workspace(
             aws_attach_check(shared, aws, &k.kms_arn, compartment, id, caller).await
         };
         if let Err(reason) = verdict {
-            return Err(invalid(format!(
-                "external_key_id: the key failed validation and was not attached: {reason}"
-            )));
+            return Err(validation_failed(&reason));
         }
         if let Some(stored) = lock(&shared.world)
             .orgs
@@ -837,9 +923,7 @@ async fn update_workspace(
             outcome.verdict
         };
         if let Err(reason) = verdict {
-            return Err(invalid(format!(
-                "external_key_id: the key failed validation and was not attached: {reason}"
-            )));
+            return Err(validation_failed(&reason));
         }
     }
     let (response, check) = {
@@ -1046,7 +1130,14 @@ fn update_key(
     let mut world = lock(&shared.world);
     let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
     let attached = org.is_attached(id);
-    let k = org.keys.get_mut(id).ok_or_else(|| not_found("external key"))?;
+    let listed = org.workspace_policy_keys.contains(id);
+    let k = org.keys.get_mut(id).ok_or_else(|| missing_key(shared))?;
+    let reconfigures = body.get("geo").is_some()
+        || body.get("provider_config").is_some()
+        || (body.get("display_name").is_some() && lock(&shared.contract).workspace_policy_blocks_rename);
+    if listed && reconfigures {
+        return Err(in_workspace_policy());
+    }
     if (body.get("geo").is_some() || body.get("provider_config").is_some()) && attached {
         return Err(invalid(
             "geo and provider_config cannot be changed while the key is attached",
@@ -1167,6 +1258,63 @@ fn state_json(shared: &Shared) -> Value {
 }
 
 /// `/_sandbox/…`: inspection and control, for tests and the demo.
+/// `POST /_sandbox/workspace-policy`: the keys the organization's Workspace
+/// Policy lists as allowed (the organization: its admin key, or the first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspacePolicy {
+    #[serde(default)]
+    pub org: Option<String>,
+    pub allowed_keys: Vec<String>,
+}
+
+/// `POST /_sandbox/user-profile`: bind a workspace and/or a registration to
+/// a user profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserProfileBinding {
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub workspace: Option<String>,
+    #[serde(default)]
+    pub external_key: Option<String>,
+    pub user_profile_id: String,
+}
+
+/// The organization a sandbox request names (its admin key), else the one
+/// Claude Platform on AWS acts for, else the first.
+fn org_of(shared: &Shared, named: Option<&str>) -> String {
+    named
+        .map(str::to_owned)
+        .or_else(|| shared.aws_org_key.clone())
+        .or_else(|| lock(&shared.world).orgs.keys().next().cloned())
+        .unwrap_or_default()
+}
+
+fn set_workspace_policy(shared: &Shared, p: WorkspacePolicy) -> Result<Value, String> {
+    let name = org_of(shared, p.org.as_deref());
+    let mut world = lock(&shared.world);
+    let org = world.orgs.get_mut(&name).ok_or("no such organization")?;
+    org.workspace_policy_keys = p.allowed_keys.into_iter().collect();
+    Ok(json!({"allowed_keys": org.workspace_policy_keys}))
+}
+
+fn bind_user_profile(shared: &Shared, b: UserProfileBinding) -> Result<Value, String> {
+    let name = org_of(shared, b.org.as_deref());
+    let mut world = lock(&shared.world);
+    let org = world.orgs.get_mut(&name).ok_or("no such organization")?;
+    if let Some(ws) = &b.workspace {
+        let w = org.workspaces.get_mut(ws).ok_or(format!("no workspace {ws}"))?;
+        w.user_profile_id = Some(b.user_profile_id.clone());
+    }
+    if let Some(k) = &b.external_key {
+        let k = org.keys.get_mut(k).ok_or(format!("no external key {k}"))?;
+        k.user_profile_id = Some(b.user_profile_id.clone());
+    }
+    Ok(json!({"user_profile_id": b.user_profile_id}))
+}
+
 fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {
     let ok = |v: Value| (StatusCode::OK, axum::Json(v)).into_response();
     let bad = |m: String| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": m}))).into_response();
@@ -1200,6 +1348,20 @@ fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
                 ok(serde_json::to_value(f).unwrap_or_default())
             }
             Err(e) => bad(format!("bad faults: {e}")),
+        },
+        (Method::POST, "workspace-policy") => match serde_json::from_slice::<WorkspacePolicy>(body) {
+            Ok(p) => match set_workspace_policy(shared, p) {
+                Ok(v) => ok(v),
+                Err(m) => bad(m),
+            },
+            Err(e) => bad(format!("bad workspace policy: {e}")),
+        },
+        (Method::POST, "user-profile") => match serde_json::from_slice::<UserProfileBinding>(body) {
+            Ok(b) => match bind_user_profile(shared, b) {
+                Ok(v) => ok(v),
+                Err(m) => bad(m),
+            },
+            Err(e) => bad(format!("bad binding: {e}")),
         },
         (Method::POST, "seed") => match serde_json::from_slice::<OrgSeed>(body) {
             Ok(seed) => ok(json!({"workspaces": lock(&shared.world).seed(&seed)})),

@@ -37,11 +37,14 @@ pub struct WorkspaceRec {
     /// its encryption context, so it needs the existing-data statement.
     #[serde(default)]
     pub attached_under: Option<super::Contract>,
+    /// The user profile the workspace belongs to (`POST /_sandbox/user-profile`).
+    #[serde(default)]
+    pub user_profile_id: Option<String>,
 }
 
 impl WorkspaceRec {
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "type": "workspace",
             "id": self.id,
             "name": self.name,
@@ -50,7 +53,11 @@ impl WorkspaceRec {
             "display_color": self.display_color,
             "compartment_id": self.compartment_id,
             "external_key_id": self.external_key_id,
-        })
+        });
+        if let Some(p) = &self.user_profile_id {
+            v["user_profile_id"] = json!(p);
+        }
+        v
     }
 }
 
@@ -77,6 +84,9 @@ pub struct KeyRec {
     /// to prove no key was attached without a successful validation.
     #[serde(skip)]
     pub validated: bool,
+    /// The user profile the registration is bound to (`POST /_sandbox/user-profile`).
+    #[serde(default)]
+    pub user_profile_id: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -87,6 +97,11 @@ pub struct Org {
     pub workspaces: BTreeMap<String, WorkspaceRec>,
     pub keys: BTreeMap<String, KeyRec>,
     pub next_seq: u64,
+    /// The organization's Workspace Policy: the external keys it lists as
+    /// allowed (`POST /_sandbox/workspace-policy`). Such a key "can't be
+    /// deleted or reconfigured".
+    #[serde(default)]
+    pub workspace_policy_keys: std::collections::BTreeSet<String>,
 }
 
 impl Org {
@@ -97,7 +112,7 @@ impl Org {
         } else {
             k.provider_fields.clone()
         };
-        json!({
+        let mut v = json!({
             "type": "external_key",
             "id": k.id,
             "display_name": k.display_name,
@@ -106,7 +121,11 @@ impl Org {
             "attachment": {"type": if self.is_attached(&k.id) { "attached" } else { "unattached" }},
             "created_at": k.created_at,
             "updated_at": k.updated_at,
-        })
+        });
+        if let Some(p) = &k.user_profile_id {
+            v["user_profile_id"] = json!(p);
+        }
+        v
     }
 
     pub fn is_attached(&self, key_id: &str) -> bool {
@@ -139,6 +158,7 @@ impl Org {
             seq,
             is_default: false,
             attached_under,
+            user_profile_id: None,
         };
         self.workspaces.insert(w.id.clone(), w.clone());
         w
@@ -178,6 +198,7 @@ impl Org {
             seq,
             propagates_at: None,
             validated: false,
+            user_profile_id: None,
         };
         self.keys.insert(k.id.clone(), k.clone());
         k

@@ -632,10 +632,16 @@ impl AdminApiClient {
             .map(str::to_owned)
             .or_else(|| header("request-id"));
         let retry_after = retry_after(headers);
+        let error_code = parsed
+            .as_ref()
+            .and_then(|v| v.pointer("/error/details/error_code"))
+            .and_then(Value::as_str)
+            .map(|c| super::ErrorCode::parse(&crate::ids::shown(c)));
         let failure = ApiFailure {
             status: status.as_u16(),
             message: self.scrub(&message),
             request_id,
+            error_code,
         };
         // An AWS front door names a refused signature in x-amzn-ErrorType;
         // retrying the same request cannot change that verdict.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::error_code::ErrorCode;
+
 /// What the API said about a failed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiFailure {
@@ -10,11 +12,17 @@ pub struct ApiFailure {
     pub message: String,
     /// From the body's `request_id` or the `request-id` header: quote it to Anthropic support.
     pub request_id: Option<String>,
+    /// The typed `error.details.error_code`, when the body carries one.
+    pub error_code: Option<ErrorCode>,
 }
 
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {}: {}", self.status, self.message)?;
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(code) = &self.error_code {
+            write!(f, " {code}")?;
+        }
+        write!(f, ": {}", self.message)?;
         if let Some(id) = &self.request_id {
             write!(f, " (request-id {id})")?;
         }
@@ -87,6 +95,18 @@ impl AdminApiError {
 
     pub fn status(&self) -> Option<u16> {
         self.failure().map(|f| f.status)
+    }
+
+    /// The typed error code the API sent with this error, if any.
+    pub fn error_code(&self) -> Option<&ErrorCode> {
+        self.failure().and_then(|f| f.error_code.as_ref())
+    }
+
+    /// No such registration: a 404, or the 400 `external_key_not_found`
+    /// the beta endpoints answer instead.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AdminApiError::NotFound(_))
+            || matches!(self.error_code(), Some(ErrorCode::ExternalKeyNotFound))
     }
 
     pub fn request_id(&self) -> Option<&str> {

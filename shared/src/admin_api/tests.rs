@@ -117,6 +117,38 @@ async fn every_error_type_maps_to_its_variant() {
 }
 
 #[tokio::test]
+async fn the_typed_error_code_is_read_from_the_details() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "key changed",
+                        "details": {"error_code": "external_key_validation_timed_out"}
+                    },
+                    "request_id": "req_1"
+                }))
+                .insert_header("x-should-retry", "false"),
+        )
+        .mount(&server)
+        .await;
+    let err = client(&server).get_workspace(&ws()).await.unwrap_err();
+    assert!(matches!(err, AdminApiError::InvalidRequest(_)), "{err:?}");
+    assert_eq!(
+        err.error_code(),
+        Some(&crate::admin_api::ErrorCode::ValidationTimedOut)
+    );
+    assert!(
+        err.to_string()
+            .contains("HTTP 400 external_key_validation_timed_out: key changed"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn request_id_header_is_used_when_body_has_none_and_non_json_body_is_handled() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

@@ -18,6 +18,11 @@ pub struct Workspace {
     pub compartment_id: Option<String>,
     #[serde(default)]
     pub external_key_id: Option<String>,
+    /// The user profile the workspace belongs to, if any ("a key bound to a
+    /// user profile can only be attached to a Workspace that has the same
+    /// user profile"). Not found in the workspace reference: read when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_profile_id: Option<String>,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -90,6 +95,10 @@ pub struct ExternalKey {
     pub provider_config: Option<ProviderConfig>,
     #[serde(default)]
     pub attachment: Option<Attachment>,
+    /// The user profile the registration is bound to; the binding cannot be
+    /// changed, and such a key attaches only to a workspace of the same profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_profile_id: Option<String>,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]

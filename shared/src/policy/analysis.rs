@@ -60,6 +60,9 @@ pub enum FindingCode {
     SourceArnExcludesWorkspace,
     ValidationIdOnAws,
     NoSourceArnCondition,
+    // Network conditions (both platforms; `super::network`).
+    NetworkConditionBlocksAnthropic,
+    IpConditionOnAnthropic,
 }
 
 impl FindingCode {
@@ -82,7 +85,8 @@ impl FindingCode {
             | ExtraActions
             | NoServiceGrant
             | MissingServiceAction
-            | SourceArnExcludesWorkspace => Severity::Error,
+            | SourceArnExcludesWorkspace
+            | NetworkConditionBlocksAnthropic => Severity::Error,
             EveryonePrincipal | UnpublishedAnthropicPrincipal | NotPrincipalGrant => Severity::OverPermissive,
             ConditionMissesValidationId
             | LegacyCompartmentCondition
@@ -90,7 +94,9 @@ impl FindingCode {
             | UnrecognisedCondition
             | NoRootAdmin
             | ValidationIdOnAws
-            | NoSourceArnCondition => Severity::Warning,
+            | NoSourceArnCondition
+            // Holds if the list names Anthropic's published addresses.
+            | IpConditionOnAnthropic => Severity::Warning,
         }
     }
 
@@ -193,6 +199,13 @@ pub fn analyse_document(doc: &PolicyDocument, target: AnalysisTarget<'_>) -> Vec
     check_crypto(doc, role, &target, &mut out);
     check_describe(doc, role, &mut out);
     check_denies(doc, role, &target, &mut out);
+    super::network::check(
+        doc,
+        |s| reaches_role(s, role),
+        &DOCUMENTED_ACTIONS,
+        role,
+        &mut out,
+    );
     check_root_admin(doc, target.key_account, &mut out);
     out.sort_by_key(|f| (f.severity, f.code));
     out
@@ -245,7 +258,7 @@ fn crypto_grants<'d>(doc: &'d PolicyDocument, role: &str) -> Vec<&'d Statement> 
         .collect()
 }
 
-pub(super) fn finding(code: FindingCode, message: String, fix: impl Into<String>) -> Finding {
+pub(crate) fn finding(code: FindingCode, message: String, fix: impl Into<String>) -> Finding {
     Finding {
         code,
         severity: code.severity(),
@@ -471,13 +484,15 @@ fn check_crypto(doc: &PolicyDocument, role: &str, target: &AnalysisTarget<'_>, o
             }
         }
         for c in s.conditions.iter().filter(|c| {
-            evaluate(
-                c,
-                &Request {
-                    action: "kms:Encrypt",
-                    context: &live_ctx,
-                },
-            ) == Truth::Unknown
+            // Network conditions have findings of their own (`super::network`).
+            !super::network::is_network_key(&c.key)
+                && evaluate(
+                    c,
+                    &Request {
+                        action: "kms:Encrypt",
+                        context: &live_ctx,
+                    },
+                ) == Truth::Unknown
         }) {
             out.push(finding(
                 FindingCode::UnrecognisedCondition,
@@ -582,8 +597,16 @@ fn check_denies(doc: &PolicyDocument, role: &str, target: &AnalysisTarget<'_>, o
             })
             .max()
             .unwrap_or(Truth::False);
+        // A Deny that depends only on network conditions is judged by
+        // `super::network`, which knows what Anthropic's requests carry.
+        let only_network = s
+            .conditions
+            .iter()
+            .all(|c| super::network::is_network_key(&c.key))
+            && !s.conditions.is_empty();
         match truth {
             Truth::False => {}
+            Truth::Unknown if only_network => {}
             Truth::True => out.push(finding(
                 FindingCode::DenyBlocksAnthropic,
                 format!("{} denies Anthropic's role {}", s.label(), blocked.join(", ")),

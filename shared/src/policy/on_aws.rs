@@ -201,6 +201,21 @@ fn reaches_service(s: &Statement) -> bool {
     }
 }
 
+/// Whether every condition this analysis cannot evaluate for `req`, on the
+/// statements that apply to the service principal, is a network condition
+/// (judged by `super::network` instead).
+fn only_network_unknown(doc: &PolicyDocument, req: &Request<'_>) -> bool {
+    let unknown: Vec<&str> = doc
+        .statements
+        .iter()
+        .filter(|s| reaches_service(s) && s.covers_action(req.action))
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| evaluate(c, req) == Truth::Unknown)
+        .map(|c| c.key.as_str())
+        .collect();
+    !unknown.is_empty() && unknown.iter().all(|k| super::network::is_network_key(k))
+}
+
 /// The findings for a policy on Claude Platform on AWS, most severe first:
 /// would the service, acting for this workspace, be allowed the round trip
 /// that attaching performs, and DescribeKey?
@@ -249,6 +264,8 @@ pub fn analyse_document(doc: &PolicyDocument, target: OnAwsTarget<'_>) -> Vec<Fi
         };
         match decide_for(doc, reaches_service, &req) {
             Truth::True => {}
+            // Network conditions have findings of their own (below).
+            Truth::Unknown if only_network_unknown(doc, &req) => {}
             Truth::Unknown => out.push(finding(
                 FindingCode::UnrecognisedCondition,
                 format!("whether {SERVICE_PRINCIPAL} may {action} for this workspace depends on a condition this analysis cannot evaluate"),
@@ -257,6 +274,15 @@ pub fn analyse_document(doc: &PolicyDocument, target: OnAwsTarget<'_>) -> Vec<Fi
             Truth::False => out.push(why_denied(&grants, action, &req, &target)),
         }
     }
+    let mut network_actions = SERVICE_CRYPTO_ACTIONS.to_vec();
+    network_actions.push("kms:DescribeKey");
+    super::network::check(
+        doc,
+        reaches_service,
+        &network_actions,
+        SERVICE_PRINCIPAL,
+        &mut out,
+    );
     let describe_ctx = [
         (SOURCE_ARN_CONDITION_KEY, target.workspace_arn),
         ("aws:SourceAccount", account),
@@ -396,6 +422,16 @@ mod tests {
             .into_iter()
             .map(|x| x.code)
             .collect()
+    }
+
+    #[test]
+    fn a_vpc_condition_on_the_service_principal_is_named() {
+        let f = fixture();
+        let mut p = built(&f);
+        p["Statement"][1]["Condition"]["StringEquals"] = json!({"aws:SourceVpce": "vpce-0a1b2c3d"});
+        let c = codes(&p, &f, C1);
+        assert!(c.contains(&FindingCode::NetworkConditionBlocksAnthropic), "{c:?}");
+        assert!(!c.contains(&FindingCode::UnrecognisedCondition), "{c:?}");
     }
 
     #[test]

@@ -683,3 +683,58 @@ fn what_blocks_is_decided_by_severity_and_acceptance() {
     assert!(!finding(FindingCode::EveryonePrincipal).blocks(&[FindingCode::EveryonePrincipal]));
     assert!(!finding(FindingCode::NoRootAdmin).blocks(&[]));
 }
+
+/// Cause 4 of `cmek_key_disabled` (Troubleshoot CMEK): network conditions on
+/// Anthropic's access, named by themselves and not as an unknown condition.
+#[test]
+fn network_conditions_on_anthropics_access_are_named() {
+    let with_ip = crypto_with(json!({
+        "StringEquals": {ORG_KEY: [ORG]},
+        "IpAddress": {"aws:SourceIp": ["203.0.113.0/24"]}
+    }));
+    let c = codes(&policy(vec![root(), with_ip, describe()]));
+    assert!(c.contains(&FindingCode::IpConditionOnAnthropic), "{c:?}");
+    assert!(!c.contains(&FindingCode::UnrecognisedCondition), "{c:?}");
+    assert_eq!(FindingCode::IpConditionOnAnthropic.severity(), Severity::Warning);
+
+    let with_vpc = crypto_with(json!({
+        "StringEquals": {ORG_KEY: [ORG], "aws:SourceVpce": "vpce-0a1b2c3d"}
+    }));
+    let c = codes(&policy(vec![root(), with_vpc, describe()]));
+    assert!(c.contains(&FindingCode::NetworkConditionBlocksAnthropic), "{c:?}");
+
+    // A Deny for every request not through the customer's endpoint applies
+    // to Anthropic (the key is absent from its requests).
+    let deny = json!({"Sid": "OnlyThroughOurEndpoint", "Effect": "Deny", "Principal": "*", "Action": "kms:*",
+        "Resource": "*", "Condition": {"StringNotEquals": {"aws:SourceVpce": "vpce-0a1b2c3d"}}});
+    let c = codes(&policy(vec![
+        root(),
+        current(json!([COMPARTMENT])),
+        describe(),
+        deny,
+    ]));
+    assert!(c.contains(&FindingCode::NetworkConditionBlocksAnthropic), "{c:?}");
+    assert!(!c.contains(&FindingCode::DenyMayBlockAnthropic), "{c:?}");
+
+    // `IfExists` on the Allow holds when the key is absent: no finding.
+    let lenient = crypto_with(json!({
+        "StringEquals": {ORG_KEY: [ORG]},
+        "StringEqualsIfExists": {"aws:SourceVpce": "vpce-0a1b2c3d"}
+    }));
+    let c = codes(&policy(vec![root(), lenient, describe()]));
+    assert!(
+        !c.contains(&FindingCode::NetworkConditionBlocksAnthropic),
+        "{c:?}"
+    );
+    // The documented policy has none.
+    let c = codes(&policy(vec![
+        root(),
+        current(json!([COMPARTMENT, ZEROS])),
+        describe(),
+    ]));
+    assert!(
+        !c.contains(&FindingCode::NetworkConditionBlocksAnthropic)
+            && !c.contains(&FindingCode::IpConditionOnAnthropic),
+        "{c:?}"
+    );
+}

@@ -124,6 +124,10 @@ pub struct WorkflowRecord {
     pub accepted_findings: Vec<String>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The typed `error_code` Anthropic sent with `last_error`, if any:
+    /// Diagnose reads it (`cmek_key_network_blocked` names its cause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<String>,
     #[serde(default)]
     pub diagnosis: Option<serde_json::Value>,
     #[serde(default)]
@@ -154,6 +158,7 @@ impl WorkflowRecord {
             validation_attempts: 0,
             accepted_findings: Vec::new(),
             last_error: None,
+            last_error_code: None,
             diagnosis: None,
             trigger: None,
             created_at: at.clone(),

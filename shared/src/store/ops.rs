@@ -48,6 +48,7 @@ pub async fn claim(
                     next.validated_by = None;
                     next.validation_attempts = 0;
                     next.last_error = None;
+                    next.last_error_code = None;
                     next.diagnosis = None;
                 }
                 (

@@ -9,6 +9,7 @@ use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceReques
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::admin_api::ErrorCode;
 use crate::cloudformation::{
     self, Callback, Envelope, FAILED_PREFIX, PHYSICAL_PREFIX, RequestType, Response, Status,
 };
@@ -220,10 +221,32 @@ async fn update_in_place(
         && old_name != Some(new_name)
         && let Some(id) = &rec.external_key_id
     {
-        deps.admin()?
-            .update_external_key_display_name(id, new_name)
-            .await?;
-        reason = format!("display name of {id} updated");
+        match deps.admin()?.update_external_key_display_name(id, new_name).await {
+            Ok(_) => reason = format!("display name of {id} updated"),
+            // A display name is not worth failing a stack update over: a key
+            // the organization's Workspace Policy lists cannot be
+            // reconfigured, so the old name stays, and the response, the
+            // audit trail and the logs say why.
+            Err(e) if matches!(e.error_code(), Some(ErrorCode::InWorkspacePolicy)) => {
+                reason = format!(
+                    "display name of {id} kept: the organization's Workspace Policy lists the key as allowed, and such a key cannot be reconfigured (external_key_in_workspace_policy); change the Workspace Policy to rename it"
+                );
+                tracing::warn!(workspace_id = %ws, external_key_id = %id, error_code = "external_key_in_workspace_policy", "rename refused, old name kept");
+                let event = AuditEvent::new(
+                    "CloudFormation",
+                    "rename_refused",
+                    None,
+                    json!({
+                        "external_key_id": id,
+                        "display_name": shown(new_name),
+                        "error_code": "external_key_in_workspace_policy",
+                        "stack_id": envelope.stack_id,
+                    }),
+                );
+                store::append_event(&*deps.store, ws, event, deps.now()).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let mut response = Response::to(
         envelope,

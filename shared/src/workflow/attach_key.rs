@@ -5,7 +5,7 @@ use super::{
     Deps, StepInput, StepOutput, advance, held, recorded_compartment, recorded_external_key_id,
     recorded_key_arn, recorded_org,
 };
-use crate::admin_api::AdminApiError;
+use crate::admin_api::{AdminApiError, ErrorCode, Route};
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::metrics::{Metric, Unit, emit};
@@ -61,20 +61,29 @@ pub async fn attach_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
         Ok(_) => {}
         Err(e) => match look_into_refusal(admin, ws, &id, e).await? {
             Refused::AlreadyOurs => {}
-            // Anthropic refused the key itself (attach validates it again).
-            // Recorded so Diagnose can name the cause.
-            Refused::Key(reason) => {
-                advance(
+            Refused::Key { reason, error } => {
+                // Transient codes are sent again by the state machine, and
+                // permanent ones stop with their own name; a refusal of the
+                // key itself (attach validates it again) goes to Diagnose.
+                let route = error.error_code().and_then(|c| c.route());
+                if route == Some(Route::Retry) {
+                    tracing::warn!(workspace_id = %ws, error_code = ?error.error_code().map(ToString::to_string), "attach refused for now: {reason}");
+                    return Err(error.into());
+                }
+                record_refusal(
                     deps,
                     &rec,
                     &input.execution,
-                    rec.status,
-                    "AttachKey",
                     "attach_refused",
-                    json!({"external_key_id": id, "error": reason}),
-                    |r| r.last_error = Some(reason.clone()),
+                    &id,
+                    None,
+                    &reason,
+                    &error,
                 )
                 .await?;
+                if route == Some(Route::Refuse) {
+                    return Err(error.into());
+                }
                 return Err(CmekError::AttachRefused {
                     workspace: ws.to_string(),
                     external_key_id: id.to_string(),
@@ -140,43 +149,54 @@ async fn attach_validating(
         Ok(_) => {}
         Err(e) => match look_into_refusal(admin, ws, &id, e).await? {
             Refused::AlreadyOurs => {}
-            Refused::Key(reason) => {
+            Refused::Key { reason, error } => {
+                let code = error.error_code().cloned();
+                let route = code.as_ref().and_then(ErrorCode::route);
+                if route == Some(Route::Retry) {
+                    tracing::warn!(workspace_id = %ws, attempt, error_code = ?code.as_ref().map(ToString::to_string), "attach refused for now: {reason}");
+                    return Err(error.into());
+                }
+                // Only a validation refusal (the documented
+                // external_key_validation_failed, or no code at all) while
+                // the policy analyses clean can be KMS still propagating;
+                // every other code is a verdict, not a delay.
+                let validation_refusal = matches!(code, None | Some(ErrorCode::ValidationFailed));
                 // The policy may have changed since the check above.
                 let now_blocking = judge_policy(deps, &rec, &arn, compartment, None)
                     .await?
                     .into_iter()
                     .any(|f| f.blocks(&accepted));
-                let outcome = if now_blocking {
-                    "attach_refused"
-                } else {
+                let not_yet = validation_refusal && !now_blocking;
+                let outcome = if not_yet {
                     "attach_not_yet_accepted"
+                } else {
+                    "attach_refused"
                 };
-                advance(
+                record_refusal(
                     deps,
                     &rec,
                     &input.execution,
-                    rec.status,
-                    "AttachKey",
                     outcome,
-                    json!({"external_key_id": id, "attempt": attempt, "error": reason}),
-                    |r| {
-                        r.validation_attempts = attempt;
-                        r.last_error = Some(reason.clone());
-                    },
+                    &id,
+                    Some(attempt),
+                    &reason,
+                    &error,
                 )
                 .await?;
-                tracing::warn!(workspace_id = %ws, attempt, outcome, "attach refused: {reason}");
-                return Err(if now_blocking {
-                    CmekError::AttachRefused {
-                        workspace: ws.to_string(),
-                        external_key_id: id.to_string(),
-                        reason,
-                    }
-                } else {
+                tracing::warn!(workspace_id = %ws, attempt, outcome, error_code = ?code.as_ref().map(ToString::to_string), "attach refused: {reason}");
+                return Err(if route == Some(Route::Refuse) {
+                    error.into()
+                } else if not_yet {
                     CmekError::AttachNotYetAccepted {
                         workspace: ws.to_string(),
                         external_key_id: id.to_string(),
                         attempt,
+                        reason,
+                    }
+                } else {
+                    CmekError::AttachRefused {
+                        workspace: ws.to_string(),
+                        external_key_id: id.to_string(),
                         reason,
                     }
                 });
@@ -201,6 +221,7 @@ async fn attach_validating(
             r.validated_by = Some(input.execution.clone());
             r.validation_attempts = attempt;
             r.last_error = None;
+            r.last_error_code = None;
         },
     )
     .await?;
@@ -213,9 +234,10 @@ async fn attach_validating(
 enum Refused {
     /// The workspace names our key already (an earlier attempt's answer was lost).
     AlreadyOurs,
-    /// The workspace is still unattached and the API refused the key (400):
-    /// its reason.
-    Key(String),
+    /// The workspace is still unattached and the API refused the attach: its
+    /// reason (with the typed code, if any) and the error itself, which the
+    /// router turns into the step's error.
+    Key { reason: String, error: AdminApiError },
 }
 
 /// The API keeps `external_key_id` write-once: attaching our id again is a
@@ -238,16 +260,62 @@ async fn look_into_refusal(
             workspace: ws.to_string(),
             external_key_id: other.to_owned(),
         }),
-        // Still unattached after a 409: a conflict with a concurrent change,
-        // not a verdict on the key. The state machine retries (attaching the
-        // same id again is safe).
-        None if matches!(e, AdminApiError::Conflict(_)) => Err(e.into()),
-        None => Ok(Refused::Key(
-            e.failure()
+        // Still unattached after a 409 without a code this client knows: a
+        // conflict with a concurrent change, not a verdict on the key. The
+        // state machine retries (attaching the same id again is safe).
+        None if matches!(e, AdminApiError::Conflict(_))
+            && e.error_code().and_then(ErrorCode::route).is_none() =>
+        {
+            Err(e.into())
+        }
+        None => Ok(Refused::Key {
+            reason: e
+                .failure()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| e.to_string()),
-        )),
+            error: e,
+        }),
     }
+}
+
+/// Put a refused attach on the audit trail, with Anthropic's code, so that
+/// Diagnose (and an operator) can see what was answered. Nothing was attached.
+#[allow(clippy::too_many_arguments)]
+async fn record_refusal(
+    deps: &Deps,
+    rec: &WorkflowRecord,
+    execution: &str,
+    outcome: &str,
+    id: &crate::ids::ExternalKeyId,
+    attempt: Option<u32>,
+    reason: &str,
+    error: &AdminApiError,
+) -> Result<WorkflowRecord, CmekError> {
+    let code = error.error_code().map(ToString::to_string);
+    let mut detail = json!({"external_key_id": id, "error": reason});
+    if let Some(code) = &code {
+        detail["error_code"] = json!(code);
+    }
+    if let Some(a) = attempt {
+        detail["attempt"] = json!(a);
+    }
+    advance(
+        deps,
+        rec,
+        execution,
+        rec.status,
+        "AttachKey",
+        outcome,
+        detail,
+        |r| {
+            if let Some(a) = attempt {
+                r.validation_attempts = a;
+            }
+            r.last_error = Some(reason.to_owned());
+            r.last_error_code = code.clone();
+        },
+    )
+    .await
 }
 
 /// Read the workspace back: it must name the key just attached.

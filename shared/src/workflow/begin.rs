@@ -50,6 +50,14 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     if workspace.is_archived() {
         return Err(CmekError::WorkspaceArchived(ws.to_string()));
     }
+    // A workspace of a user profile takes only a key bound to that profile,
+    // which this project does not make: refused before anything is created.
+    if let (Some(profile), None) = (&workspace.user_profile_id, &workspace.external_key_id) {
+        return Err(CmekError::KeyProfileMismatch(format!(
+            "workspace {ws} belongs to user profile {}, and a key and its workspace must have the same user profile; this project registers keys without one, so nothing was created",
+            crate::ids::shown(profile)
+        )));
+    }
     // A key of another account: its policy is not this account's to write,
     // and this function's role may not even describe it (an AccessDenied
     // would say less than this).

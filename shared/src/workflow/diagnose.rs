@@ -27,7 +27,8 @@ pub struct Diagnosis {
     /// One of the documented causes: `MISSING_ORG_CONDITION`,
     /// `ENCRYPTION_CONTEXT_MISMATCH`, `IAM_INSTEAD_OF_KEY_POLICY`,
     /// `REGION_MISMATCH`, `KEY_NOT_ENABLED`, `DENY_STATEMENT`,
-    /// `OVER_PERMISSIVE_POLICY`, `LIKELY_RCP_OR_PROPAGATION`; on Claude
+    /// `OVER_PERMISSIVE_POLICY`, `NETWORK_CONDITION`,
+    /// `LIKELY_RCP_OR_PROPAGATION`; on Claude
     /// Platform on AWS also `SERVICE_PRINCIPAL_NOT_GRANTED`,
     /// `MISSING_SERVICE_ACTION`, `SOURCE_ARN_MISMATCH`.
     pub cause: String,
@@ -105,6 +106,7 @@ pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError>
         )
         .await?
     };
+    let d = with_anthropics_code(d, rec.last_error_code.as_deref());
     advance(
         deps,
         &rec,
@@ -118,6 +120,22 @@ pub async fn diagnose(deps: &Deps, event: Value) -> Result<Diagnosis, CmekError>
     .await?;
     tracing::warn!(workspace_id = %rec.workspace_id, cause = %d.cause, "validation diagnosis: {}", d.summary);
     Ok(d)
+}
+
+/// What Anthropic's typed code adds when the key and its policy explain
+/// nothing: `cmek_key_network_blocked` with no network condition in the
+/// policy is a network control outside it ("The key itself may be healthy",
+/// Troubleshoot CMEK).
+fn with_anthropics_code(d: Diagnosis, code: Option<&str>) -> Diagnosis {
+    if d.cause != "LIKELY_RCP_OR_PROPAGATION" || code != Some("cmek_key_network_blocked") {
+        return d;
+    }
+    Diagnosis {
+        cause: "NETWORK_CONDITION".into(),
+        summary: "Anthropic answered cmek_key_network_blocked: a network control blocked its call to KMS, and the key policy has no network condition on Anthropic's access, so the block is outside it".into(),
+        fix: "Check what else filters requests to this key by network: an AWS Organizations resource control policy with aws:SourceIp or VPC conditions, or a KMS firewall; allow Anthropic's published IP addresses there.".into(),
+        ..d
+    }
 }
 
 /// The same reasoning, for any key (the CLI's `doctor` uses it too).
@@ -209,6 +227,8 @@ pub async fn diagnose_described(
         ("MISSING_ORG_CONDITION", f)
     } else if let Some(f) = has(&[ConditionMissesCompartment, PlaceholderInCondition]) {
         ("ENCRYPTION_CONTEXT_MISMATCH", f)
+    } else if let Some(f) = has(&[NetworkConditionBlocksAnthropic]) {
+        ("NETWORK_CONDITION", f)
     } else if let Some(f) = has(&[AccountWidePrincipal, ExtraActions]) {
         ("OVER_PERMISSIVE_POLICY", f)
     } else if let Some(f) = has(&[DenyBlocksAnthropic]) {
@@ -217,6 +237,8 @@ pub async fn diagnose_described(
         ("ENCRYPTION_CONTEXT_MISMATCH", f)
     } else if let Some(f) = has(&[DenyMayBlockAnthropic]) {
         ("DENY_STATEMENT", f)
+    } else if let Some(f) = has(&[IpConditionOnAnthropic]) {
+        ("NETWORK_CONDITION", f)
     } else if let Some(f) = findings
         .iter()
         .find(|f| f.severity == Severity::OverPermissive)
@@ -296,6 +318,8 @@ pub async fn diagnose_on_aws(
         ("SOURCE_ARN_MISMATCH", f)
     } else if let Some(f) = has(&[ConditionMissesCompartment]) {
         ("ENCRYPTION_CONTEXT_MISMATCH", f)
+    } else if let Some(f) = has(&[NetworkConditionBlocksAnthropic, IpConditionOnAnthropic]) {
+        ("NETWORK_CONDITION", f)
     } else {
         return Ok(make(
             "LIKELY_RCP_OR_PROPAGATION",

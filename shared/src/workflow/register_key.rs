@@ -30,6 +30,7 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
     if rec.external_key_id.is_some() {
         let id = recorded_external_key_id(&rec)?;
         let existing = admin.get_external_key(&id).await?;
+        check_reusable(&existing, &id)?;
         if existing.kms_arn() != Some(arn.as_str()) {
             return Err(CmekError::StateConflict(format!(
                 "recorded registration {id} is for {}, not {arn}",
@@ -51,7 +52,7 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
             .map_err(|e| CmekError::Internal(format!("a key ARN is a registration id there: {e}")))?;
         match admin.get_external_key(&id).await {
             Ok(k) => Some(k),
-            Err(crate::admin_api::AdminApiError::NotFound(_)) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         }
     } else if rec.registration_started {
@@ -78,7 +79,10 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
         rec
     };
     let (key, outcome) = match found {
-        Some(k) => (k, "registration_found"),
+        Some(k) => {
+            check_reusable(&k, &k.id)?;
+            (k, "registration_found")
+        }
         None => {
             let name = input.request.display_name_or_default();
             (
@@ -106,4 +110,24 @@ pub async fn register_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekE
     crash_point("register-key.after-record");
     tracing::info!(workspace_id = %rec.workspace_id, external_key_id = %id, outcome, "key registered");
     Ok(StepOutput::from(&rec))
+}
+
+/// A registration made elsewhere (or earlier) is reused only if it can be
+/// attached to this workspace, checked before the irreversible call: an AWS
+/// KMS registration, bound to no user profile (Begin refuses a workspace
+/// that has one; this project never binds a registration to a profile).
+fn check_reusable(key: &crate::admin_api::ExternalKey, id: &impl std::fmt::Display) -> Result<(), CmekError> {
+    if key.provider() != "aws" {
+        return Err(CmekError::KeyProviderMismatch(format!(
+            "registration {id} is a {} key, not an AWS KMS key; nothing was attached",
+            key.provider()
+        )));
+    }
+    if let Some(profile) = &key.user_profile_id {
+        return Err(CmekError::KeyProfileMismatch(format!(
+            "registration {id} is bound to user profile {}, and this workspace has none; a key and its workspace must have the same user profile, or both have none",
+            crate::ids::shown(profile)
+        )));
+    }
+    Ok(())
 }
