@@ -14,6 +14,7 @@ pub mod guardian;
 pub mod ids;
 pub mod inbound;
 pub mod kms;
+pub mod lifecycle;
 pub mod metrics;
 pub mod platform;
 pub mod policy;

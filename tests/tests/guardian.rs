@@ -95,6 +95,10 @@ async fn scheduled_deletion_of_an_attached_key_is_cancelled_and_announced() {
     assert_eq!(err, None, "{alert}");
     assert_eq!(alert["severity"], "CRITICAL");
     assert_eq!(alert["code"], "KEY_DELETION_SCHEDULED");
+    assert!(
+        alert["message"].as_str().unwrap().contains("unrecoverable"),
+        "{alert}"
+    );
     assert_eq!(alert["workspaces"], json!([ws.to_string()]));
     assert_eq!(alert["detail"]["cancelled"], true);
     assert_eq!(
@@ -132,6 +136,11 @@ async fn a_key_that_was_disabled_stays_disabled_after_cancelling_and_disable_is_
     assert_eq!(err, None, "{alert}");
     assert_eq!(alert["code"], "KEY_DISABLED");
     assert_eq!(alert["severity"], "HIGH");
+    // In the key lifecycle page's words: when it applies, and the two
+    // limits of undoing it.
+    let message = alert["message"].as_str().unwrap();
+    assert!(message.contains(cmek::lifecycle::DISABLE_APPLIES), "{message}");
+    assert!(message.contains(cmek::lifecycle::REENABLE_LIMITS), "{message}");
     assert_eq!(alert["workspaces"], json!([ws.to_string()]));
     assert_eq!(
         key_state(&stack, &arn).await,
@@ -352,6 +361,19 @@ async fn the_sweep_reports_exactly_the_broken_workspaces() {
     ]
     .into();
     assert_eq!(found, expected);
+    // The sweep tells a revocation (reversible) from a deletion (not).
+    let message_of = |ws: &str| -> String {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["workspaceId"] == ws)
+            .map(|f| f["messages"][0].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert!(message_of(disabled.as_str()).contains(": reversible"));
+    assert!(message_of(attached[42].0.as_str()).contains("revoked, which is reversible"));
+    assert!(message_of(attached[99].0.as_str()).contains("not reversible"));
     assert!(
         events(&stack, disabled)
             .await

@@ -9,6 +9,7 @@ use super::alert::{Alert, Severity, notify};
 use crate::context::Deps;
 use crate::error::CmekError;
 use crate::ids::WorkspaceId;
+use crate::lifecycle;
 use crate::policy::Severity as PolicySeverity;
 use crate::store::{self, AuditEvent, Status};
 
@@ -84,12 +85,20 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
                         add(
                             "KEY_PENDING_DELETION",
                             format!(
-                                "{key_arn} is scheduled for deletion on {}",
-                                info.deletion_date.clone().unwrap_or_default()
+                                "{key_arn} is scheduled for deletion on {}: not reversible after that date ({}); cancel the deletion before it",
+                                info.deletion_date.clone().unwrap_or_default(),
+                                lifecycle::DELETION_IS_FINAL
                             ),
                         );
                     } else if info.state != KeyState::Enabled {
-                        add("KEY_NOT_ENABLED", format!("{key_arn} is {}", info.state.as_str()));
+                        add(
+                            "KEY_NOT_ENABLED",
+                            format!(
+                                "{key_arn} is {}: reversible (enable it again), but then {}",
+                                info.state.as_str(),
+                                lifecycle::REENABLE_LIMITS
+                            ),
+                        );
                     }
                     if !kms.rotation_enabled(key_arn).await.unwrap_or(true) {
                         add(
@@ -119,7 +128,19 @@ pub async fn sweep(deps: &Deps, kind: SweepKind) -> Result<SweepReport, CmekErro
                                         (PolicySeverity::Error, _) => "POLICY_BROKEN",
                                         _ => "POLICY_OVER_PERMISSIVE",
                                     };
-                                    add(code, f.message.clone());
+                                    // Access removed in the policy is a revocation:
+                                    // reversible, unlike a deletion.
+                                    let message = if code == "POLICY_OVER_PERMISSIVE" {
+                                        f.message.clone()
+                                    } else {
+                                        format!(
+                                            "{}: Anthropic's access is revoked, which is reversible ({}), but then {}",
+                                            f.message,
+                                            f.fix.trim_end_matches('.'),
+                                            lifecycle::REENABLE_LIMITS
+                                        )
+                                    };
+                                    add(code, message);
                                 }
                             }
                         }

@@ -13,6 +13,7 @@ use crate::error::CmekError;
 use crate::ids::KeyArn;
 use crate::inbound::KmsCall;
 use crate::kms::{TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
+use crate::lifecycle;
 use crate::policy::{self, Severity as PolicySeverity};
 use crate::store::{self, AuditEvent, Status, WorkflowRecord};
 
@@ -130,7 +131,9 @@ pub async fn watch(deps: &Deps, event: &EventBridgeEvent<KmsCall>) -> Result<Val
                 },
                 code: "KEY_DISABLED".into(),
                 message: format!(
-                    "{actor} disabled the key: Anthropic loses access within about an hour and the affected workspaces stop working until it is enabled again. This is the customer's way to revoke access, so the guardian does not undo it."
+                    "{actor} disabled the key: this {}. It is reversible (enable the key again), but then {}. This is the customer's way to revoke access, so the guardian does not undo it.",
+                    lifecycle::DISABLE_APPLIES,
+                    lifecycle::REENABLE_LIMITS
                 ),
                 key_arn,
                 workspaces: attached,
@@ -157,10 +160,20 @@ pub async fn watch(deps: &Deps, event: &EventBridgeEvent<KmsCall>) -> Result<Val
                 _ => "key_changed",
             };
             record_on_all(deps, &records, outcome, &note).await?;
+            let message = match name.as_str() {
+                "EnableKey" => format!(
+                    "{actor} enabled the key again: Anthropic can use it again, with two limits: {}.",
+                    lifecycle::REENABLE_LIMITS
+                ),
+                "CancelKeyDeletion" => format!(
+                    "{actor} cancelled the key's scheduled deletion; KMS leaves a key whose deletion is cancelled disabled until it is enabled again"
+                ),
+                _ => format!("{actor} called {name}"),
+            };
             Alert {
                 severity: Severity::Info,
                 code: format!("KEY_{}", name.to_uppercase()),
-                message: format!("{actor} called {name}"),
+                message,
                 key_arn,
                 workspaces: attached,
                 detail: note,
@@ -221,7 +234,8 @@ async fn on_deletion_scheduled(
         },
         code: "KEY_DELETION_SCHEDULED".into(),
         message: format!(
-            "Deletion of the key was scheduled (deletion date {deletion_date}). Data of the affected workspaces encrypted under it would be unrecoverable. {action}."
+            "Deletion of the key was scheduled (deletion date {deletion_date}): {} for the affected workspaces; cancelling before that date is the only way back. {action}.",
+            lifecycle::DELETION_IS_FINAL
         ),
         key_arn: key_arn.to_owned(),
         workspaces: attached,
@@ -303,8 +317,10 @@ async fn on_policy_changed(
             Severity::High,
             "POLICY_BROKEN",
             format!(
-                "The new key policy no longer lets Anthropic use the key for workspace(s) {}: they will fail until it is fixed.",
-                broken.join(", ")
+                "The new key policy no longer lets Anthropic use the key for workspace(s) {}: the revocation {}. It is reversible (restore the documented grant), but then {}.",
+                broken.join(", "),
+                lifecycle::DISABLE_APPLIES,
+                lifecycle::REENABLE_LIMITS
             ),
             "policy_broken",
         )
