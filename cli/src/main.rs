@@ -76,13 +76,20 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Start a provisioning and follow it state by state.
+    /// Start a provisioning and follow it state by state. Attaching is
+    /// permanent: the key can never be removed or replaced, and the
+    /// workspace's data-retention setting is locked.
     Provision {
         workspace: String,
         #[arg(long)]
         key_arn: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
+        /// The workspace is the organization's Default Workspace, and you
+        /// accept that organization webhooks are refused while it uses a key.
+        /// Without it, the Default Workspace is refused (nothing is created).
+        #[arg(long)]
+        default_workspace: bool,
         #[arg(long, env = "CMEK_STATE_MACHINE_ARN")]
         state_machine_arn: String,
         #[arg(long, env = "CMEK_TABLE_NAME")]
@@ -327,14 +334,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             workspace,
             key_arn,
             display_name,
+            default_workspace,
             state_machine_arn,
             table,
         } => {
             provision(
                 json_out,
                 &workspace,
-                key_arn,
-                display_name,
+                ProvisionArgs {
+                    key_arn,
+                    display_name,
+                    default_workspace,
+                },
                 &state_machine_arn,
                 &table,
             )
@@ -430,7 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     admin
                         .client(&sdk)
                         .await?
-                        .list_workspaces(false)
+                        .list_workspaces(false, false)
                         .await?
                         .into_iter()
                         .filter(|w| w.external_key_id.is_none())
@@ -454,7 +465,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .map(|(ws, o)| json!({"workspace": ws, "outcome": format!("{o:?}")}))
                     .collect();
                 if json_out {
-                    println!("{}", json!({"plan": ids, "skipped": skipped, "started": false}));
+                    println!(
+                        "{}",
+                        json!({"plan": ids, "skipped": skipped, "started": false, "attachLocks": cmek::lifecycle::ATTACH_LOCKS})
+                    );
                 } else {
                     for id in &ids {
                         println!("{id}");
@@ -462,6 +476,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     for (ws, o) in &decided {
                         println!("{ws}  skipped: {o:?}");
                     }
+                    println!("{}", cmek::lifecycle::ATTACH_LOCKS);
+                    println!(
+                        "The organization's Default Workspace is never part of a batch: {} Provision it on its own with cmekctl provision <id> --default-workspace.",
+                        cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS
+                    );
                     println!(
                         "{} workspace(s) would be provisioned ({}); attaching is irreversible: re-run with --yes to start",
                         ids.len(),
@@ -592,23 +611,39 @@ async fn doctor(
     Ok(if healthy { 0 } else { 1 })
 }
 
+/// What `cmekctl provision` asks for besides the workspace.
+struct ProvisionArgs {
+    key_arn: Option<String>,
+    display_name: Option<String>,
+    default_workspace: bool,
+}
+
 async fn provision(
     json_out: bool,
     workspace: &str,
-    key_arn: Option<String>,
-    display_name: Option<String>,
+    args: ProvisionArgs,
     state_machine: &str,
     table: &str,
 ) -> anyhow::Result<i32> {
     let mut input = json!({"workspaceId": workspace, "trigger": {"source": "manual", "user": std::env::var("USER").unwrap_or_default(), "tool": "cmekctl"}});
-    if let Some(k) = key_arn {
+    if let Some(k) = args.key_arn {
         input["keyArn"] = json!(k);
     }
-    if let Some(n) = display_name {
+    if let Some(n) = args.display_name {
         input["displayName"] = json!(n);
+    }
+    if args.default_workspace {
+        input["defaultWorkspace"] = json!(true);
     }
     // Refuse bad input here too, before any execution exists.
     let request = cmek::workflow::ProvisionRequest::from_value(&input)?;
+    // What the attach at the end will lock, said before it starts.
+    if !json_out {
+        println!("{}", cmek::lifecycle::ATTACH_LOCKS);
+        if args.default_workspace {
+            println!("{}", cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS);
+        }
+    }
     let sdk = sdk().await;
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let name = format!("cmekctl-{}-{}", request.workspace_id, std::process::id());
@@ -672,6 +707,13 @@ async fn provision(
                     d.status().as_str(),
                     t0.elapsed().as_secs_f64()
                 );
+                // A request refused before anything was recorded has only
+                // the execution's own error and cause to say why.
+                if rec.as_ref().is_none_or(|r| r.last_error.is_none())
+                    && let Some(error) = d.error()
+                {
+                    println!("  {error}: {}", d.cause().unwrap_or_default());
+                }
                 if let Some(r) = &rec {
                     if let Some(e) = &r.last_error {
                         println!("  error: {e}");

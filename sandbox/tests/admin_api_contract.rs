@@ -168,9 +168,9 @@ async fn requires_api_key_and_version_and_answers_documented_errors() {
 async fn workspaces_get_and_list_with_both_cursors() {
     let api = sandbox(45, 5, 0).await;
     let c = client(&api);
-    let all = c.list_workspaces(false).await.unwrap();
+    let all = c.list_workspaces(false, true).await.unwrap();
     assert_eq!(all.len(), 45);
-    assert_eq!(c.list_workspaces(true).await.unwrap().len(), 50);
+    assert_eq!(c.list_workspaces(true, true).await.unwrap().len(), 50);
     // Ids and compartments in the documented forms.
     for w in &all {
         w.id.parse::<WorkspaceId>().unwrap();
@@ -593,7 +593,7 @@ async fn lists_hold_unnamed_and_other_provider_keys_and_hide_the_default_workspa
     assert_eq!(providers, ["aws", "aws", "azure", "gcp"]);
     assert_eq!(keys.iter().filter(|k| k.kms_arn().is_some()).count(), 2);
     // The client pages by 1,000 and always asks for the Default Workspace.
-    let all = c.list_workspaces(false).await.unwrap();
+    let all = c.list_workspaces(false, true).await.unwrap();
     assert_eq!(all.len(), 2_501);
     assert!(all.iter().any(|w| w.name == "Default Workspace"));
     let lists: Vec<_> = api
@@ -638,7 +638,7 @@ async fn faults_and_propagation_delay() {
         ..Faults::default()
     });
     assert!(matches!(
-        c.list_workspaces(false).await,
+        c.list_workspaces(false, true).await,
         Err(AdminApiError::Overloaded(_))
     ));
     api.set_faults(Faults {
@@ -646,7 +646,7 @@ async fn faults_and_propagation_delay() {
         retry_after_secs: Some(7.0),
         ..Faults::default()
     });
-    let err = c.list_workspaces(false).await.unwrap_err();
+    let err = c.list_workspaces(false, true).await.unwrap_err();
     assert!(
         matches!(err, AdminApiError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(7)),
         "{err:?}"
@@ -656,7 +656,7 @@ async fn faults_and_propagation_delay() {
         ..Faults::default()
     });
     assert!(matches!(
-        c.list_workspaces(false).await,
+        c.list_workspaces(false, true).await,
         Err(AdminApiError::RateLimited {
             retry_after: None,
             ..
@@ -667,7 +667,7 @@ async fn faults_and_propagation_delay() {
         ..Faults::default()
     });
     assert!(matches!(
-        c.list_workspaces(false).await,
+        c.list_workspaces(false, true).await,
         Err(AdminApiError::Internal(_))
     ));
 
@@ -691,10 +691,10 @@ async fn faults_and_propagation_delay() {
         requests_per_minute: Some(2),
         ..Faults::default()
     });
-    c.list_workspaces(false).await.unwrap();
-    c.list_workspaces(false).await.unwrap();
+    c.list_workspaces(false, true).await.unwrap();
+    c.list_workspaces(false, true).await.unwrap();
     assert!(matches!(
-        c.list_workspaces(false).await,
+        c.list_workspaces(false, true).await,
         Err(AdminApiError::RateLimited {
             retry_after: Some(_),
             ..

@@ -108,6 +108,10 @@ pub enum CmekError {
     /// `external_key_not_found`: no such registration in the organization.
     #[error("the external key is not registered in this organization: {0}")]
     ExternalKeyNotFound(String),
+    /// The workspace is the organization's Default Workspace and the
+    /// request did not opt in to giving it a key (`defaultWorkspace`).
+    #[error("{0}")]
+    DefaultWorkspaceNotOptedIn(String),
     #[error("organization UUID unusable: {0}; nothing was created")]
     InvalidOrganization(String),
     #[error("attachment not confirmed: {0}")]
@@ -173,6 +177,7 @@ error_types! {
     KeyProviderMismatch,
     KeyProfileMismatch,
     ExternalKeyNotFound,
+    DefaultWorkspaceNotOptedIn,
     InvalidOrganization,
     AttachmentMismatch,
     CloudFormationUnreachable => transient,
@@ -424,6 +429,7 @@ mod tests {
             CmekError::KeyProviderMismatch(String::new()),
             CmekError::KeyProfileMismatch(String::new()),
             CmekError::ExternalKeyNotFound(String::new()),
+            CmekError::DefaultWorkspaceNotOptedIn(String::new()),
             CmekError::InvalidOrganization(String::new()),
             CmekError::AttachmentMismatch(String::new()),
             CmekError::CloudFormationUnreachable(String::new()),

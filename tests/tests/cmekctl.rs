@@ -151,6 +151,60 @@ async fn provision_status_list_doctor_and_policy() {
     assert_eq!(code, 2, "{out}");
 }
 
+/// The plan says what an attach locks, and the organization's Default
+/// Workspace takes a key only on an explicit opt-in that says what it adds
+/// (organization webhooks refused): without it nothing is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_workspace_takes_a_key_only_on_an_explicit_opt_in() {
+    let stack = stack("cmekctl-default", |o| {
+        o.bus_rules = false;
+        o.sandbox.orgs[0].default_workspace = true;
+    })
+    .await;
+    let default = workspaces(&stack)
+        .into_iter()
+        .find(|w| w["is_default"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The batch plan: what attaching locks, and no Default Workspace.
+    let (code, out) = cmekctl(&stack, &["onboard", "--all-unattached"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(cmek::lifecycle::ATTACH_LOCKS), "{out}");
+    assert!(out.contains("3 workspace(s) would be provisioned"), "{out}");
+    assert!(!out.contains(&format!("{default}\n")), "{out}");
+
+    // Without the opt-in: refused by name, nothing created or recorded.
+    let keys_before = all_keys(&stack).await.len();
+    let (code, out) = cmekctl(&stack, &["provision", &default]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(cmek::lifecycle::ATTACH_LOCKS),
+        "said before starting: {out}"
+    );
+    assert!(
+        out.contains("Default Workspace") && out.contains("organization webhooks are refused"),
+        "{out}"
+    );
+    assert_eq!(all_keys(&stack).await.len(), keys_before, "no key created");
+    let ran = executions(&stack).await;
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0].2, "FAILED", "{ran:?}");
+    let ws: cmek::ids::WorkspaceId = default.parse().unwrap();
+    assert!(
+        stack.store().load(&ws).await.unwrap().is_none(),
+        "nothing recorded"
+    );
+
+    // With it: the plan says both, and the Default Workspace is attached.
+    let (code, out) = cmekctl(&stack, &["provision", &default, "--default-workspace"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS), "{out}");
+    assert_eq!(record(&stack, &ws).await.status, cmek::store::Status::Attached);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
     let stack = stack("onboard", |o| {
@@ -216,7 +270,12 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
         .admin
         .requests()
         .into_iter()
-        .filter(|r| r.query.as_deref().unwrap_or_default().contains("id%5B%5D="))
+        // The batch's read (each Begin reads its own workspace by id too,
+        // without the Default Workspace, one at a time).
+        .filter(|r| {
+            let q = r.query.as_deref().unwrap_or_default();
+            q.contains("id%5B%5D=") && q.contains("include_default=true")
+        })
         .collect();
     assert_eq!(
         reads.len(),

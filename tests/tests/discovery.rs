@@ -85,9 +85,11 @@ async fn only_opted_in_unattached_workspaces_are_announced_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_default_workspace_is_discovered_when_opted_in() {
-    // The API lists the Default Workspace only with include_default=true;
-    // discovery asks for it, so it can be opted in like any other.
+async fn the_default_workspace_is_never_discovered_even_when_a_rule_names_it() {
+    // The Default Workspace takes a key only on an explicit opt-in that says
+    // what it locks (organization webhooks): discovery lists without it
+    // (the API omits it unless include_default=true), so no name pattern
+    // can announce it.
     let stack = stack("discovery-default", |o| {
         o.bus_rules = false;
         o.sandbox.orgs[0].default_workspace = true;
@@ -99,14 +101,13 @@ async fn the_default_workspace_is_discovered_when_opted_in() {
             .insert("AutoProvisionNamePattern".into(), "Default Workspace".into());
     })
     .await;
-    let default = workspaces(&stack)
-        .into_iter()
-        .find(|w| w["is_default"] == true)
-        .unwrap();
     let (err, report) = invoke(&stack, DISCOVER, &scheduled_event()).await;
     assert_eq!(err, None, "{report}");
-    assert_eq!(report["listed"], 4, "three workspaces and the Default Workspace");
-    assert_eq!(report["discovered"], json!([default["id"]]));
+    assert_eq!(
+        report["listed"], 3,
+        "three workspaces, the Default Workspace not listed"
+    );
+    assert_eq!(report["discovered"], json!([]));
     assert_eq!(report["notOptedIn"], 3);
 }
 

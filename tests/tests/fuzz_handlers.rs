@@ -197,7 +197,7 @@ fn well_formed(e: &Value) -> bool {
             (1..=255).contains(&n) && !s.chars().any(|c| c.is_control() || invisible(c))
         }),
         "keyArn" => v.as_str().is_some_and(key_arn),
-        "manageKeyPolicy" | "restrictToWorkspaces" => v.is_boolean(),
+        "manageKeyPolicy" | "restrictToWorkspaces" | "defaultWorkspace" => v.is_boolean(),
         "acceptFindings" => {
             r.contains_key("keyArn")
                 && v.as_array()

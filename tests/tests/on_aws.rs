@@ -158,7 +158,7 @@ async fn happy_path_with_no_secret_anywhere() {
     assert_all_signed(&stack);
     let signed = stack.admin.aws_calls();
     for (function, action) in [
-        ("BeginFunction", "aws-external-anthropic:GetWorkspace"),
+        ("BeginFunction", "aws-external-anthropic:ListWorkspaces"),
         ("RegisterKeyFunction", "aws-external-anthropic:RegisterKey"),
         ("AttachKeyFunction", "aws-external-anthropic:UpdateWorkspace"),
         ("AttachKeyFunction", "kms:Encrypt"),
@@ -638,7 +638,7 @@ async fn the_stand_in_refuses_every_signature_that_does_not_verify() {
     )
     .unwrap();
     let before = api.requests().len();
-    let err = wrong_region.list_workspaces(false).await.unwrap_err();
+    let err = wrong_region.list_workspaces(false, true).await.unwrap_err();
     assert!(
         matches!(err, cmek::admin_api::AdminApiError::SignatureRejected(_)),
         "{err:?}"

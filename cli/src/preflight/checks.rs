@@ -773,7 +773,7 @@ pub async fn admin_api(sdk: &aws_config::SdkConfig, stack: &DeployedStack) -> Li
                 cmek::admin_api::SigV4Signer::new(credentials, region.to_string()),
                 cmek::admin_api::ClientOptions::default(),
             )?;
-            let page = client.list_workspaces_page(None, false).await?;
+            let page = client.list_workspaces_page(None, false, true).await?;
             return Ok(Line::new(
                 check,
                 Outcome::Pass,

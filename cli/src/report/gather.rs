@@ -37,7 +37,7 @@ pub async fn gather(src: &Sources<'_>) -> anyhow::Result<Report> {
         .context("reading the organization (GET /v1/organizations/me)")?;
     let listed = src
         .admin
-        .list_workspaces(true)
+        .list_workspaces(true, true)
         .await
         .context("listing the organization's workspaces")?;
     let registered = src

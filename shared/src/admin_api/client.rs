@@ -285,16 +285,17 @@ impl AdminApiClient {
     }
 
     /// One page of the organization's workspaces, the Default Workspace
-    /// included (the API omits it unless asked).
+    /// included if asked (the API omits it otherwise).
     pub async fn list_workspaces_page(
         &self,
         after_id: Option<&str>,
         include_archived: bool,
+        include_default: bool,
     ) -> Result<WorkspacePage, AdminApiError> {
         let mut req = self.req(Method::GET, "/v1/organizations/workspaces".into());
         req.query.push(("limit", WORKSPACE_PAGE_LIMIT.to_string()));
         req.query.push(("include_archived", include_archived.to_string()));
-        req.query.push(("include_default", "true".into()));
+        req.query.push(("include_default", include_default.to_string()));
         if let Some(after) = after_id {
             req.query.push(("after_id", after.to_owned()));
         }
@@ -302,12 +303,16 @@ impl AdminApiClient {
     }
 
     /// Every workspace of the organization, following `has_more`/`last_id`.
-    pub async fn list_workspaces(&self, include_archived: bool) -> Result<Vec<Workspace>, AdminApiError> {
+    pub async fn list_workspaces(
+        &self,
+        include_archived: bool,
+        include_default: bool,
+    ) -> Result<Vec<Workspace>, AdminApiError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page = self
-                .list_workspaces_page(after.as_deref(), include_archived)
+                .list_workspaces_page(after.as_deref(), include_archived, include_default)
                 .await?;
             out.extend(page.data);
             if !page.has_more {
@@ -325,6 +330,32 @@ impl AdminApiClient {
         Err(AdminApiError::Decode(format!(
             "list workspaces did not end after {MAX_PAGES} pages"
         )))
+    }
+
+    /// The workspace, read through the list's id filter without the Default
+    /// Workspace (archived ones included): `None` when the list does not
+    /// have it, which for a workspace a `GET` finds means it is the
+    /// organization's Default Workspace (the workspace object has no field
+    /// that says so; the list omits it unless `include_default=true`). One
+    /// call, the same as a `GET`, on the common path.
+    pub async fn workspace_unless_default(
+        &self,
+        id: &WorkspaceId,
+    ) -> Result<Option<Workspace>, AdminApiError> {
+        let mut req = self.req(Method::GET, "/v1/organizations/workspaces".into());
+        req.query.push(("limit", "1".into()));
+        req.query.push(("include_archived", "true".into()));
+        req.query.push(("include_default", "false".into()));
+        req.query.push(("id[]", id.to_string()));
+        let page: WorkspacePage = self.call(req).await?;
+        match page.data.into_iter().next() {
+            Some(w) if w.id == id.as_str() => Ok(Some(w)),
+            Some(w) => Err(AdminApiError::Decode(format!(
+                "list workspaces answered {} to an id filter that did not name it: the filter was ignored",
+                w.id
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// The workspaces with these ids, 100 ids a call (the list's `id` filter,

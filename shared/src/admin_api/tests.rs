@@ -568,7 +568,7 @@ async fn lists_every_page_of_workspaces() {
         .expect(1)
         .mount(&server)
         .await;
-    let all = client(&server).list_workspaces(true).await.unwrap();
+    let all = client(&server).list_workspaces(true, true).await.unwrap();
     let ids: Vec<&str> = all.iter().map(|w| w.id.as_str()).collect();
     assert_eq!(ids, ["wrkspc_1", "wrkspc_2", "wrkspc_3", "wrkspc_4", "wrkspc_5"]);
 }
@@ -584,7 +584,7 @@ async fn a_page_that_repeats_itself_is_an_error_not_a_loop() {
         .mount(&server)
         .await;
     assert!(matches!(
-        client(&server).list_workspaces(false).await,
+        client(&server).list_workspaces(false, true).await,
         Err(AdminApiError::Decode(_))
     ));
 }

@@ -170,7 +170,7 @@ pub async fn discover(
     sink: &dyn EventSink,
 ) -> Result<DiscoveryReport, CmekError> {
     let mut report = DiscoveryReport::default();
-    let all = deps.admin()?.list_workspaces(false).await?;
+    let all = deps.admin()?.list_workspaces(false, false).await?;
     report.listed = all.len();
     // Re-announce only workspaces that still exist, unattached and unarchived.
     let all_ids: HashSet<String> = all

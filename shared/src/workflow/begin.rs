@@ -43,10 +43,26 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
     // Read-only checks first: a workspace id that does not exist (a typo, a
     // placeholder) or an adopted key that does not exist is refused before
     // anything is written, not even a workflow record.
-    let workspace = admin.get_workspace(ws).await.map_err(|e| match e {
-        AdminApiError::NotFound(_) => CmekError::WorkspaceNotFound(ws.to_string()),
-        other => other.into(),
-    })?;
+    // Read through the list without the Default Workspace: a workspace it
+    // lacks but a GET finds is the Default Workspace, which takes a key only
+    // on an explicit opt-in (`defaultWorkspace`) that says what it locks.
+    let (workspace, is_default) = match admin.workspace_unless_default(ws).await? {
+        Some(w) => (w, false),
+        None => {
+            let w = admin.get_workspace(ws).await.map_err(|e| match e {
+                AdminApiError::NotFound(_) => CmekError::WorkspaceNotFound(ws.to_string()),
+                other => other.into(),
+            })?;
+            (w, true)
+        }
+    };
+    if is_default && !req.default_workspace && workspace.external_key_id.is_none() {
+        return Err(CmekError::DefaultWorkspaceNotOptedIn(format!(
+            "workspace {ws} is the organization's Default Workspace. {} {} Nothing was created; to go ahead, start again with \"defaultWorkspace\": true (cmekctl provision {ws} --default-workspace)",
+            crate::lifecycle::DEFAULT_WORKSPACE_LOCKS,
+            crate::lifecycle::ATTACH_LOCKS
+        )));
+    }
     if workspace.is_archived() {
         return Err(CmekError::WorkspaceArchived(ws.to_string()));
     }
@@ -283,7 +299,7 @@ async fn protected_compartments(deps: &Deps, arn: &KeyArn) -> Result<Vec<Compart
         }
     };
     if !registrations.is_empty() {
-        for w in admin.list_workspaces(true).await? {
+        for w in admin.list_workspaces(true, true).await? {
             if w.external_key_id
                 .as_ref()
                 .is_some_and(|id| registrations.contains(id))

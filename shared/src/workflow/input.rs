@@ -34,6 +34,11 @@ pub struct ProvisionRequest {
     /// e.g. `["ACCOUNT_WIDE_PRINCIPAL", "EXTRA_ACTIONS"]`. Recorded in the audit trail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accept_findings: Vec<FindingCode>,
+    /// The operator's explicit opt-in to giving the organization's Default
+    /// Workspace a key (organization webhooks are then refused; see
+    /// `crate::lifecycle`). Begin refuses the Default Workspace without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_workspace: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
 }
