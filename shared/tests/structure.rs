@@ -5,7 +5,7 @@
 //! Layers, bottom to top (a module may use its own layer and those below):
 //!
 //! 0. identifiers and test hooks: `ids`, `crash_point`
-//! 1. domain: `geo`, `platform`, `policy`, `metrics` (pure: no I/O but stdout)
+//! 1. domain: `geo`, `platform`, `policy`, `metrics`, `lifecycle` (pure: no I/O but stdout)
 //! 2. adapters: `tls`, `aws`, `admin_api`, `kms`, `store`, `events`, `cloudformation`
 //! 3. the functions' error type, configuration and inbound events: `error`, `config`, `inbound`
 //! 4. what a handler works with: `context`
@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("platform", 1),
     ("policy", 1),
     ("metrics", 1),
+    ("lifecycle", 1),
     ("tls", 2),
     ("aws", 2),
     ("admin_api", 2),

@@ -306,9 +306,28 @@ async fn a_user_profile_mismatch_is_refused_before_anything_is_attached() {
     let stack = stack("error-codes-profile", |o| {
         *o = std::mem::take(o).on_aws();
         o.sandbox.orgs[0].workspaces = 3;
+        o.sandbox.orgs[0].default_workspace = true;
     })
     .await;
-    let all = workspaces(&stack);
+    // On this platform too, the Default Workspace (only a GET finds it;
+    // the list without it does not) is refused without the opt-in.
+    let default = workspaces(&stack)
+        .into_iter()
+        .find(|w| w["is_default"] == true)
+        .unwrap();
+    let result = stack
+        .run(&json!({"workspaceId": workspace_id(&default)}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        result.error.as_deref(),
+        Some("DefaultWorkspaceNotOptedIn"),
+        "{result:?}"
+    );
+    let all: Vec<Value> = workspaces(&stack)
+        .into_iter()
+        .filter(|w| w["is_default"] != true)
+        .collect();
     let (a, b, c) = (
         workspace_id(&all[0]),
         workspace_id(&all[1]),
