@@ -95,3 +95,98 @@ async fn an_invoke_right_after_a_kill_is_answered_by_a_new_instance() {
     assert_eq!(instances.len(), 15, "one instance per round: {instances:?}");
     assert!(instances.iter().all(|(_, n)| *n == 1), "{instances:?}");
 }
+
+/// Every process descended from `root`, from `/proc` (parent ids).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+            parent_of.insert(pid, ppid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (&child, _) in parent_of.iter().filter(|(_, pp)| **pp == p) {
+            out.push(child);
+            frontier.push(child);
+        }
+    }
+    out
+}
+
+/// `cmek-local up` stopped the ways a process manager or a closed terminal
+/// stop it (SIGTERM, SIGHUP) ends every process it started — moto, the
+/// functions — instead of dying and leaving them running.
+#[test]
+fn cmek_local_up_ends_every_process_it_started_on_sigterm_and_sighup() {
+    use std::io::{BufRead, BufReader};
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
+    for (signal, name) in [(libc_signal::SIGTERM, "SIGTERM"), (libc_signal::SIGHUP, "SIGHUP")] {
+        let mut child = std::process::Command::new(target.join("debug/cmek-local"))
+            .arg("up")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cmek-local (cargo build --workspace --bins)");
+        let pid = child.id();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            assert!(Instant::now() < deadline, "{name}: the stack did not come up");
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("local stack is up") => break,
+                Some(_) => {}
+                None => panic!("{name}: cmek-local up exited before the stack was up"),
+            }
+        }
+        let started = descendants(pid);
+        let moto = started.iter().any(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("moto_server.py"))
+        });
+        assert!(moto, "{name}: moto among the processes started: {started:?}");
+        // Keep reading its output, so that its last lines cannot block it.
+        let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exited = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{name}: cmek-local up did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(exited.success(), "{name}: {exited:?}");
+        let said = drain.join().unwrap();
+        assert!(said.iter().any(|l| l.contains(&format!("stopping ({name})"))), "{said:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left: Vec<&u32> = started.iter().filter(|p| alive(**p)).collect();
+        assert!(left.is_empty(), "{name}: still running after cmek-local stopped: {left:?}");
+    }
+}
+
+/// Signal numbers, as `kill` takes them (Linux).
+mod libc_signal {
+    pub const SIGHUP: u8 = 1;
+    pub const SIGTERM: u8 = 15;
+}

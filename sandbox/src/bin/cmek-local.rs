@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
             propagation_delay,
             production_schedule,
             platform,
-        } => demo(propagation_delay, production_schedule, platform).await,
+        } => stoppable(demo(propagation_delay, production_schedule, platform)).await,
         Command::Up { platform, preflight } => up(platform, preflight).await,
         Command::AdminApi {
             listen,
@@ -139,24 +139,32 @@ async fn main() -> anyhow::Result<()> {
             cost_delay,
         } => {
             use sandbox::bench;
-            for section in &only {
-                match section.as_str() {
-                    "functions" => bench::functions(runs).await?,
-                    "overshoot" => bench::overshoot(&delays).await?,
-                    "bulk" => {
-                        bench::bulk(bulk_workspaces, bulk_rpm, bulk_concurrency, limit_burst_secs).await?
-                    }
-                    "adaptive" => {
-                        bench::adaptive(bulk_workspaces, &adaptive_rpm, bulk_concurrency, limit_burst_secs)
+            stoppable(async move {
+                for section in &only {
+                    match section.as_str() {
+                        "functions" => bench::functions(runs).await?,
+                        "overshoot" => bench::overshoot(&delays).await?,
+                        "bulk" => {
+                            bench::bulk(bulk_workspaces, bulk_rpm, bulk_concurrency, limit_burst_secs).await?
+                        }
+                        "adaptive" => {
+                            bench::adaptive(
+                                bulk_workspaces,
+                                &adaptive_rpm,
+                                bulk_concurrency,
+                                limit_burst_secs,
+                            )
                             .await?
+                        }
+                        "discovery" => bench::discovery(discovery_workspaces).await?,
+                        "cost" => bench::cost(cost_workspaces, cost_delay).await?,
+                        other => anyhow::bail!("unknown bench section {other:?}"),
                     }
-                    "discovery" => bench::discovery(discovery_workspaces).await?,
-                    "cost" => bench::cost(cost_workspaces, cost_delay).await?,
-                    other => anyhow::bail!("unknown bench section {other:?}"),
+                    println!();
                 }
-                println!();
-            }
-            Ok(())
+                Ok(())
+            })
+            .await
         }
     }
 }
@@ -209,8 +217,35 @@ async fn admin_api(
         "Admin API stand-in on {} (inspect: {}/_sandbox/state, {}/_sandbox/requests)",
         api.url, api.url, api.url
     );
-    tokio::signal::ctrl_c().await?;
+    until_stopped().await?;
     Ok(())
+}
+
+/// Wait for Ctrl-C, SIGTERM (a process manager, `kill`) or SIGHUP (a closed
+/// terminal). Returning lets the stack drop, which ends every process it
+/// started; left to the signals' default action, the process would die
+/// without that and leave moto and the functions running.
+async fn until_stopped() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            r?;
+            "SIGINT"
+        }
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    })
+}
+
+/// Run `work` until it ends or a signal stops it; stopped, its future is
+/// dropped, and with it any stack it started (ending every process).
+async fn stoppable(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::select! {
+        r = work => r,
+        s = until_stopped() => Err(anyhow::anyhow!("stopped by {}", s?)),
+    }
 }
 
 async fn up(platform: cmek::platform::Platform, preflight: bool) -> anyhow::Result<()> {
@@ -262,8 +297,9 @@ async fn up(platform: cmek::platform::Platform, preflight: bool) -> anyhow::Resu
         "try: AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {} --region us-east-2 stepfunctions start-execution --state-machine-arn {} --name run1 --input '{{\"workspaceId\": \"<id above>\"}}'",
         stack.moto_url, stack.state_machine_arn
     );
-    tokio::signal::ctrl_c().await?;
-    println!("stopping");
+    let signal = until_stopped().await?;
+    println!("stopping ({signal}): ending every process the stack started");
+    drop(stack);
     Ok(())
 }
 
