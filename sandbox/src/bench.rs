@@ -23,19 +23,8 @@ fn bin_dir() -> PathBuf {
         .join(profile)
 }
 
-/// Every function, by binary name: the crates under `functions/` (what
-/// `bench/run` builds for arm64), sorted.
-fn function_binaries() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("functions"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("Cargo.toml").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
-}
+/// The one binary every function runs (`functions/cmek-lambda`).
+const BINARY: &str = "cmek-lambda";
 
 /// The target for a release arm64 binary, in MB of 10^6 bytes (the
 /// stricter reading: 6 MiB would allow 6.29 MB).
@@ -45,9 +34,9 @@ fn megabytes(path: &std::path::Path) -> Option<f64> {
     std::fs::metadata(path).ok().map(|m| m.len() as f64 / 1e6)
 }
 
-/// Release binary size of every function: this machine's build, and the
-/// arm64 build `sam build` makes when `./bench/run` could make it
-/// (`CMEK_BENCH_ARM64_DIR`, cargo lambda's `<dir>/<function>/bootstrap`).
+/// Release size of the binary every function deploys: this machine's
+/// build, and the arm64 build `sam build` makes when `./bench/run` could
+/// make it (`CMEK_BENCH_ARM64_DIR`, cargo lambda's `<dir>/<binary>/bootstrap`).
 fn binary_sizes() {
     let arm64 = std::env::var_os("CMEK_BENCH_ARM64_DIR")
         .filter(|d| !d.is_empty())
@@ -55,29 +44,28 @@ fn binary_sizes() {
     let host = std::env::consts::ARCH;
     println!("## Release binary size (MB = 10^6 bytes)\n");
     match &arm64 {
-        Some(_) => println!(
-            "| function | {host} | arm64 (as `sam build` makes it) | target ≤ {ARM64_TARGET_MB} MB |"
-        ),
+        Some(_) => {
+            println!("| binary | {host} | arm64 (as `sam build` makes it) | target ≤ {ARM64_TARGET_MB} MB |")
+        }
         None => println!(
-            "No arm64 build (bench/run could not add the aarch64 target): {host} only.\n\n| function | {host} |"
+            "No arm64 build (bench/run could not add the aarch64 target): {host} only.\n\n| binary | {host} |"
         ),
     }
     println!("|---|---:|{}", if arm64.is_some() { "---:|---:|" } else { "" });
     let show = |mb: Option<f64>| mb.map_or_else(|| "missing".to_owned(), |mb| format!("{mb:.2} MB"));
-    for bin in function_binaries() {
-        let native = show(megabytes(&bin_dir().join(&bin)));
-        match &arm64 {
-            Some(dir) => {
-                let mb = megabytes(&dir.join(&bin).join("bootstrap"));
-                let verdict = match mb {
-                    Some(mb) if mb <= ARM64_TARGET_MB => "✓",
-                    Some(_) => "✗",
-                    None => "-",
-                };
-                println!("| {bin} | {native} | {} | {verdict} |", show(mb));
-            }
-            None => println!("| {bin} | {native} |"),
+    let label = format!("{BINARY} (all {} functions)", cmek::runtime::HANDLERS.len());
+    let native = show(megabytes(&bin_dir().join(BINARY)));
+    match &arm64 {
+        Some(dir) => {
+            let mb = megabytes(&dir.join(BINARY).join("bootstrap"));
+            let verdict = match mb {
+                Some(mb) if mb <= ARM64_TARGET_MB => "✓",
+                Some(_) => "✗",
+                None => "-",
+            };
+            println!("| {label} | {native} | {} | {verdict} |", show(mb));
         }
+        None => println!("| {label} | {native} |"),
     }
     println!();
 }

@@ -34,6 +34,9 @@ pub struct FunctionSpec {
     /// The function name in its ARN (the template's logical id here).
     pub name: String,
     pub binary: PathBuf,
+    /// The template's `Handler`, handed to the binary as Lambda does
+    /// (`_HANDLER`): which function the one binary serves.
+    pub handler: String,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
 }
@@ -337,13 +340,12 @@ fn function_name(raw: &str) -> String {
 
 async fn invoke(State(host): State<Arc<HostInner>>, Path(function): Path<String>, body: Bytes) -> Response {
     let name = function_name(&function);
-    // By function name (as Step Functions calls it) or binary name (as `cargo lambda invoke` does).
-    let found = host.functions.get(&name).cloned().or_else(|| {
-        host.functions
-            .values()
-            .find(|f| f.spec.binary.file_name().is_some_and(|b| b == name.as_str()))
-            .cloned()
-    });
+    // By function name (as Step Functions calls it) or handler name (`begin`, as one would ask `cargo lambda invoke`).
+    let found = host
+        .functions
+        .get(&name)
+        .cloned()
+        .or_else(|| host.functions.values().find(|f| f.spec.handler == name).cloned());
     let Some(f) = found else {
         let body = json!({"Type": "User", "message": format!("Function not found: {name}")});
         let mut r = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
@@ -440,6 +442,7 @@ fn spawn_instance(host: &Arc<HostInner>, f: &Arc<FunctionState>) -> anyhow::Resu
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
         .env("AWS_LAMBDA_FUNCTION_NAME", &f.spec.name)
+        .env("_HANDLER", &f.spec.handler)
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("instance-{id}"))

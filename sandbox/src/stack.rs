@@ -359,6 +359,7 @@ impl LocalStack {
             specs.push(FunctionSpec {
                 name: f.logical_id,
                 binary,
+                handler: f.handler,
                 env,
                 timeout: Duration::from_secs(f.timeout_secs),
             });

@@ -20,6 +20,8 @@ pub struct Template {
 pub struct TemplateFunction {
     pub logical_id: String,
     pub binary: String,
+    /// What Lambda hands the binary as `_HANDLER`: which function it serves.
+    pub handler: String,
     pub env: BTreeMap<String, String>,
     pub timeout_secs: u64,
 }
@@ -104,6 +106,15 @@ impl Template {
                 .and_then(Value::as_str)
                 .ok_or_else(|| anyhow!("{id}: Metadata.BuildProperties.Binary is required"))?
                 .to_owned();
+            let handler = res
+                .get("Properties")
+                .and_then(|p| p.get("Handler"))
+                .or_else(|| globals.and_then(|g| g.get("Handler")))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    anyhow!("{id}: Handler is required (it names the function the binary serves)")
+                })?
+                .to_owned();
             let mut env = BTreeMap::new();
             let own = res
                 .get("Properties")
@@ -127,6 +138,7 @@ impl Template {
             out.push(TemplateFunction {
                 logical_id: id,
                 binary,
+                handler,
                 env,
                 timeout_secs,
             });

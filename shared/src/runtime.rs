@@ -30,6 +30,58 @@ pub async fn serve<H: Handler>() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Every function the stack deploys, by the handler name its template entry
+/// gives it (`Handler:`), served by one binary. A multi-call binary because
+/// the eleven functions share all but a few lines: `sam build` links one
+/// binary instead of eleven (one fat-LTO link, not eleven), and the
+/// functions still differ only in what their handler declares it needs.
+/// Lambda hands a custom runtime the configured handler as `_HANDLER`
+/// ("The handler location configured on the function",
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime>).
+macro_rules! handlers {
+    ($($name:literal => $handler:ty),+ $(,)?) => {
+        /// The handler names the binary serves, in the template's spelling.
+        pub const HANDLERS: &[&str] = &[$($name),+];
+
+        /// Serve the handler named `name`; an unknown name stops the
+        /// function at init, naming the ones it knows.
+        pub async fn serve_handler(name: &str) -> Result<(), lambda_runtime::Error> {
+            match name {
+                $($name => serve::<$handler>().await,)+
+                other => {
+                    init_logging();
+                    let e = crate::error::CmekError::Configuration(format!(
+                        "unknown handler {other:?} (_HANDLER): the function's Handler must be one of {}",
+                        HANDLERS.join(", ")
+                    ));
+                    tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
+                    Err(Box::new(e))
+                }
+            }
+        }
+    };
+}
+
+handlers! {
+    "begin" => crate::workflow::Begin,
+    "create-key" => crate::workflow::CreateKey,
+    "register-key" => crate::workflow::RegisterKey,
+    "validate-key" => crate::workflow::ValidateKey,
+    "diagnose-key" => crate::workflow::DiagnoseKey,
+    "attach-key" => crate::workflow::AttachKey,
+    "finish" => crate::workflow::Finish,
+    "custom-resource" => crate::triggers::CustomResource,
+    "discover-workspaces" => crate::triggers::DiscoverWorkspaces,
+    "start-from-event" => crate::triggers::StartFromEvent,
+    "key-guardian" => crate::guardian::KeyGuardian,
+}
+
+/// Serve the handler Lambda configured for this function (`_HANDLER`).
+pub async fn serve_configured() -> Result<(), lambda_runtime::Error> {
+    let name = std::env::var("_HANDLER").unwrap_or_default();
+    serve_handler(name.trim()).await
+}
+
 /// A step that failed, with the Admin API retries it absorbed first: its
 /// message ends with them (` [adminApiRetries {…}]`, JSON), so that
 /// `cmekctl onboard` hears every 429 a step met even when the step then

@@ -1,6 +1,6 @@
 //! The crate's shape, checked: every `crate::` path in a module points at a
-//! module of its own layer or a lower one, and every function's `main` is
-//! the one line that serves its handler.
+//! module of its own layer or a lower one, and the functions' one `main` is
+//! the one line that serves the configured handler.
 //!
 //! Layers, bottom to top (a module may use its own layer and those below):
 //!
@@ -291,35 +291,41 @@ fn the_layer_check_sees_every_way_up() {
     );
 }
 
-/// Each function's `main` is one call to `cmek::runtime::serve` with its
-/// own handler: no two repeat a body, none can build other clients than its
-/// handler declares.
+/// The one binary's `main` is one call: it serves the handler Lambda
+/// configured, from the table in `cmek::runtime`; no handler appears twice
+/// there, so no two functions run the same code under different names.
 #[test]
-fn every_main_serves_its_own_handler_in_one_line() {
+fn the_binary_serves_the_configured_handler_in_one_line() {
     let functions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&functions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one binary for every function: {dirs:?}");
+    let main = std::fs::read_to_string(dirs[0].join("src/main.rs")).unwrap();
+    let code: Vec<&str> = main
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .collect();
+    assert!(code.len() <= 5, "main has {} lines of code", code.len());
+    assert_eq!(
+        code.iter()
+            .filter(|l| l.starts_with("cmek::runtime::serve_configured()"))
+            .count(),
+        1,
+        "main must be cmek::runtime::serve_configured()"
+    );
+    let runtime = std::fs::read_to_string(src().join("runtime.rs")).unwrap();
+    let table = &runtime[runtime.find("handlers! {").unwrap()..];
+    let table = &table[..table.find('}').unwrap()];
     let mut handlers = BTreeMap::new();
-    for entry in std::fs::read_dir(&functions).unwrap() {
-        let dir = entry.unwrap().path();
-        let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
-        let code: Vec<&str> = main
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("//"))
-            .collect();
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(code.len() <= 5, "{name}: main has {} lines of code", code.len());
-        let serve: Vec<&&str> = code
-            .iter()
-            .filter(|l| l.starts_with("cmek::runtime::serve::<"))
-            .collect();
-        assert_eq!(
-            serve.len(),
-            1,
-            "{name}: main must be cmek::runtime::serve::<Handler>()"
-        );
-        if let Some(other) = handlers.insert(serve[0].to_string(), name.clone()) {
-            panic!("{name} and {other} serve the same handler");
+    for line in table.lines().filter(|l| l.contains("=>")) {
+        let (name, handler) = line.split_once("=>").unwrap();
+        if let Some(other) = handlers.insert(handler.trim().trim_end_matches(','), name.trim()) {
+            panic!("{} and {other} serve the same handler", name.trim());
         }
     }
+    assert_eq!(handlers.len(), cmek::runtime::HANDLERS.len(), "{handlers:?}");
     assert_eq!(handlers.len(), 11, "{handlers:?}");
 }

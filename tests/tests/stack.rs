@@ -175,13 +175,19 @@ fn cmek_local_up_ends_every_process_it_started_on_sigterm_and_sighup() {
         };
         assert!(exited.success(), "{name}: {exited:?}");
         let said = drain.join().unwrap();
-        assert!(said.iter().any(|l| l.contains(&format!("stopping ({name})"))), "{said:?}");
+        assert!(
+            said.iter().any(|l| l.contains(&format!("stopping ({name})"))),
+            "{said:?}"
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while started.iter().any(|p| alive(*p)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         let left: Vec<&u32> = started.iter().filter(|p| alive(**p)).collect();
-        assert!(left.is_empty(), "{name}: still running after cmek-local stopped: {left:?}");
+        assert!(
+            left.is_empty(),
+            "{name}: still running after cmek-local stopped: {left:?}"
+        );
     }
 }
 

@@ -45,35 +45,80 @@ fn branches(v: &Value) -> Vec<Value> {
     }
 }
 
+/// One binary serves every function: each function deploys it (one build
+/// definition for `sam build`: the same CodeUri, runtime and Metadata), and
+/// names by its `Handler` a handler the binary serves, one function each.
 #[test]
-fn every_function_has_a_crate_and_every_crate_a_function() {
+fn every_function_runs_the_one_binary_under_a_handler_it_serves() {
     let t = template();
-    let in_template: BTreeSet<String> = functions(&t)
-        .iter()
-        .map(|(_, f)| {
-            f["Metadata"]["BuildProperties"]["Binary"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
     let crates: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(in_template, crates);
-    for c in &crates {
-        let manifest = std::fs::read_to_string(root().join("functions").join(c).join("Cargo.toml")).unwrap();
-        assert!(
-            manifest.contains(&format!("name = \"{c}\"")),
-            "functions/{c}: package name must equal the folder"
+    assert_eq!(crates, BTreeSet::from(["cmek-lambda".to_owned()]));
+    assert!(
+        t["Globals"]["Function"].get("Handler").is_none(),
+        "a global Handler would let a function run whatever the global names"
+    );
+    let mut handlers = BTreeSet::new();
+    for (id, f) in functions(&t) {
+        assert_eq!(
+            f["Metadata"],
+            serde_yaml_ng::from_str::<Value>(
+                "{ BuildMethod: rust-cargolambda, BuildProperties: { Binary: cmek-lambda } }"
+            )
+            .unwrap(),
+            "{id}: every function deploys the one binary, with the same Metadata (one sam build definition)"
         );
-        let main = std::fs::read_to_string(root().join("functions").join(c).join("src/main.rs")).unwrap();
         assert!(
-            main.lines().count() <= 25,
-            "functions/{c}/src/main.rs should stay a few lines over cmek"
+            f["Properties"].get("CodeUri").is_none(),
+            "{id}: CodeUri is the global one"
+        );
+        let handler = f["Properties"]["Handler"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: no Handler"))
+            .to_owned();
+        assert!(
+            cmek::runtime::HANDLERS.contains(&handler.as_str()),
+            "{id}: Handler {handler:?} is not one the binary serves ({:?})",
+            cmek::runtime::HANDLERS
+        );
+        assert!(
+            handlers.insert(handler.clone()),
+            "{id}: Handler {handler:?} is taken twice"
         );
     }
+    let served: BTreeSet<String> = cmek::runtime::HANDLERS.iter().map(|h| (*h).to_owned()).collect();
+    assert_eq!(
+        handlers, served,
+        "a handler the binary serves that no function runs, or the reverse"
+    );
+}
+
+/// A function whose Handler names nothing the binary serves stops at init
+/// with an error naming the handler and the ones it knows, before it takes
+/// an event (Lambda reports it as an init error).
+#[test]
+fn the_binary_refuses_a_handler_it_does_not_serve() {
+    let bin = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("debug/cmek-lambda");
+    assert!(bin.exists(), "build the functions first: {}", bin.display());
+    let out = std::process::Command::new(&bin)
+        .env_clear()
+        .env("_HANDLER", "begn")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an unknown handler must not run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(r#"unknown handler "begn""#), "{text}");
+    assert!(text.contains("begin, create-key"), "{text}");
 }
 
 #[test]

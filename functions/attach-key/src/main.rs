@@ -1,7 +1,0 @@
-//! AttachKey: attach the validated key to the workspace (irreversible; checked first).
-
-// One event at a time per instance: no worker threads (see cmek::runtime).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    cmek::runtime::serve::<cmek::workflow::AttachKey>().await
-}

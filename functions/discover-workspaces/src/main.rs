@@ -1,7 +1,0 @@
-//! Scheduled: find new workspaces and announce the opted-in ones on the bus.
-
-// One event at a time per instance: no worker threads (see cmek::runtime).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    cmek::runtime::serve::<cmek::triggers::DiscoverWorkspaces>().await
-}

@@ -1,7 +1,0 @@
-//! Finish: record the outcome, whatever happened, and publish the result event.
-
-// One event at a time per instance: no worker threads (see cmek::runtime).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    cmek::runtime::serve::<cmek::workflow::Finish>().await
-}

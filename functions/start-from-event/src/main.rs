@@ -1,7 +1,0 @@
-//! Bus rule target: `Workspace Discovered` → one provisioning per event.
-
-// One event at a time per instance: no worker threads (see cmek::runtime).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    cmek::runtime::serve::<cmek::triggers::StartFromEvent>().await
-}
