@@ -14,8 +14,11 @@ use cmek::geo::Geo;
 use cmek::ids::{AccountId, CompartmentId, KeyArn, OrgUuid, WorkspaceId};
 use cmek::platform::Platform;
 use cmek::store::{DynamoStore, Status, WorkflowStore};
+use deployment::StackArgs;
 use serde_json::{Value, json};
 
+mod confirm;
+mod deployment;
 mod onboard;
 mod pacing;
 mod preflight;
@@ -41,6 +44,7 @@ enum Command {
     /// Print the exact key policy Anthropic documents today for an account,
     /// organization and compartment(s) (for Terraform or the console).
     Policy {
+        /// The AWS account that owns the key (12 digits).
         #[arg(long)]
         account: String,
         /// The organization's bare UUID (`id` of GET /v1/organizations/me; not
@@ -61,13 +65,16 @@ enum Command {
         /// Bind the key to the organization only (no compartment list: any workspace of it may use the key).
         #[arg(long, conflicts_with = "compartments")]
         org_only: bool,
+        /// The workspace's data residency geo (us or eu): where Anthropic's role lives.
         #[arg(long, default_value = "us")]
         geo: String,
     },
     /// Check a key against a workspace: state, Region, policy; optionally ask Anthropic to validate.
     Doctor {
+        /// The KMS key's ARN (the key to check).
         #[arg(long)]
         key_arn: String,
+        /// The workspace id (wrkspc_…) the key is or will be attached to.
         #[arg(long)]
         workspace: String,
         /// Also call the Admin API's validate for the key's registration, if any.
@@ -78,11 +85,17 @@ enum Command {
     },
     /// Start a provisioning and follow it state by state. Attaching is
     /// permanent: the key can never be removed or replaced, and the
-    /// workspace's data-retention setting is locked.
+    /// workspace's data-retention setting is locked. Prints the plan, then
+    /// asks for confirmation on a terminal; --yes starts without asking.
     Provision {
+        /// The workspace to encrypt (wrkspc_…).
         workspace: String,
+        /// Use this existing KMS key (its policy must grant Anthropic access;
+        /// see `cmekctl policy`) instead of creating one.
         #[arg(long)]
         key_arn: Option<String>,
+        /// The name the key is registered under with Anthropic (default: one
+        /// naming the workspace).
         #[arg(long)]
         display_name: Option<String>,
         /// The workspace is the organization's Default Workspace, and you
@@ -90,20 +103,25 @@ enum Command {
         /// Without it, the Default Workspace is refused (nothing is created).
         #[arg(long)]
         default_workspace: bool,
-        #[arg(long, env = "CMEK_STATE_MACHINE_ARN")]
-        state_machine_arn: String,
-        #[arg(long, env = "CMEK_TABLE_NAME")]
-        table: String,
+        /// Start without asking (for scripts): attaching is irreversible.
+        /// Without it and without a terminal to ask on, only the plan is
+        /// printed and the exit code is 3.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        target: StackArgs,
     },
     /// A workspace's record and audit trail (guardian findings included), or a summary of all.
     Status {
+        /// The workspace (wrkspc_…); without it, a count of records by status.
         workspace: Option<String>,
-        #[arg(long, env = "CMEK_TABLE_NAME")]
-        table: String,
+        #[command(flatten)]
+        target: StackArgs,
     },
     /// Provision many existing workspaces, paced to the Admin API's rate limit
-    /// (found as it goes, or --rpm). Prints the plan unless --yes is given:
-    /// attaching is irreversible.
+    /// (found as it goes, or --rpm). Prints the plan, then asks for
+    /// confirmation on a terminal; --yes starts without asking: attaching is
+    /// irreversible.
     Onboard {
         /// A file of workspace ids, one per line (`#` comments allowed).
         #[arg(
@@ -124,13 +142,12 @@ enum Command {
         /// runs (slow start, then additive increase and multiplicative decrease on 429s).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rpm: Option<u32>,
-        /// Start the executions (without it, only the plan is printed).
+        /// Start without asking (for scripts). Without it and without a
+        /// terminal to ask on, only the plan is printed and the exit code is 3.
         #[arg(long)]
         yes: bool,
-        #[arg(long, env = "CMEK_STATE_MACHINE_ARN")]
-        state_machine_arn: String,
-        #[arg(long, env = "CMEK_TABLE_NAME")]
-        table: String,
+        #[command(flatten)]
+        target: StackArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -139,15 +156,17 @@ enum Command {
     /// (resolved or not), validations and audit trail; unencrypted workspaces;
     /// keys attached to nothing. Read-only.
     Report {
+        /// html (one self-contained page), csv (a row per workspace) or json.
         #[arg(long, value_enum, default_value = "html")]
         format: report::render::Format,
         /// Write here instead of standard output.
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
+        /// The organization's data residency geo (us or eu), for judging key policies.
         #[arg(long, default_value = "us")]
         geo: String,
-        #[arg(long, env = "CMEK_TABLE_NAME")]
-        table: String,
+        #[command(flatten)]
+        target: StackArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -171,10 +190,11 @@ enum Command {
     },
     /// Every workspace record, optionally of one status.
     List {
+        /// Only records of this status (e.g. attached, failed; any case).
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, env = "CMEK_TABLE_NAME")]
-        table: String,
+        #[command(flatten)]
+        target: StackArgs,
     },
 }
 
@@ -193,6 +213,13 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// The admin key's secret from the stack, when none was given.
+    fn or_from_stack(&mut self, d: &deployment::Deployment) {
+        if self.admin_key_secret_arn.is_none() && !self.platform.is_on_aws() {
+            self.admin_key_secret_arn = d.admin_key_secret_arn.clone();
+        }
+    }
+
     /// Whether an admin key (or, on Claude Platform on AWS, SigV4) is at hand.
     fn configured(&self) -> bool {
         self.platform.is_on_aws()
@@ -335,8 +362,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             key_arn,
             display_name,
             default_workspace,
-            state_machine_arn,
-            table,
+            yes,
+            target,
         } => {
             provision(
                 json_out,
@@ -345,14 +372,27 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     key_arn,
                     display_name,
                     default_workspace,
+                    yes,
                 },
-                &state_machine_arn,
-                &table,
+                &target,
             )
             .await
         }
-        Command::Status { workspace, table } => status(json_out, workspace.as_deref(), &table).await,
-        Command::List { status, table } => list(json_out, status.as_deref(), &table).await,
+        Command::Status { workspace, target } => {
+            let sdk = sdk().await;
+            let d = target.resolve(&sdk, false).await?;
+            status(json_out, workspace.as_deref(), d.table()?, &sdk).await
+        }
+        Command::List { status, target } => {
+            // Bad input is refused before any AWS call.
+            let filter: Option<Status> = status
+                .map(|s| s.to_ascii_uppercase().parse())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let sdk = sdk().await;
+            let d = target.resolve(&sdk, false).await?;
+            list(json_out, filter, d.table()?, &sdk).await
+        }
         Command::Preflight {
             stack,
             resources,
@@ -369,8 +409,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
             output,
             geo,
-            table,
-            admin,
+            target,
+            mut admin,
         } => {
             let geo: Geo = geo.parse().map_err(anyhow::Error::msg)?;
             // The report judges policies by Claude Platform's rules and reads
@@ -381,12 +421,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
             let sdk = sdk().await;
+            let d = target.resolve(&sdk, false).await?;
+            admin.or_from_stack(&d);
+            let table = d.table()?;
             let admin = admin.client(&sdk).await?;
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
             let sources = report::Sources {
                 sdk: &sdk,
                 store: &store,
-                table: &table,
+                table,
                 admin: &admin,
                 geo,
             };
@@ -416,11 +459,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             concurrency,
             rpm,
             yes,
-            state_machine_arn,
-            table,
-            admin,
+            target,
+            mut admin,
         } => {
             let sdk = sdk().await;
+            let d = target.resolve(&sdk, true).await?;
+            admin.or_from_stack(&d);
             let checked = admin.configured();
             let (workspaces, decided) = match workspaces_file {
                 Some(path) => {
@@ -454,8 +498,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 workspaces,
                 concurrency,
                 rpm,
-                state_machine: state_machine_arn,
-                table,
+                state_machine: d.state_machine_arn()?.to_owned(),
+                table: d.table()?.to_owned(),
                 checked,
             };
             if !yes {
@@ -482,7 +526,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS
                     );
                     println!(
-                        "{} workspace(s) would be provisioned ({}); attaching is irreversible: re-run with --yes to start",
+                        "{} workspace(s) would be provisioned ({}); attaching is irreversible",
                         ids.len(),
                         match plan.rpm {
                             Some(r) => format!(
@@ -496,7 +540,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         }
                     );
                 }
-                return Ok(0);
+                if plan.workspaces.is_empty() {
+                    return Ok(0);
+                }
+                if !confirm::confirmed(json_out, "Start these provisionings?")? {
+                    return Ok(confirm::NOT_STARTED);
+                }
             }
             onboard::run(json_out, plan, decided, &sdk).await
         }
@@ -616,14 +665,14 @@ struct ProvisionArgs {
     key_arn: Option<String>,
     display_name: Option<String>,
     default_workspace: bool,
+    yes: bool,
 }
 
 async fn provision(
     json_out: bool,
     workspace: &str,
     args: ProvisionArgs,
-    state_machine: &str,
-    table: &str,
+    target: &StackArgs,
 ) -> anyhow::Result<i32> {
     let mut input = json!({"workspaceId": workspace, "trigger": {"source": "manual", "user": std::env::var("USER").unwrap_or_default(), "tool": "cmekctl"}});
     if let Some(k) = args.key_arn {
@@ -637,14 +686,40 @@ async fn provision(
     }
     // Refuse bad input here too, before any execution exists.
     let request = cmek::workflow::ProvisionRequest::from_value(&input)?;
-    // What the attach at the end will lock, said before it starts.
-    if !json_out {
-        println!("{}", cmek::lifecycle::ATTACH_LOCKS);
-        if args.default_workspace {
-            println!("{}", cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS);
-        }
-    }
     let sdk = sdk().await;
+    let deployment = target.resolve(&sdk, true).await?;
+    let (state_machine, table) = (deployment.state_machine_arn()?, deployment.table()?);
+    // The plan, with what the attach at the end will lock, said before it starts.
+    let key = match &request.key_arn {
+        Some(arn) => format!("the existing key {arn} (its policy is checked first)"),
+        None => "a new KMS key, created for this workspace with the documented key policy".to_owned(),
+    };
+    let locks = if args.default_workspace {
+        format!(
+            "{} {}",
+            cmek::lifecycle::ATTACH_LOCKS,
+            cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS
+        )
+    } else {
+        cmek::lifecycle::ATTACH_LOCKS.to_owned()
+    };
+    if !args.yes {
+        if json_out {
+            println!(
+                "{}",
+                json!({"plan": {"workspace": request.workspace_id, "key": key, "stateMachine": state_machine, "attachLocks": locks}, "started": false})
+            );
+        } else {
+            println!("Plan: encrypt workspace {} with {key}", request.workspace_id);
+            println!("  through {state_machine}");
+            println!("  {locks}");
+        }
+        if !confirm::confirmed(json_out, "Start this provisioning?")? {
+            return Ok(confirm::NOT_STARTED);
+        }
+    } else if !json_out {
+        println!("{locks}");
+    }
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let name = format!("cmekctl-{}-{}", request.workspace_id, std::process::id());
     let arn = sfn
@@ -732,8 +807,13 @@ async fn provision(
     }
 }
 
-async fn status(json_out: bool, workspace: Option<&str>, table: &str) -> anyhow::Result<i32> {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk().await), table);
+async fn status(
+    json_out: bool,
+    workspace: Option<&str>,
+    table: &str,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<i32> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
     let Some(ws) = workspace else {
         let all = store.list(None).await?;
         let mut counts = std::collections::BTreeMap::new();
@@ -815,12 +895,13 @@ async fn status(json_out: bool, workspace: Option<&str>, table: &str) -> anyhow:
     Ok(0)
 }
 
-async fn list(json_out: bool, status: Option<&str>, table: &str) -> anyhow::Result<i32> {
-    let filter: Option<Status> = status
-        .map(|s| s.to_ascii_uppercase().parse())
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk().await), table);
+async fn list(
+    json_out: bool,
+    filter: Option<Status>,
+    table: &str,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<i32> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
     let all = store.list(filter).await?;
     if json_out {
         println!("{}", serde_json::to_string(&all)?);
@@ -837,4 +918,56 @@ async fn list(json_out: bool, status: Option<&str>, table: &str) -> anyhow::Resu
         println!("{} workspace(s)", all.len());
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Arguments without help text and commands without a description, by path.
+    fn missing_help(cmd: &clap::Command, path: &str) -> Vec<String> {
+        let mut missing = Vec::new();
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path}: argument {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_name() != "help" {
+                missing.push(format!("{path}: no description"));
+            }
+            missing.extend(missing_help(sub, &path));
+        }
+        missing
+    }
+
+    /// Every argument of every command says what it is in `--help`, and
+    /// every command what it does.
+    #[test]
+    fn every_argument_and_command_has_help() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let missing = missing_help(&cmd, "cmekctl");
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
+
+    /// The check sees a bare argument and a command without a description.
+    #[test]
+    fn the_help_check_sees_what_is_missing() {
+        let cmd = clap::Command::new("x").subcommand(
+            clap::Command::new("sub")
+                .arg(clap::Arg::new("bare").long("bare"))
+                .arg(clap::Arg::new("said").long("said").help("said")),
+        );
+        assert_eq!(
+            missing_help(&cmd, "x"),
+            ["x sub: no description", "x sub: argument bare"]
+        );
+    }
 }

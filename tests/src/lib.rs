@@ -488,15 +488,20 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
 /// `cmekctl` (the debug build) run as a separate process against the stack,
 /// with nothing of this process's environment but `PATH`.
 pub fn run_cmekctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
+    cmekctl_command(stack)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cmekctl: {e} (cargo build --workspace --bins)"))
+}
+
+/// The built `cmekctl`, with only the local stack's client environment.
+pub fn cmekctl_command(stack: &LocalStack) -> std::process::Command {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
-    let bin = target.join("debug/cmekctl");
-    std::process::Command::new(&bin)
-        .args(args)
-        .env_clear()
+    let mut cmd = std::process::Command::new(target.join("debug/cmekctl"));
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(stack.client_env())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --bins)", bin.display()))
+        .envs(stack.client_env());
+    cmd
 }

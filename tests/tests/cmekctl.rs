@@ -19,7 +19,10 @@ async fn provision_status_list_doctor_and_policy() {
     let ws = all[0]["id"].as_str().unwrap().to_owned();
     let compartment = all[0]["compartment_id"].as_str().unwrap().to_owned();
 
-    let (code, out) = cmekctl(&stack, &["provision", &ws, "--display-name", "from cmekctl"]);
+    let (code, out) = cmekctl(
+        &stack,
+        &["provision", &ws, "--display-name", "from cmekctl", "--yes"],
+    );
     assert_eq!(code, 0, "{out}");
     for state in [
         "Begin",
@@ -171,14 +174,14 @@ async fn the_default_workspace_takes_a_key_only_on_an_explicit_opt_in() {
 
     // The batch plan: what attaching locks, and no Default Workspace.
     let (code, out) = cmekctl(&stack, &["onboard", "--all-unattached"]);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 3, "the plan only: {out}");
     assert!(out.contains(cmek::lifecycle::ATTACH_LOCKS), "{out}");
     assert!(out.contains("3 workspace(s) would be provisioned"), "{out}");
     assert!(!out.contains(&format!("{default}\n")), "{out}");
 
     // Without the opt-in: refused by name, nothing created or recorded.
     let keys_before = all_keys(&stack).await.len();
-    let (code, out) = cmekctl(&stack, &["provision", &default]);
+    let (code, out) = cmekctl(&stack, &["provision", &default, "--yes"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(cmek::lifecycle::ATTACH_LOCKS),
@@ -199,7 +202,7 @@ async fn the_default_workspace_takes_a_key_only_on_an_explicit_opt_in() {
     );
 
     // With it: the plan says both, and the Default Workspace is attached.
-    let (code, out) = cmekctl(&stack, &["provision", &default, "--default-workspace"]);
+    let (code, out) = cmekctl(&stack, &["provision", &default, "--default-workspace", "--yes"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(cmek::lifecycle::DEFAULT_WORKSPACE_LOCKS), "{out}");
     assert_eq!(record(&stack, &ws).await.status, cmek::store::Status::Attached);
@@ -215,9 +218,10 @@ async fn onboard_paces_bounded_batches_and_one_failure_stops_nothing() {
     let all = workspaces(&stack);
     let (already, _) = attach_directly(&stack, &all[0]).await;
 
-    // Without --yes: the plan only. Every unattached workspace, nothing started.
+    // Without --yes (and no terminal to ask on): the plan only. Every
+    // unattached workspace, nothing started, and an exit code that says so.
     let (code, out) = cmekctl(&stack, &["onboard", "--all-unattached"]);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 3, "{out}");
     assert!(
         out.contains("7 workspace(s) would be provisioned") && out.contains("--yes"),
         "{out}"
@@ -417,4 +421,136 @@ async fn peak_in_flight(stack: &LocalStack) -> i32 {
         peak = peak.max(now);
     }
     peak
+}
+
+fn output_of(cmd: &mut std::process::Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `provision` prints its plan first; with no terminal to ask on and no
+/// `--yes` it starts nothing and exits 3 (a script that forgot `--yes` is
+/// not told the workspace is encrypted); `--json` gives the plan as data.
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_asks_before_the_irreversible_start() {
+    let stack = stack("cmekctl-confirm", |o| o.bus_rules = false).await;
+    let ws = workspaces(&stack)[0]["id"].as_str().unwrap().to_owned();
+
+    let (code, out) = cmekctl(&stack, &["provision", &ws]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!("Plan: encrypt workspace {ws} with a new KMS key")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&stack.state_machine_arn),
+        "names the state machine: {out}"
+    );
+    assert!(out.contains(cmek::lifecycle::ATTACH_LOCKS), "{out}");
+    assert!(out.contains("not started") && out.contains("--yes"), "{out}");
+
+    let (code, out) = cmekctl(&stack, &["--json", "provision", &ws]);
+    assert_eq!(code, 3, "{out}");
+    let plan: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(plan["started"], false);
+    assert_eq!(plan["plan"]["workspace"], ws.as_str());
+    assert_eq!(plan["plan"]["stateMachine"], stack.state_machine_arn.as_str());
+
+    assert!(
+        executions(&stack).await.is_empty(),
+        "nothing may start without consent"
+    );
+    assert!(all_keys(&stack).await.is_empty(), "no key created");
+}
+
+/// A deployed user names the stack, or nothing (samconfig.toml's
+/// stack_name): the state machine and table come from the stack's outputs
+/// in CloudFormation (moto's), the admin key's secret from its parameter.
+/// An explicit name still wins; a stack that does not exist is a clear
+/// error naming where its name came from.
+#[tokio::test(flavor = "multi_thread")]
+async fn cmekctl_finds_its_stack_in_cloudformation() {
+    let stack = stack("cmekctl-stack", |o| o.bus_rules = false).await;
+    let ws = workspaces(&stack)[0]["id"].as_str().unwrap().to_owned();
+    let cfn = aws_sdk_cloudformation::Client::new(&stack.sdk);
+    // A stack with the outputs the template declares, pointing at the local
+    // stack's state machine and table (moto runs no SAM transform).
+    let template = json!({
+        "Parameters": {"AdminKeySecretArn": {"Type": "String"}},
+        "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "StateMachineArn": {"Value": stack.state_machine_arn},
+            "WorkflowTableName": {"Value": stack.table_name},
+        }
+    });
+    cfn.create_stack()
+        .stack_name("my-cmek")
+        .template_body(template.to_string())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("AdminKeySecretArn")
+                .parameter_value("arn:aws:secretsmanager:us-east-2:123456789012:secret:nope-AbCdEf")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let dir = stack.log_dir.join("deployed-user");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Only what a deployed user has: credentials and a Region, no names.
+    let deployed = |args: &[&str]| {
+        let mut cmd = cmekctl_command(&stack);
+        cmd.env_remove("CMEK_TABLE_NAME")
+            .env_remove("CMEK_STATE_MACHINE_ARN")
+            .current_dir(&dir)
+            .args(args);
+        output_of(&mut cmd)
+    };
+
+    // No stack of the default name: the error says which name, from where.
+    let (code, out) = deployed(&["list"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cmek-provisioner (the default name)") && out.contains("--stack"),
+        "{out}"
+    );
+
+    let (code, out) = deployed(&["provision", &ws, "--stack", "my-cmek", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = deployed(&["--json", "status", &ws, "--stack", "my-cmek"]);
+    assert_eq!(code, 0, "{out}");
+    let status: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(status["record"]["status"], "ATTACHED");
+
+    // samconfig.toml's stack_name, as sam deploy --guided saves it.
+    std::fs::write(
+        dir.join("samconfig.toml"),
+        "version = 0.1\n[default.deploy.parameters]\nstack_name = \"my-cmek\"\n",
+    )
+    .unwrap();
+    let (code, out) = deployed(&["list", "--status", "attached"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&ws) && out.contains("1 workspace(s)"), "{out}");
+
+    // The admin key's secret comes from the stack's parameter: without a
+    // key in the environment, report reads that secret (which this stack
+    // names but moto does not hold), so it fails on that secret by name.
+    let mut cmd = cmekctl_command(&stack);
+    cmd.env_remove("CMEK_TABLE_NAME")
+        .env_remove("CMEK_STATE_MACHINE_ARN")
+        .env_remove("ANTHROPIC_ADMIN_KEY")
+        .current_dir(&dir)
+        .args(["report", "--format", "json"]);
+    let (code, out) = output_of(&mut cmd);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("nope-AbCdEf"), "the stack's secret was used: {out}");
+
+    // An explicit table wins over the stack's output.
+    let (code, out) = deployed(&["list", "--table", "no-such-table"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("no-such-table") || out.contains("ResourceNotFound"),
+        "{out}"
+    );
 }
