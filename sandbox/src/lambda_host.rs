@@ -80,13 +80,17 @@ struct FunctionState {
     instances: Mutex<Vec<Arc<Instance>>>,
     /// Final figures of instances that have exited (for the benchmarks).
     retired: Mutex<Vec<InstanceStats>>,
+    /// Each answered invocation's duration, from its hand-over to the
+    /// binary until its answer: what Lambda bills (the cost benchmark).
+    durations_ms: Mutex<Vec<f64>>,
 }
 
 struct Instance {
     id: u64,
     started: Instant,
     init_ms: Mutex<Option<f64>>,
-    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// By request id: where to answer, and when the binary took it.
+    in_flight: Mutex<HashMap<String, (oneshot::Sender<Outcome>, Instant)>>,
     invocations: AtomicU64,
     pid: Option<u32>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
@@ -171,6 +175,7 @@ impl LambdaHost {
                     scaling: Mutex::new(()),
                     instances: Mutex::new(Vec::new()),
                     retired: Mutex::new(Vec::new()),
+                    durations_ms: Mutex::new(Vec::new()),
                     spec,
                 };
                 (state.spec.name.clone(), Arc::new(state))
@@ -277,6 +282,16 @@ impl LambdaHost {
 
     /// [`Self::stats`] plus every instance that has already exited, each once
     /// (an instance being reaped is briefly both live and retired).
+    /// Every answered invocation's duration in ms, by function, in the
+    /// order they were answered.
+    pub fn durations_ms(&self) -> std::collections::BTreeMap<String, Vec<f64>> {
+        self.inner
+            .functions
+            .values()
+            .map(|f| (f.spec.name.clone(), lock(&f.durations_ms).clone()))
+            .collect()
+    }
+
     pub fn stats_history(&self) -> Vec<InstanceStats> {
         let mut out = Vec::new();
         for f in self.inner.functions.values() {
@@ -511,7 +526,7 @@ fn spawn_instance(host: &Arc<HostInner>, f: &Arc<FunctionState>) -> anyhow::Resu
         });
         server.abort();
         let pending: Vec<oneshot::Sender<Outcome>> =
-            lock(&instance.in_flight).drain().map(|(_, tx)| tx).collect();
+            lock(&instance.in_flight).drain().map(|(_, (tx, _))| tx).collect();
         let crash_error = lock(&host.crash_error).clone();
         for tx in pending {
             let _ = tx.send(Err(json!({"errorType": crash_error, "errorMessage": "RequestId: the function instance exited before completing the request"})));
@@ -586,7 +601,7 @@ async fn next(State((host, f, instance)): State<RuntimeState>) -> Response {
             f.notify.notify_one();
             return StatusCode::GONE.into_response();
         }
-        in_flight.insert(inv.id.clone(), inv.reply);
+        in_flight.insert(inv.id.clone(), (inv.reply, Instant::now()));
     }
     instance.invocations.fetch_add(1, Ordering::SeqCst);
     let deadline_ms = (std::time::SystemTime::now() + inv.deadline.saturating_duration_since(Instant::now()))
@@ -613,25 +628,32 @@ async fn next(State((host, f, instance)): State<RuntimeState>) -> Response {
 }
 
 async fn respond(
-    State((_, _, instance)): State<RuntimeState>,
+    State((_, f, instance)): State<RuntimeState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    if let Some(tx) = lock(&instance.in_flight).remove(&id) {
+    if let Some(tx) = answered(&f, &instance, &id) {
         let _ = tx.send(Ok(body));
     }
     StatusCode::ACCEPTED
 }
 
+/// Take an in-flight invocation off the instance, recording its duration.
+fn answered(f: &FunctionState, instance: &Instance, id: &str) -> Option<oneshot::Sender<Outcome>> {
+    let (tx, taken) = lock(&instance.in_flight).remove(id)?;
+    lock(&f.durations_ms).push(taken.elapsed().as_secs_f64() * 1000.0);
+    Some(tx)
+}
+
 async fn fail(
-    State((_, _, instance)): State<RuntimeState>,
+    State((_, f, instance)): State<RuntimeState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
     let error: Value = serde_json::from_slice(&body).unwrap_or_else(
         |_| json!({"errorType": "Runtime.Unknown", "errorMessage": String::from_utf8_lossy(&body)}),
     );
-    if let Some(tx) = lock(&instance.in_flight).remove(&id) {
+    if let Some(tx) = answered(&f, &instance, &id) {
         let _ = tx.send(Err(error));
     }
     StatusCode::ACCEPTED

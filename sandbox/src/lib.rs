@@ -8,6 +8,7 @@ pub mod aws_data;
 pub mod aws_proxy;
 pub mod bench;
 pub mod deployment;
+pub mod diagram;
 pub mod iam_eval;
 pub mod iam_request;
 pub mod lambda_host;

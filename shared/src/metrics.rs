@@ -10,13 +10,25 @@
 //! as `AwsRetries` by `Function` + `Service`; Finish reports
 //! `ProvisioningSucceeded` / `ProvisioningFailed`; ValidateKey reports
 //! `ValidationAttempts` and, on success, `AttemptsToValidate`.
+//!
+//! A custom metric series costs $0.30 a month whether or not anything is
+//! written to it, and these come to ~28 series: more than the stack's every
+//! other fixed cost together. So only the metrics an alarm pages on are
+//! emitted by default ([`Metric::is_essential`]: `GuardianFindings`);
+//! Lambda's own metrics (invocations, errors, duration by function) and
+//! Step Functions' (executions started, succeeded, failed) are free and
+//! cover the rest. The template's `DetailedMonitoring=true` sets
+//! [`DETAILED_ENV`] and every metric above is emitted (with the dashboard).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "CmekProvisioner";
+
+/// `true`: emit every metric; anything else: only the essential ones.
+pub const DETAILED_ENV: &str = "CMEK_DETAILED_METRICS";
 
 /// Every metric the code emits: a closed set, so that the dashboard and the
 /// alarms can be checked against it (and nothing emits a name they miss).
@@ -62,6 +74,29 @@ impl Metric {
             Metric::GuardianFindings => "GuardianFindings",
         }
     }
+
+    /// A metric an alarm pages on: emitted whatever the monitoring level
+    /// (the template test checks that every alarm on this namespace uses
+    /// one of these).
+    pub const fn is_essential(self) -> bool {
+        matches!(self, Metric::GuardianFindings)
+    }
+}
+
+/// Whether every metric is emitted (read once: the environment does not
+/// change within an instance).
+fn detailed() -> bool {
+    static DETAILED: OnceLock<bool> = OnceLock::new();
+    *DETAILED.get_or_init(|| std::env::var(DETAILED_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")))
+}
+
+/// The metrics of a measurement that are emitted at this monitoring level.
+fn kept(metrics: &[(Metric, Unit, f64)], detailed: bool) -> Vec<(Metric, Unit, f64)> {
+    metrics
+        .iter()
+        .copied()
+        .filter(|(m, _, _)| detailed || m.is_essential())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +139,13 @@ pub fn document(dimensions: &[(&str, &str)], metrics: &[(Metric, Unit, f64)]) ->
     Value::Object(doc)
 }
 
-/// Write one EMF line (stdout is what Lambda ships to CloudWatch Logs).
+/// Write one EMF line (stdout is what Lambda ships to CloudWatch Logs)
+/// with the metrics this monitoring level keeps; none, no line.
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[(Metric, Unit, f64)]) {
-    println!("{}", document(dimensions, metrics));
+    let metrics = kept(metrics, detailed());
+    if !metrics.is_empty() {
+        println!("{}", document(dimensions, &metrics));
+    }
 }
 
 /// The AWS SDK's retries since the last drain, by service. Process-wide: a
@@ -168,6 +207,15 @@ pub fn report_invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn by_default_only_what_an_alarm_pages_on_is_emitted() {
+        let all: Vec<(Metric, Unit, f64)> = Metric::ALL.iter().map(|m| (*m, Unit::Count, 1.0)).collect();
+        let essential: Vec<Metric> = kept(&all, false).into_iter().map(|(m, _, _)| m).collect();
+        assert_eq!(essential, [Metric::GuardianFindings]);
+        assert_eq!(kept(&all, true).len(), Metric::ALL.len());
+        assert!(kept(&[(Metric::Latency, Unit::Milliseconds, 3.0)], false).is_empty());
+    }
 
     #[test]
     fn a_document_declares_what_it_carries() {

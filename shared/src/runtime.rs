@@ -8,6 +8,9 @@
 //! pages make one call at a time); blocking DNS lookups still go to tokio's
 //! blocking pool.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tracing_subscriber::filter::LevelFilter;
 
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -19,13 +22,32 @@ use crate::context::{Deps, Handler, Needs};
 /// needs, then serve its events, reporting each invocation's metrics. All
 /// a `main` does.
 pub async fn serve<H: Handler>() -> Result<(), lambda_runtime::Error> {
-    let deps = init(H::NEEDS).await?;
-    let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let (result, retries) = measured(deps, H::NAME, H::handle(deps, event.payload)).await;
+    serve_erased(H::NEEDS, invoke::<H>).await
+}
+
+/// One invocation of a handler, its type erased: with every handler in one
+/// binary, the runtime loop (`lambda_runtime`'s client and service stack)
+/// is compiled once rather than once per handler, which is most of what a
+/// second handler would add to the binary's size and to the release link.
+type Invoke = for<'d> fn(&'d Deps, Value) -> Pin<Box<dyn Future<Output = Result<Value, Failed>> + 'd>>;
+
+fn invoke<H: Handler>(
+    deps: &Deps,
+    payload: Value,
+) -> Pin<Box<dyn Future<Output = Result<Value, Failed>> + '_>> {
+    Box::pin(async move {
+        let (result, retries) = measured(deps, H::NAME, H::handle(deps, payload)).await;
         result
             .and_then(|output| with_retries(output, &retries))
             .map_err(|error| Failed { error, retries })
+    })
+}
+
+async fn serve_erased(needs: Needs, invoke: Invoke) -> Result<(), lambda_runtime::Error> {
+    let deps = init(needs).await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        invoke(deps, event.payload)
     }))
     .await
 }

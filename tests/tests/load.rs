@@ -415,6 +415,8 @@ async fn two_hundred_workspaces_with_aws_and_admin_api_faults_are_all_attached_e
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (workspaces_n, in_flight) = (env("CMEK_LOAD_WORKSPACES", 200), env("CMEK_LOAD_IN_FLIGHT", 40));
     let stack = stack("aws-faults", |o| {
+        // Errors by type and the SDK's retries are detailed monitoring's metrics.
+        o.parameters.insert("DetailedMonitoring".into(), "true".into());
         o.sandbox.orgs[0].workspaces = workspaces_n;
         // 10 % of Admin API requests fail…
         o.sandbox.faults = sandbox::admin_api::Faults {

@@ -484,6 +484,49 @@ fn result_events_reach_the_result_topic_and_only_the_rule_may_publish() {
     );
 }
 
+/// The default monitoring level emits only the essential metrics: every
+/// alarm on the project's namespace must watch one of them, or it would
+/// never fire on a default stack; the dashboard (detailed metrics) exists
+/// only with DetailedMonitoring=true, which the functions read.
+#[test]
+fn every_alarm_pages_on_a_metric_the_default_stack_emits() {
+    let t = template();
+    let mut ours = 0;
+    for (id, alarm) in t["Resources"].as_mapping().unwrap() {
+        if alarm["Type"] != "AWS::CloudWatch::Alarm" {
+            continue;
+        }
+        let p = &alarm["Properties"];
+        assert!(
+            p.get("Metrics").is_none(),
+            "{id:?}: a metric-math alarm is not checked here"
+        );
+        if p["Namespace"] != cmek::metrics::NAMESPACE {
+            continue;
+        }
+        ours += 1;
+        let name = p["MetricName"].as_str().unwrap();
+        let metric = cmek::metrics::Metric::ALL
+            .iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("{id:?} watches {name}, which nothing emits"));
+        assert!(
+            metric.is_essential(),
+            "{id:?} watches {name}, which a default stack does not emit (DetailedMonitoring=false)"
+        );
+    }
+    assert!(
+        ours >= 1,
+        "the guardian's findings alarm is on the project's namespace"
+    );
+    assert_eq!(t["Resources"]["Dashboard"]["Condition"], "Detailed");
+    assert_eq!(t["Outputs"]["DashboardUrl"]["Condition"], "Detailed");
+    let (tag, arg) =
+        tag_arg(&t["Globals"]["Function"]["Environment"]["Variables"][cmek::metrics::DETAILED_ENV]).unwrap();
+    assert_eq!((tag.as_str(), arg.as_str()), ("!Ref", Some("DetailedMonitoring")));
+    assert_eq!(t["Parameters"]["DetailedMonitoring"]["Default"], "false");
+}
+
 #[test]
 fn the_dashboard_is_valid_json_and_shows_only_metrics_the_code_emits() {
     let t = template();

@@ -10,7 +10,12 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn happy_path_provisions_a_workspace() {
-    let stack = stack("happy", |_| {}).await;
+    // Detailed monitoring on, for the metrics below (the default emits only
+    // what an alarm pages on: see rerunning_a_provisioned_workspace_creates_nothing).
+    let stack = stack("happy", |o| {
+        o.parameters.insert("DetailedMonitoring".into(), "true".into());
+    })
+    .await;
     let w = &workspaces(&stack)[0];
     let ws = workspace_id(w);
     let result = stack
@@ -403,11 +408,26 @@ async fn rerunning_a_provisioned_workspace_creates_nothing() {
         )],
         "a re-run only reads the workspace"
     );
+    // Template defaults: no custom metric but the ones an alarm pages on
+    // (two provisionings ran, every step reported nothing to CloudWatch).
+    let metrics = emf_metrics(&stack);
+    assert!(
+        metrics.iter().all(|(_, name, _)| cmek::metrics::Metric::ALL
+            .iter()
+            .any(|m| m.name() == name && m.is_essential())),
+        "{metrics:?}"
+    );
+    assert!(
+        !stack.function_logs().contains("\"Latency\""),
+        "per-invocation metrics are detailed monitoring's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn intermittent_admin_api_errors_still_provision_exactly_once() {
     let stack = stack("faults", |o| {
+        // The retries are counted from the detailed metrics.
+        o.parameters.insert("DetailedMonitoring".into(), "true".into());
         o.sandbox.faults = sandbox::admin_api::Faults {
             rate_429: 0.1,
             rate_429_no_retry_after: 0.05,
@@ -736,7 +756,12 @@ async fn a_throttled_secrets_manager_at_cold_start_is_waited_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_errors_that_outlast_every_retry_reach_the_workflow_classified_and_retried() {
     use sandbox::aws_proxy::AwsFault;
-    let stack = stack("aws-errors-classified", |o| o.bus_rules = false).await;
+    // Errors by type are detailed monitoring's metrics.
+    let stack = stack("aws-errors-classified", |o| {
+        o.bus_rules = false;
+        o.parameters.insert("DetailedMonitoring".into(), "true".into());
+    })
+    .await;
     let fault = |action: &str, function: &str, times: u32, status: u16, code: &str| AwsFault {
         action: action.into(),
         function: Some(function.into()),

@@ -4,6 +4,7 @@
 //!   cmek-local up           bring the local stack up until Ctrl-C
 //!   cmek-local admin-api    serve only the Admin API stand-in
 //!   cmek-local render-asl   print the state machine as deployed (checks)
+//!   cmek-local render-diagram  the state machine as a Mermaid flowchart (docs/)
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,7 +13,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sandbox::admin_api::{Faults, OrgSeed, SandboxApi, SandboxConfig};
 use sandbox::stack::{LocalStack, StackOptions};
-use sandbox::template::{Bindings, Template};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -65,6 +65,8 @@ enum Command {
     },
     /// Print the state machine definition with template defaults substituted.
     RenderAsl,
+    /// Print the state machine as a Mermaid flowchart (docs/state-machine.md).
+    RenderDiagram,
     /// Measure the functions and the workflow (see bench/README.md).
     Bench {
         /// Sections to run: functions (size, init, RSS, vs Python/boto3, happy
@@ -125,6 +127,13 @@ async fn main() -> anyhow::Result<()> {
             config,
         } => admin_api(listen, kms_endpoint, config).await,
         Command::RenderAsl => render_asl(),
+        Command::RenderDiagram => {
+            print!(
+                "{}",
+                sandbox::diagram::mermaid(&sandbox::diagram::deployed_definition()?)?
+            );
+            Ok(())
+        }
         Command::Bench {
             only,
             runs,
@@ -170,22 +179,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn render_asl() -> anyhow::Result<()> {
-    let root = sandbox::stack::repo_root();
-    let template = Template::load(&root.join("template.yaml"))?;
-    let mut b = Bindings {
-        parameters: template.parameter_defaults(),
-        ..Bindings::default()
-    };
-    for (id, _) in template.resources_of_type("AWS::Serverless::Function") {
-        b.attrs.insert(
-            format!("{id}.Arn"),
-            format!("arn:aws:lambda:us-east-2:123456789012:function:{id}"),
-        );
-    }
-    println!(
-        "{}",
-        template.state_machine_definition(sandbox::stack::STATE_MACHINE, &b)?
-    );
+    println!("{}", sandbox::diagram::deployed_definition_text()?);
     Ok(())
 }
 
