@@ -1,7 +1,7 @@
 //! The one error type the Lambda functions return. Each variant leaves the
 //! function as a stable `errorType` (see [`CmekError::error_type`]): those
 //! names, not Rust type names, are what the state machine's `Retry` and
-//! `Catch` match on, and they are documented in the README.
+//! `Catch` match on, and they are documented in docs/architecture.md.
 
 use lambda_runtime::Diagnostic;
 

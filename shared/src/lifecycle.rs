@@ -14,7 +14,7 @@
 //! the data the key protects". Organization webhooks refused while the
 //! Default Workspace uses a key: Anthropic's "CMEK coverage — Claude
 //! Platform" page (the search tool did not return that sentence itself; see
-//! the README's list of facts not verified here).
+//! the list of facts not verified here, in docs/deploy.md).
 
 /// What every attach locks, said before it.
 pub const ATTACH_LOCKS: &str = "Attaching is permanent: the workspace's key can never be removed or replaced (to change keys, create a new workspace with the new key and move its traffic), and attaching locks the workspace's data-retention setting.";

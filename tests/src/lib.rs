@@ -505,3 +505,27 @@ pub fn cmekctl_command(stack: &LocalStack) -> std::process::Command {
         .envs(stack.client_env());
     cmd
 }
+
+/// The project's documentation as a reader gets it: README.md, then every
+/// page of docs/ (sorted), each headed by its path.
+pub fn documentation() -> String {
+    let root = sandbox::stack::repo_root();
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("docs"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    docs.retain(|p| p.extension().is_some_and(|x| x == "md"));
+    docs.sort();
+    pages.extend(docs);
+    pages
+        .iter()
+        .map(|p| {
+            format!(
+                "<!-- {} -->\n{}",
+                p.strip_prefix(&root).unwrap_or(p).display(),
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -54,8 +54,8 @@ fn the_committed_samconfig_names_the_stack_the_examples_import_from() {
         Some(stack)
     );
     assert!(
-        read("README.md").contains(&format!("{stack}-ServiceToken")),
-        "the README's custom resource snippet imports from the stack samconfig.toml deploys"
+        cmek_e2e::documentation().contains(&format!("{stack}-ServiceToken")),
+        "the docs' custom resource snippet imports from the stack samconfig.toml deploys"
     );
     assert_eq!(
         get("default.deploy.parameters", "capabilities"),

@@ -627,8 +627,9 @@ fn the_workspace_restriction_reaches_every_function() {
     );
 }
 
+/// The README and the docs/ pages it links to.
 fn readme() -> String {
-    std::fs::read_to_string(root().join("README.md")).unwrap()
+    cmek_e2e::documentation()
 }
 
 /// The README's error table names exactly the errors the code emits, and

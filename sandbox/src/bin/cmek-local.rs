@@ -40,7 +40,7 @@ enum Command {
         #[arg(long, default_value = "claude-platform")]
         platform: cmek::platform::Platform,
     },
-    /// Bring the local stack up and keep it running until Ctrl-C.
+    /// Bring the local stack up and keep it running until Ctrl-C, SIGTERM or SIGHUP. SIGTERM or SIGHUP.
     Up {
         /// claude-platform or claude-platform-on-aws (see `demo`).
         #[arg(long, default_value = "claude-platform")]

@@ -51,7 +51,7 @@ pub enum Route {
     Diagnose,
 }
 
-/// Every documented code, for tests and the README's table.
+/// Every documented code, for tests and the table in docs/architecture.md.
 pub const DOCUMENTED: &[&str] = &[
     "external_key_validation_failed",
     "external_key_validation_timed_out",

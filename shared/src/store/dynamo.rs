@@ -15,7 +15,7 @@ pub const EVENT_PREFIX: &str = "EVENT#";
 /// it with every write of the item, so it can never disagree with a record.
 pub const KEY_INDEX: &str = "by-key";
 
-/// The workflow table in DynamoDB (`pk`/`sk` strings, see the README).
+/// The workflow table in DynamoDB (`pk`/`sk` strings, see docs/architecture.md).
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
