@@ -175,6 +175,16 @@ pub fn report_invocation(
     admin_api_retries: BTreeMap<String, u64>,
 ) {
     let dims = [("Function", function)];
+    let aws_retries = drain_aws_retries();
+    // Logged whatever the monitoring level: the metrics below are detailed
+    // monitoring's, and AWS pushing back should be visible either way.
+    if !admin_api_retries.is_empty() || !aws_retries.is_empty() {
+        tracing::info!(
+            admin_api_retries = ?admin_api_retries,
+            aws_retries = ?aws_retries,
+            "{function}: retries absorbed"
+        );
+    }
     let errors = if error_type.is_some() { 1.0 } else { 0.0 };
     emit(
         &dims,
@@ -196,7 +206,7 @@ pub fn report_invocation(
             &[(Metric::AdminApiRetries, Unit::Count, n as f64)],
         );
     }
-    for (service, n) in drain_aws_retries() {
+    for (service, n) in aws_retries {
         emit(
             &[("Function", function), ("Service", service)],
             &[(Metric::AwsRetries, Unit::Count, n as f64)],

@@ -185,6 +185,11 @@ where
 {
     let started = std::time::Instant::now();
     let result = work.await;
+    // The error's name in the logs whatever the monitoring level (the
+    // per-type metric is detailed monitoring's).
+    if let Err(e) = &result {
+        tracing::warn!(error_type = e.error_type(), "{function} failed: {e}");
+    }
     let retries = deps
         .admin
         .as_ref()

@@ -819,6 +819,12 @@ async fn aws_errors_that_outlast_every_retry_reach_the_workflow_classified_and_r
             "{expected:?} not reported: {errors:?}"
         );
     }
+    // The same facts in the logs, which every monitoring level keeps.
+    let logs = stack.function_logs();
+    assert!(
+        logs.contains("\"error_type\":\"Throttled\"") && logs.contains("retries absorbed"),
+        "failures and absorbed retries are logged"
+    );
     assert_eq!(
         all_keys(&stack).await.len(),
         1,
