@@ -969,7 +969,9 @@ fn the_readmes_put_events_examples_match_the_discovery_rule() {
     let types: Vec<String> = serde_yaml_ng::from_value(pattern["detail-type"].clone()).unwrap();
     let text = readme();
     let start = text.find("### New workspaces (EventBridge)").unwrap();
-    let section = &text[start..start + text[start..].find("## Operating it").unwrap()];
+    // The section runs to the end of its page (docs/triggers.md).
+    let end = text[start..].find("<!-- docs/").unwrap_or(text.len() - start);
+    let section = &text[start..start + end];
     let mut examples = 0;
     for quoted in ["\"Source\": \"", "\"Source\":\""] {
         for (i, _) in section.match_indices(quoted) {
