@@ -72,26 +72,7 @@ pub enum Decision {
 
 impl Role {
     pub fn decide(&self, a: &Authorization) -> anyhow::Result<Decision> {
-        let mut allowed = Vec::new();
-        for s in &self.statements {
-            if !s.actions.iter().any(|p| action_matches(p, &a.action))
-                || !s.resources.iter().any(|p| wildcard(p, &a.resource))
-            {
-                continue;
-            }
-            if !conditions_hold(&s.conditions, &a.context).with_context(|| s.origin.clone())? {
-                continue;
-            }
-            match s.effect {
-                Effect::Deny => return Ok(Decision::Denied(s.origin.clone())),
-                Effect::Allow => allowed.push(s.origin.clone()),
-            }
-        }
-        Ok(if allowed.is_empty() {
-            Decision::NotAllowed
-        } else {
-            Decision::Allowed(allowed)
-        })
+        decide_among(self.statements.iter(), a)
     }
 }
 
@@ -438,13 +419,11 @@ impl Resolver<'_> {
 
 /// The statements of one policy document.
 pub fn statements(doc: &Value, policy: &str, r: &Resolver<'_>) -> anyhow::Result<Vec<Statement>> {
-    let listed = match &doc["Statement"] {
-        Value::Array(items) => items.clone(),
-        Value::Object(_) => vec![doc["Statement"].clone()],
-        _ => bail!("{policy}: no Statement"),
+    let Some(listed) = cmek::policy::statement_items(&doc["Statement"]) else {
+        bail!("{policy}: no Statement");
     };
     let mut list = Vec::new();
-    for item in &listed {
+    for item in listed {
         list.extend(r.item(item)?);
     }
     let mut out = Vec::new();
@@ -587,11 +566,21 @@ pub fn decide_resource_policy(
     principal: &str,
     a: &Authorization,
 ) -> anyhow::Result<Decision> {
+    let naming = statements
+        .iter()
+        .filter(|s| s.principals.iter().any(|p| p == "*" || p == principal));
+    decide_among(naming, a)
+}
+
+/// The decision of these statements on a request: an explicit Deny that
+/// matches wins, else the matching Allows, else not allowed.
+fn decide_among<'s>(
+    statements: impl Iterator<Item = &'s Statement>,
+    a: &Authorization,
+) -> anyhow::Result<Decision> {
     let mut allowed = Vec::new();
     for s in statements {
-        let names_principal = s.principals.iter().any(|p| p == "*" || p == principal);
-        if !names_principal
-            || !s.actions.iter().any(|p| action_matches(p, &a.action))
+        if !s.actions.iter().any(|p| action_matches(p, &a.action))
             || !s.resources.iter().any(|p| wildcard(p, &a.resource))
         {
             continue;

@@ -213,21 +213,7 @@ fn kms(operation: &str, body: &Value, scope: Scope<'_>, key: Option<&KeyFacts>) 
     match operation {
         "CreateKey" => {
             let mut context = BTreeMap::new();
-            let tags: Vec<(String, String)> = body
-                .get("Tags")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|t| {
-                    Some((
-                        t.get("TagKey")?.as_str()?.to_owned(),
-                        t.get("TagValue")?.as_str()?.to_owned(),
-                    ))
-                })
-                .collect();
-            for (k, v) in &tags {
-                context.insert(format!("aws:RequestTag/{k}"), vec![v.clone()]);
-            }
+            let tags = request_tags(body, &mut context);
             if !tags.is_empty() {
                 context.insert(
                     "aws:TagKeys".into(),
@@ -301,21 +287,7 @@ fn kms(operation: &str, body: &Value, scope: Scope<'_>, key: Option<&KeyFacts>) 
             let mut context = resource_tags();
             // TagResource: the tags the request puts (aws:RequestTag/…, aws:TagKeys).
             if operation == "TagResource" {
-                let tags: Vec<(String, String)> = body
-                    .get("Tags")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| {
-                        Some((
-                            t.get("TagKey")?.as_str()?.to_owned(),
-                            t.get("TagValue")?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect();
-                for (k, v) in &tags {
-                    context.insert(format!("aws:RequestTag/{k}"), vec![v.clone()]);
-                }
+                let tags = request_tags(body, &mut context);
                 context.insert("aws:TagKeys".into(), tags.into_iter().map(|(k, _)| k).collect());
             }
             if operation == "PutKeyPolicy"
@@ -389,6 +361,27 @@ fn dynamodb(operation: &str, body: &Value, scope: Scope<'_>) -> Vec<Authorizatio
             vec![one(operation, resource)]
         }
     }
+}
+
+/// The tags a KMS request puts (`Tags`: `TagKey`, `TagValue`), each added
+/// to the context as `aws:RequestTag/<key>`; returned for `aws:TagKeys`.
+fn request_tags(body: &Value, context: &mut BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
+    let tags: Vec<(String, String)> = body
+        .get("Tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some((
+                t.get("TagKey")?.as_str()?.to_owned(),
+                t.get("TagValue")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    for (k, v) in &tags {
+        context.insert(format!("aws:RequestTag/{k}"), vec![v.clone()]);
+    }
+    tags
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
+use cmek::policy::{statement_items, string_values};
+
 use crate::aws_data::ServiceData;
 use crate::iam_eval::{Decision, Role};
 use crate::iam_request::Authorization;
@@ -120,23 +122,11 @@ pub fn validate_policy(body: &Value, data: &ServiceData) -> (u16, Value) {
             );
         }
     };
-    let statements = match &doc["Statement"] {
-        Value::Array(items) => items.clone(),
-        single @ Value::Object(_) => vec![single.clone()],
-        _ => vec![],
-    };
+    let statements = statement_items(&doc["Statement"]).unwrap_or_default();
     let mut findings = Vec::new();
     for s in &statements {
         for key in ["Action", "NotAction"] {
-            let patterns: Vec<String> = match &s[key] {
-                Value::String(p) => vec![p.clone()],
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-                _ => vec![],
-            };
+            let patterns = string_values(&s[key]);
             for p in patterns.iter().filter(|p| p.as_str() != "*") {
                 let service = p.split(':').next().unwrap_or_default();
                 if !data.has_service(service) {

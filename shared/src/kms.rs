@@ -438,11 +438,10 @@ impl KeyManager {
         }
     }
 
-    /// Keys this project created for `workspace`, found by tag, excluding keys
-    /// pending deletion. Used only to recover from a crash between CreateKey
-    /// and recording its result, so its cost (a tag read per key) is rare.
-    pub async fn find_tagged_keys(&self, workspace: &WorkspaceId) -> Result<Vec<KeyInfo>, KmsError> {
-        let mut found = Vec::new();
+    /// Every key id of the account in this Region (ListKeys, every page):
+    /// what the crash-recovery searches below walk.
+    async fn all_key_ids(&self) -> Result<Vec<String>, KmsError> {
+        let mut ids = Vec::new();
         let mut marker: Option<String> = None;
         loop {
             let page = self
@@ -453,32 +452,41 @@ impl KeyManager {
                 .send()
                 .await
                 .map_err(|e| classify("ListKeys", e))?;
-            for entry in page.keys() {
-                let Some(id) = entry.key_id() else { continue };
-                let tags = match self.tags(id).await {
-                    Ok(t) => t,
-                    // Keys we may not read (other teams' keys) are not ours.
-                    Err(KmsError::AccessDenied { .. } | KmsError::NotFound { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                let ours = tags
-                    .iter()
-                    .any(|(k, v)| k == TAG_MANAGED_BY && v == TAG_MANAGED_BY_VALUE)
-                    && tags
-                        .iter()
-                        .any(|(k, v)| k == TAG_WORKSPACE && v == workspace.as_str());
-                if ours
-                    && let Some(info) = self.describe(id).await?
-                    && info.state != KeyState::PendingDeletion
-                {
-                    found.push(info);
-                }
-            }
+            ids.extend(page.keys().iter().filter_map(|k| k.key_id()).map(str::to_owned));
             match page.next_marker() {
                 Some(m) if page.truncated() => marker = Some(m.to_owned()),
-                _ => return Ok(found),
+                _ => return Ok(ids),
             }
         }
+    }
+
+    /// Keys this project created for `workspace`, found by tag, excluding keys
+    /// pending deletion. Used only to recover from a crash between CreateKey
+    /// and recording its result, so its cost (a tag read per key) is rare.
+    pub async fn find_tagged_keys(&self, workspace: &WorkspaceId) -> Result<Vec<KeyInfo>, KmsError> {
+        let mut found = Vec::new();
+        for id in self.all_key_ids().await? {
+            let id = id.as_str();
+            let tags = match self.tags(id).await {
+                Ok(t) => t,
+                // Keys we may not read (other teams' keys) are not ours.
+                Err(KmsError::AccessDenied { .. } | KmsError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let ours = tags
+                .iter()
+                .any(|(k, v)| k == TAG_MANAGED_BY && v == TAG_MANAGED_BY_VALUE)
+                && tags
+                    .iter()
+                    .any(|(k, v)| k == TAG_WORKSPACE && v == workspace.as_str());
+            if ours
+                && let Some(info) = self.describe(id).await?
+                && info.state != KeyState::PendingDeletion
+            {
+                found.push(info);
+            }
+        }
+        Ok(found)
     }
 
     /// Keys this project created for `workspace` and did not get to tag (a
@@ -494,40 +502,26 @@ impl KeyManager {
         creator: &str,
     ) -> Result<Vec<KeyInfo>, KmsError> {
         let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_keys()
-                .limit(1000)
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| classify("ListKeys", e))?;
-            for entry in page.keys() {
-                let Some(id) = entry.key_id() else { continue };
-                let info = match self.describe(id).await {
-                    Ok(Some(info)) => info,
-                    Ok(None) | Err(KmsError::AccessDenied { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                if info.description != description || info.state == KeyState::PendingDeletion {
-                    continue;
-                }
-                let policy = match self.get_policy(&info.arn).await {
-                    Ok(p) => p,
-                    Err(KmsError::AccessDenied { .. } | KmsError::NotFound { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                if names_creator(&policy, creator_statement, creator) {
-                    found.push(info);
-                }
+        for id in self.all_key_ids().await? {
+            let id = id.as_str();
+            let info = match self.describe(id).await {
+                Ok(Some(info)) => info,
+                Ok(None) | Err(KmsError::AccessDenied { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if info.description != description || info.state == KeyState::PendingDeletion {
+                continue;
             }
-            match page.next_marker() {
-                Some(m) if page.truncated() => marker = Some(m.to_owned()),
-                _ => return Ok(found),
+            let policy = match self.get_policy(&info.arn).await {
+                Ok(p) => p,
+                Err(KmsError::AccessDenied { .. } | KmsError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if names_creator(&policy, creator_statement, creator) {
+                found.push(info);
             }
         }
+        Ok(found)
     }
 }
 
@@ -563,18 +557,14 @@ fn names_creator(policy: &str, sid: &str, creator: &str) -> bool {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
         return false;
     };
-    let statements = match &doc["Statement"] {
-        serde_json::Value::Array(items) => items.clone(),
-        single @ serde_json::Value::Object(_) => vec![single.clone()],
-        _ => return false,
+    let Some(statements) = crate::policy::statement_items(&doc["Statement"]) else {
+        return false;
     };
     statements.iter().any(|s| {
         s["Sid"] == sid
-            && match &s["Principal"]["AWS"] {
-                serde_json::Value::String(p) => p == creator,
-                serde_json::Value::Array(ps) => ps.iter().any(|p| p == creator),
-                _ => false,
-            }
+            && crate::policy::string_values(&s["Principal"]["AWS"])
+                .iter()
+                .any(|p| p == creator)
     })
 }
 

@@ -18,4 +18,4 @@ pub use build::{
     CRYPTO_SID, DESCRIBE_SID, EXISTING_DATA_SID, Merge, MergeOutcome, ROOT_ADMIN_SID, Scope,
     compartment_values, key_policy, merge, to_policy_string,
 };
-pub use document::{PolicyDocument, PolicyError, glob_match};
+pub use document::{PolicyDocument, PolicyError, glob_match, statement_items, string_values};

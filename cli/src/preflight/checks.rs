@@ -438,29 +438,9 @@ async fn validate(
 /// (`kms:GenerateDataKey*` and `kms:Decrypt`), and the condition keys it
 /// requires to do so.
 fn service_grant(policy: &Value, service: &str) -> Option<Vec<String>> {
-    let statements = match &policy["Statement"] {
-        Value::Array(items) => items.clone(),
-        single @ Value::Object(_) => vec![single.clone()],
-        _ => return None,
-    };
-    let strings = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => vec![],
-        }
-    };
-    let allows = |actions: &[String], action: &str| {
-        actions.iter().any(|p| {
-            let p = p.to_ascii_lowercase();
-            let a = action.to_ascii_lowercase();
-            p == a || p == "kms:*" || p == "*" || p.strip_suffix('*').is_some_and(|pre| a.starts_with(pre))
-        })
-    };
+    use cmek::policy::{glob_match, statement_items, string_values as strings};
+    let statements = statement_items(&policy["Statement"])?;
+    let allows = |actions: &[String], action: &str| actions.iter().any(|p| glob_match(p, action, true));
     statements
         .iter()
         .filter(|s| s["Effect"] == "Allow")

@@ -1412,21 +1412,7 @@ async fn aws_attach_check(
             ));
         }
     }
-    let policy = kms
-        .get_key_policy()
-        .key_id(kms_arn)
-        .policy_name("default")
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "GetKeyPolicy failed: {}",
-                aws_sdk_kms::error::DisplayErrorContext(&e)
-            )
-        })?
-        .policy()
-        .unwrap_or_default()
-        .to_owned();
+    let policy = validate::key_policy(&kms, kms_arn).await?;
     // The caller's own access, as IAM would authorize it (moto checks none).
     let tags: std::collections::BTreeMap<String, String> = kms
         .list_resource_tags()

@@ -354,7 +354,7 @@ fn cloudtrail_event(
     })
 }
 
-async fn key_policy(kms: &Client, kms_arn: &str) -> Result<String, String> {
+pub(super) async fn key_policy(kms: &Client, kms_arn: &str) -> Result<String, String> {
     let out = kms
         .get_key_policy()
         .key_id(kms_arn)

@@ -99,17 +99,39 @@ impl PolicyDocument {
         let raw = obj
             .get("Statement")
             .ok_or_else(|| malformed("the policy has no \"Statement\""))?;
-        let items: Vec<&Value> = match raw {
-            Value::Array(list) => list.iter().collect(),
-            Value::Object(_) => vec![raw],
-            _ => return Err(malformed("\"Statement\" must be an object or a list of objects")),
-        };
+        let items = statement_items(raw)
+            .ok_or_else(|| malformed("\"Statement\" must be an object or a list of objects"))?;
         let statements = items
             .into_iter()
             .enumerate()
             .map(|(i, v)| parse_statement(i, v))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { statements })
+    }
+}
+
+/// A `Statement` element as IAM writes it: one statement object, or a list
+/// of them. `None` when it is neither (or absent).
+pub fn statement_items(statement: &Value) -> Option<Vec<&Value>> {
+    match statement {
+        Value::Array(list) => Some(list.iter().collect()),
+        Value::Object(_) => Some(vec![statement]),
+        _ => None,
+    }
+}
+
+/// An element IAM writes as a string or a list of strings (`Action`,
+/// `Resource`, a principal kind), read leniently: its strings, and none for
+/// anything else. The parser above refuses what this skips.
+pub fn string_values(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => vec![],
     }
 }
 
