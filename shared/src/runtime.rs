@@ -76,8 +76,7 @@ macro_rules! handlers {
                         "unknown handler {other:?} (_HANDLER): the function's Handler must be one of {}",
                         HANDLERS.join(", ")
                     ));
-                    tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
-                    Err(Box::new(e))
+                    Err(cold_start_failed(e))
                 }
             }
         }
@@ -159,17 +158,17 @@ fn with_retries<T: serde::Serialize>(
 pub async fn init(needs: Needs) -> Result<Deps, lambda_runtime::Error> {
     init_logging();
     if let Err(e) = crate::tls::check() {
-        let e = crate::error::CmekError::Configuration(e.to_string());
-        tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
-        return Err(Box::new(e));
+        return Err(cold_start_failed(crate::error::CmekError::Configuration(
+            e.to_string(),
+        )));
     }
-    match Deps::from_env(needs).await {
-        Ok(deps) => Ok(deps),
-        Err(e) => {
-            tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
-            Err(Box::new(e))
-        }
-    }
+    Deps::from_env(needs).await.map_err(cold_start_failed)
+}
+
+/// A function that cannot start: logged by name, then Lambda's init error.
+fn cold_start_failed(e: crate::error::CmekError) -> lambda_runtime::Error {
+    tracing::error!(error_type = e.error_type(), "cold start failed: {e}");
+    Box::new(e)
 }
 
 /// Run one invocation and report its metrics (latency, errors by type, Admin

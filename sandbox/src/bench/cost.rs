@@ -249,6 +249,9 @@ pub async fn cost(workspaces: usize, delay: u64) -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut monthly_inputs = None;
     let mut detailed_series = None;
+    let scheduled: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("events/scheduled-event.json"),
+    )?)?;
     for d in [0, delay] {
         let mut options = StackOptions {
             label: format!("bench-cost-{d}"),
@@ -318,9 +321,6 @@ pub async fn cost(workspaces: usize, delay: u64) -> anyhow::Result<()> {
         if d == 0 {
             // The scheduled work, measured on this stack once its keys exist.
             let before = snapshot(&stack);
-            let scheduled: Value = serde_json::from_str(&std::fs::read_to_string(
-                repo_root().join("events/scheduled-event.json"),
-            )?)?;
             let (err, _) = stack.invoke("DiscoverWorkspacesFunction", &scheduled).await?;
             ensure!(err.is_none(), "discovery failed: {err:?}");
             let discovery = usage(&stack, &before);
@@ -333,9 +333,6 @@ pub async fn cost(workspaces: usize, delay: u64) -> anyhow::Result<()> {
         }
         if detailed {
             // The scheduled work too, so that every series it emits is seen.
-            let scheduled: Value = serde_json::from_str(&std::fs::read_to_string(
-                repo_root().join("events/scheduled-event.json"),
-            )?)?;
             for function in ["DiscoverWorkspacesFunction", "KeyGuardianFunction"] {
                 let (err, _) = stack.invoke(function, &scheduled).await?;
                 ensure!(err.is_none(), "{function} failed: {err:?}");
