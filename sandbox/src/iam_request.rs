@@ -157,7 +157,17 @@ pub fn authorizations(
 /// `arn:aws:aws-external-anthropic:{region}:{account-id}:workspace/{workspace-id}`;
 /// `ListWorkspaces`, `CreateWorkspace` and the encryption-key actions have no
 /// resource type (account-scoped), so IAM authorizes them on `*`.
-pub fn external_anthropic(method: &str, path: &str, scope: Scope<'_>) -> Vec<Authorization> {
+///
+/// A create carries its `tags` as `aws:RequestTag/<key>` and `aws:TagKeys`,
+/// the condition keys the facts list for `CreateWorkspace` (whether the
+/// service fills them from the body's `tags` is not documented: README,
+/// "Unverified").
+pub fn external_anthropic(
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    scope: Scope<'_>,
+) -> Vec<Authorization> {
     let Scope { region, account } = scope;
     let workspace = |id: &str| format!("arn:aws:aws-external-anthropic:{region}:{account}:workspace/{id}");
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -166,6 +176,7 @@ pub fn external_anthropic(method: &str, path: &str, scope: Scope<'_>) -> Vec<Aut
         ("POST", ["v1", "organizations", "workspaces"]) => ("CreateWorkspace", "*".to_owned()),
         ("GET", ["v1", "organizations", "workspaces", id]) => ("GetWorkspace", workspace(id)),
         ("POST", ["v1", "organizations", "workspaces", id]) => ("UpdateWorkspace", workspace(id)),
+        ("POST", ["v1", "organizations", "workspaces", id, "archive"]) => ("ArchiveWorkspace", workspace(id)),
         ("GET", ["v1", "organizations", "external_keys"]) => ("ListKeys", "*".to_owned()),
         ("POST", ["v1", "organizations", "external_keys"]) => ("RegisterKey", "*".to_owned()),
         ("GET", ["v1", "organizations", "external_keys", _]) => ("GetKey", "*".to_owned()),
@@ -173,10 +184,21 @@ pub fn external_anthropic(method: &str, path: &str, scope: Scope<'_>) -> Vec<Aut
         ("DELETE", ["v1", "organizations", "external_keys", _]) => ("DisableKey", "*".to_owned()),
         _ => ("Unknown", UNKNOWN.to_owned()),
     };
+    let mut context = BTreeMap::new();
+    if action == "CreateWorkspace"
+        && let Some(tags) = body.and_then(|b| b.get("tags")).and_then(Value::as_object)
+    {
+        for (k, v) in tags {
+            if let Some(v) = v.as_str() {
+                context.insert(format!("aws:RequestTag/{k}"), vec![v.to_owned()]);
+            }
+        }
+        context.insert("aws:TagKeys".to_owned(), tags.keys().cloned().collect());
+    }
     vec![Authorization {
         action: format!("aws-external-anthropic:{action}"),
         resource,
-        context: BTreeMap::new(),
+        context,
     }]
 }
 

@@ -29,6 +29,9 @@ pub const MAX_RESPONSE_BYTES: usize = 4096;
 pub const FAILED_PREFIX: &str = "cmek-failed:";
 /// The physical id of a provisioned workspace: stable for its lifetime.
 pub const PHYSICAL_PREFIX: &str = "cmek:";
+/// The physical id of a workspace a `Custom::AnthropicCmekWorkspace`
+/// created with its key: known only once the workspace exists.
+pub const WORKSPACE_PHYSICAL_PREFIX: &str = "cmek-workspace:";
 
 /// The fields every request carries, which are needed to answer it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

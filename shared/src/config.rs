@@ -526,6 +526,8 @@ mod tests {
             compartment_id: None,
             external_key_id: None,
             user_profile_id: None,
+            tags: Default::default(),
+            display_color: None,
         };
         let off = OptIn::from_lookup(|_| None).unwrap();
         assert!(!off.admits(&w("wrkspc_1", "prod")));

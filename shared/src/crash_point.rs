@@ -26,6 +26,18 @@ pub const ALL: &[&str] = &[
     "finish.after-release",
 ];
 
+/// Every point of a workspace created with its key (`createWorkspace`), in
+/// the order a run reaches them; Begin and Finish of the new workspace then
+/// pass the points of [`ALL`] they reach.
+pub const CREATION: &[&str] = &[
+    "create-workspace.after-kms-create",
+    "create-workspace.after-key-record",
+    "create-workspace.after-register",
+    "create-workspace.after-create",
+    "create-workspace.after-record",
+    "create-workspace.after-narrow",
+];
+
 /// Die here if the test run asked for it (debug builds only).
 #[inline]
 pub fn crash_point(name: &'static str) {
@@ -40,7 +52,10 @@ mod armed {
     use std::io::Write;
 
     pub(super) fn fire(name: &'static str) {
-        debug_assert!(super::ALL.contains(&name), "unlisted crash point {name}");
+        debug_assert!(
+            super::ALL.contains(&name) || super::CREATION.contains(&name),
+            "unlisted crash point {name}"
+        );
         let Ok(points) = std::env::var("CMEK_CRASH_POINTS") else {
             return;
         };

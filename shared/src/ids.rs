@@ -110,6 +110,43 @@ string_id!(
 );
 
 string_id!(
+    /// What makes two requests to create a workspace the same request: the
+    /// workspace is tagged with it, and its creation record is keyed by it.
+    /// 1–64 ASCII letters, digits, `-` or `_` (given by the caller, or derived
+    /// from the workspace's name: [`CreationToken::for_name`]).
+    CreationToken,
+    "creation token",
+    |s| {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err("must be 1-64 ASCII letters, digits, '-' or '_'");
+        }
+        Ok(())
+    }
+);
+
+impl CreationToken {
+    /// The token of "create a workspace with this name": the same name
+    /// twice is the same request (a retry, a double click, a storm of
+    /// identical starts), which must make one workspace. A second workspace
+    /// of the same name needs a token of its own.
+    pub fn for_name(name: &str) -> Self {
+        Self::derived(&["name", name])
+    }
+
+    /// A token derived from stable parts (e.g. a stack id and a logical id).
+    pub fn derived(parts: &[&str]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+        }
+        let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        Self(format!("n-{hex}"))
+    }
+}
+
+string_id!(
     /// An Admin API external key id: on Claude Platform `ekey_` followed by
     /// 1–64 ASCII letters or digits; on Claude Platform on AWS the key's own
     /// KMS key ARN (a registration is identified by the ARN there).

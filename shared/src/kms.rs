@@ -12,13 +12,14 @@ use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, OriginType, Tag};
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 
-use crate::ids::{KeyArn, WorkspaceId, shown};
+use crate::ids::{KeyArn, shown};
 
 /// Tag on every key the project creates: what the guardian and IAM conditions look for.
 pub const TAG_MANAGED_BY: &str = "cmek:managed-by";
 pub const TAG_MANAGED_BY_VALUE: &str = "cmek-provisioner";
-/// Tag naming the workspace a key was created for: how a key created just
-/// before a crash is found again.
+/// Tag naming the workspace a key was created for (for a workspace created
+/// with its key: its creation token until the workspace exists, then its
+/// id): how a key created just before a crash is found again.
 pub const TAG_WORKSPACE: &str = "cmek:workspace-id";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -238,16 +239,13 @@ impl KeyManager {
     /// The CreateKey role may tag only keys whose policy lets it (the policy
     /// it wrote at creation does; see `workflow::create_key`), never another.
     /// Idempotent.
-    pub async fn tag_as_ours(&self, key_id: &str, workspace: &WorkspaceId) -> Result<(), KmsError> {
+    pub async fn tag_as_ours(&self, key_id: &str, workspace: &str) -> Result<(), KmsError> {
         let tags = [
             Tag::builder()
                 .tag_key(TAG_MANAGED_BY)
                 .tag_value(TAG_MANAGED_BY_VALUE)
                 .build(),
-            Tag::builder()
-                .tag_key(TAG_WORKSPACE)
-                .tag_value(workspace.as_str())
-                .build(),
+            Tag::builder().tag_key(TAG_WORKSPACE).tag_value(workspace).build(),
         ];
         let tags: Vec<Tag> = tags
             .into_iter()
@@ -463,7 +461,7 @@ impl KeyManager {
     /// Keys this project created for `workspace`, found by tag, excluding keys
     /// pending deletion. Used only to recover from a crash between CreateKey
     /// and recording its result, so its cost (a tag read per key) is rare.
-    pub async fn find_tagged_keys(&self, workspace: &WorkspaceId) -> Result<Vec<KeyInfo>, KmsError> {
+    pub async fn find_tagged_keys(&self, workspace: &str) -> Result<Vec<KeyInfo>, KmsError> {
         let mut found = Vec::new();
         for id in self.all_key_ids().await? {
             let id = id.as_str();
@@ -476,9 +474,7 @@ impl KeyManager {
             let ours = tags
                 .iter()
                 .any(|(k, v)| k == TAG_MANAGED_BY && v == TAG_MANAGED_BY_VALUE)
-                && tags
-                    .iter()
-                    .any(|(k, v)| k == TAG_WORKSPACE && v == workspace.as_str());
+                && tags.iter().any(|(k, v)| k == TAG_WORKSPACE && v == workspace);
             if ours
                 && let Some(info) = self.describe(id).await?
                 && info.state != KeyState::PendingDeletion
@@ -569,7 +565,7 @@ fn names_creator(policy: &str, sid: &str, creator: &str) -> bool {
 }
 
 /// The alias for a workspace's key, e.g. `alias/anthropic-cmek/wrkspc_01…`.
-pub fn alias_for(prefix: &str, workspace: &WorkspaceId) -> String {
+pub fn alias_for(prefix: &str, workspace: &impl std::fmt::Display) -> String {
     format!("{}/{}", prefix.trim_end_matches('/'), workspace)
 }
 

@@ -54,8 +54,8 @@ async fn serve_erased(needs: Needs, invoke: Invoke) -> Result<(), lambda_runtime
 
 /// Every function the stack deploys, by the handler name its template entry
 /// gives it (`Handler:`), served by one binary. A multi-call binary because
-/// the eleven functions share all but a few lines: `sam build` links one
-/// binary instead of eleven (one fat-LTO link, not eleven), and the
+/// the functions share all but a few lines: `sam build` links one
+/// binary instead of one per function (one fat-LTO link), and the
 /// functions still differ only in what their handler declares it needs.
 /// Lambda hands a custom runtime the configured handler as `_HANDLER`
 /// ("The handler location configured on the function",
@@ -90,6 +90,7 @@ handlers! {
     "validate-key" => crate::workflow::ValidateKey,
     "diagnose-key" => crate::workflow::DiagnoseKey,
     "attach-key" => crate::workflow::AttachKey,
+    "create-workspace" => crate::workflow::CreateWorkspace,
     "finish" => crate::workflow::Finish,
     "custom-resource" => crate::triggers::CustomResource,
     "discover-workspaces" => crate::triggers::DiscoverWorkspaces,

@@ -8,12 +8,14 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
+mod creation;
 mod dynamo;
 mod item;
 mod memory;
 mod model;
 mod ops;
 
+pub use creation::*;
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 pub use model::*;

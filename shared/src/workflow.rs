@@ -7,9 +7,11 @@
 mod attach_key;
 mod begin;
 mod create_key;
+mod create_workspace;
 mod diagnose;
 mod finish;
 mod input;
+mod new_workspace;
 mod register_key;
 mod validate_key;
 
@@ -18,9 +20,11 @@ pub use begin::{Begin, BeginOutput, begin};
 pub use create_key::{
     CREATOR_MAINTAINS_SID, CREATOR_TAGS_SID, CreateKey, create_key, creator_statements, key_description,
 };
+pub use create_workspace::{CreateWorkspace, CreationOutput, TAG_CREATION, create_workspace};
 pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_described, diagnose_key, diagnose_on_aws};
 pub use finish::{Finish, FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger};
+pub use new_workspace::{CreationInput, CreationRequest, NewWorkspace};
 pub use register_key::{RegisterKey, register_key};
 pub use validate_key::{ValidateKey, validate_key};
 

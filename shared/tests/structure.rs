@@ -327,5 +327,5 @@ fn the_binary_serves_the_configured_handler_in_one_line() {
         }
     }
     assert_eq!(handlers.len(), cmek::runtime::HANDLERS.len(), "{handlers:?}");
-    assert_eq!(handlers.len(), 11, "{handlers:?}");
+    assert_eq!(handlers.len(), 12, "{handlers:?}");
 }

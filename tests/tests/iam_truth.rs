@@ -158,13 +158,17 @@ fn the_stand_ins_recorder_names_only_actions_aws_has_with_their_scope() {
         ("POST", "/v1/organizations/workspaces".to_owned()),
         ("GET", "/v1/organizations/workspaces/wrkspc_01".to_owned()),
         ("POST", "/v1/organizations/workspaces/wrkspc_01".to_owned()),
+        (
+            "POST",
+            "/v1/organizations/workspaces/wrkspc_01/archive".to_owned(),
+        ),
         ("GET", "/v1/organizations/external_keys".to_owned()),
         ("POST", "/v1/organizations/external_keys".to_owned()),
         ("GET", format!("/v1/organizations/external_keys/{key}")),
         ("POST", format!("/v1/organizations/external_keys/{key}")),
     ];
     for (method, path) in routes {
-        let auths = external_anthropic(method, &path, scope);
+        let auths = external_anthropic(method, &path, None, scope);
         assert_eq!(auths.len(), 1, "{method} {path}");
         let a = &auths[0];
         let known = data.action(&a.action).unwrap_or_else(|| {

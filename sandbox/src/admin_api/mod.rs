@@ -430,7 +430,9 @@ async fn handle(
                     region: &aws.region,
                     account: &aws.account_id,
                 };
-                let authorizations = crate::iam_request::external_anthropic(method.as_str(), &path, scope);
+                let body_json: Option<Value> = serde_json::from_slice(&body).ok();
+                let authorizations =
+                    crate::iam_request::external_anthropic(method.as_str(), &path, body_json.as_ref(), scope);
                 lock(&shared.aws_calls).push(crate::aws_proxy::AwsCall {
                     function: caller.access_key_id.clone(),
                     service: on_aws::SIGNING_NAME.into(),
@@ -688,8 +690,27 @@ async fn route(
                 .map(|w| (StatusCode::OK, w.to_json()))
                 .ok_or_else(|| not_found("workspace"))
         }
+        (Method::POST, ["v1", "organizations", "workspaces"]) => {
+            create_workspace(shared, key, body, effect, caller).await
+        }
         (Method::POST, ["v1", "organizations", "workspaces", id]) => {
             update_workspace(shared, key, id, body, effect, caller).await
+        }
+        (Method::POST, ["v1", "organizations", "workspaces", id, "archive"]) => {
+            let mut world = lock(&shared.world);
+            let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+            let ws = org
+                .workspaces
+                .get_mut(*id)
+                .ok_or_else(|| not_found("workspace"))?;
+            if ws.is_default {
+                return Err(invalid("the Default Workspace cannot be archived"));
+            }
+            if ws.archived_at.is_none() {
+                ws.archived_at = Some(state::now_rfc3339());
+                *effect = Some(format!("archived {}", ws.id));
+            }
+            Ok((StatusCode::OK, ws.to_json()))
         }
         (Method::GET, ["v1", "organizations", "external_keys"]) => list_keys(shared, key, query),
         (Method::POST, ["v1", "organizations", "external_keys"]) => {
@@ -809,7 +830,7 @@ async fn update_workspace(
         .as_object()
         .ok_or_else(|| invalid("body must be a JSON object"))?;
     for k in obj.keys() {
-        if !matches!(k.as_str(), "name" | "external_key_id" | "display_color") {
+        if !matches!(k.as_str(), "name" | "external_key_id" | "display_color" | "tags") {
             return Err(invalid(format!("{k}: Extra inputs are not permitted")));
         }
     }
@@ -849,82 +870,15 @@ async fn update_workspace(
                         ));
                     }
                     None => {
-                        // "A key and its Workspace must have the same user
-                        // profile, or both have none" (key_profile_mismatch).
-                        if k.user_profile_id != ws.user_profile_id {
-                            return Err(coded(
-                                StatusCode::BAD_REQUEST,
-                                "key_profile_mismatch",
-                                "After this request, the External Key and the Workspace would not have the same user profile.",
-                            ));
-                        }
-                        // Claude Platform on AWS takes AWS KMS keys only.
-                        if shared.aws_platform.is_some() && k.provider != "aws" {
-                            return Err(coded(
-                                StatusCode::BAD_REQUEST,
-                                "external_key_provider_mismatch",
-                                format!(
-                                    "external_key_id: this endpoint takes AWS KMS keys (provider_config.type 'aws'), not {}",
-                                    k.provider
-                                ),
-                            ));
-                        }
+                        attachable(shared, k, ws.user_profile_id.as_deref())?;
                         Some((k.clone(), ws.compartment_id.clone(), org.uuid.clone()))
                     }
                 }
             }
         }
     };
-    // Claude Platform on AWS: the attach is the validation, as the service
-    // principal acting for this workspace, and of the caller's own access.
-    if let (Some((k, compartment, _)), Some(aws)) = (&attach, &shared.aws_platform) {
-        let verdict = if k.propagates_at.is_some_and(|t| Instant::now() < t) {
-            Err(format!(
-                "AccessDeniedException: {} is not authorized to perform kms:GenerateDataKey on this key (the key policy has not propagated yet)",
-                on_aws::SERVICE_PRINCIPAL
-            ))
-        } else {
-            let caller = caller.map(|c| c.access_key_id.as_str()).unwrap_or_default();
-            aws_attach_check(shared, aws, &k.kms_arn, compartment, id, caller).await
-        };
-        if let Err(reason) = verdict {
-            return Err(validation_failed(&reason));
-        }
-        if let Some(stored) = lock(&shared.world)
-            .orgs
-            .get_mut(key)
-            .and_then(|o| o.keys.get_mut(&k.id))
-        {
-            stored.validated = true;
-        }
-    }
-    // Anthropic validates the key again when it is attached (current
-    // contract): with this workspace's compartment, negative checks included.
-    if let Some((k, compartment, org_uuid)) = &attach
-        && contract.contract == Contract::Current
-        && shared.aws_platform.is_none()
-    {
-        let verdict = if k.provider != "aws" {
-            Err(format!(
-                "the stand-in validates AWS keys only, not {} keys",
-                k.provider
-            ))
-        } else if k.propagates_at.is_some_and(|t| Instant::now() < t) {
-            Err("AccessDeniedException: kms:Encrypt was denied for the Anthropic role on this key".to_owned())
-        } else {
-            let check = Check {
-                contract: contract.contract,
-                org_uuid: org_uuid.clone(),
-                compartments: vec![Some(compartment.clone())],
-                any_compartment: false,
-            };
-            let outcome = shared.validator.validate(&k.kms_arn, &k.geo, &check).await;
-            lock(&shared.cloudtrail).extend(outcome.denied);
-            outcome.verdict
-        };
-        if let Err(reason) = verdict {
-            return Err(validation_failed(&reason));
-        }
+    if let Some((k, compartment, org_uuid)) = &attach {
+        attach_verdict(shared, key, k, compartment, id, org_uuid, caller).await?;
     }
     let (response, check) = {
         let mut world = lock(&shared.world);
@@ -962,6 +916,9 @@ async fn update_workspace(
                 }
             }
         }
+        if let Some(tags) = workspace_tags(obj.get("tags"))? {
+            ws.tags = tags;
+        }
         if let Some(name) = obj.get("name") {
             ws.name = name
                 .as_str()
@@ -986,6 +943,235 @@ async fn update_workspace(
     Ok((StatusCode::OK, response))
 }
 
+/// `POST /v1/organizations/workspaces` ("Create Workspace"): `name` (1-255),
+/// optional `data_residency`, `display_color` (`^#[0-9A-Fa-f]{6}$`),
+/// `tags` (string to string; keys may not begin with "anthropic") and
+/// `external_key_id`. With a key, the key is checked against the new
+/// workspace (its user profile, provider) and validated as an attach is,
+/// before the workspace exists: a refusal creates nothing. Like the real
+/// API, it has no idempotency key: the same request twice makes two
+/// workspaces. Sources: platform.claude.com/docs/en/api/organization/workspaces/create
+/// and …/retrieve (the Workspace object with `tags` and `data_residency`).
+async fn create_workspace(
+    shared: &Shared,
+    key: &str,
+    body: Option<Value>,
+    effect: &mut Option<String>,
+    caller: Option<&on_aws::Caller>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let body = body.ok_or_else(|| invalid("body must be a JSON object"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| invalid("body must be a JSON object"))?;
+    for k in obj.keys() {
+        if !matches!(
+            k.as_str(),
+            "name" | "data_residency" | "display_color" | "external_key_id" | "tags"
+        ) {
+            return Err(invalid(format!("{k}: Extra inputs are not permitted")));
+        }
+    }
+    let name = match obj.get("name") {
+        Some(Value::String(n)) if (1..=255).contains(&n.chars().count()) => n.clone(),
+        Some(_) => return Err(invalid("name: must be 1-255 characters")),
+        None => return Err(invalid("name: Field required")),
+    };
+    let display_color = match obj.get("display_color") {
+        None | Some(Value::Null) => "#6C5BB9".to_owned(),
+        Some(Value::String(c)) if is_hex_color(c) => c.clone(),
+        Some(_) => return Err(invalid("display_color: must match ^#[0-9A-Fa-f]{6}$")),
+    };
+    let tags = workspace_tags(obj.get("tags"))?.unwrap_or_default();
+    let data_residency = match obj.get("data_residency") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(d)) => {
+            for k in d.keys() {
+                if !matches!(
+                    k.as_str(),
+                    "workspace_geo" | "allowed_inference_geos" | "default_inference_geo"
+                ) {
+                    return Err(invalid(format!(
+                        "data_residency.{k}: Extra inputs are not permitted"
+                    )));
+                }
+            }
+            match d.get("workspace_geo") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(g)) if g == "us" => {}
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "data_residency.workspace_geo: {other} is not a supported geo ('us')"
+                    )));
+                }
+            }
+            let mut merged = state::default_data_residency();
+            for (k, v) in d.iter().filter(|(_, v)| !v.is_null()) {
+                merged[k] = v.clone();
+            }
+            Some(merged)
+        }
+        Some(_) => return Err(invalid("data_residency: must be an object")),
+    };
+    let id = format!("wrkspc_{}", random_suffix(24));
+    let compartment = uuid::Uuid::new_v4().hyphenated().to_string();
+    // The key, checked against the workspace-to-be before anything exists.
+    let attach = match obj.get("external_key_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(ekey)) => {
+            let (k, org_uuid) = {
+                let world = lock(&shared.world);
+                let org = world.orgs.get(key).ok_or_else(|| not_found("organization"))?;
+                let k = org
+                    .keys
+                    .get(ekey.as_str())
+                    .ok_or_else(|| invalid(format!("external_key_id: external key {ekey} not found")))?;
+                (k.clone(), org.uuid.clone())
+            };
+            attachable(shared, &k, None)?;
+            attach_verdict(shared, key, &k, &compartment, &id, &org_uuid, caller).await?;
+            Some(k)
+        }
+        Some(_) => return Err(invalid("external_key_id: must be a string")),
+    };
+    let contract = lock(&shared.contract).contract;
+    let mut world = lock(&shared.world);
+    let org = world.orgs.get_mut(key).ok_or_else(|| not_found("organization"))?;
+    let mut w = org.add_workspace(&name, false, None);
+    org.workspaces.remove(&w.id);
+    w.id = id;
+    w.compartment_id = compartment;
+    w.display_color = display_color;
+    w.tags = tags;
+    w.data_residency = data_residency;
+    if let Some(k) = &attach {
+        w.external_key_id = Some(k.id.clone());
+        w.attached_under = Some(contract);
+        if !k.validated && !org.keys.get(&k.id).is_some_and(|x| x.validated) {
+            lock(&shared.unvalidated_attachments).push(json!({"workspace": w.id, "external_key_id": k.id}));
+        }
+    }
+    org.workspaces.insert(w.id.clone(), w.clone());
+    *effect = Some(match &attach {
+        Some(k) => format!("created {} with {}", w.id, k.id),
+        None => format!("created {}", w.id),
+    });
+    Ok((StatusCode::OK, w.to_json()))
+}
+
+fn is_hex_color(c: &str) -> bool {
+    c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|x| x.is_ascii_hexdigit())
+}
+
+/// `tags`: "User-defined tags as string key-value pairs. Keys may not begin
+/// with anthropic." (the Update Workspace reference).
+fn workspace_tags(v: Option<&Value>) -> Result<Option<std::collections::BTreeMap<String, String>>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                if k.to_ascii_lowercase().starts_with("anthropic") {
+                    return Err(invalid(format!("tags.{k}: keys may not begin with 'anthropic'")));
+                }
+                match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(invalid(format!("tags.{k}: must be a string"))),
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(_) => Err(invalid("tags: must be an object of strings")),
+    }
+}
+
+/// What makes a registration unfit for a workspace before any KMS check:
+/// the user profile binding and, on Claude Platform on AWS, the provider.
+fn attachable(shared: &Shared, k: &state::KeyRec, workspace_profile: Option<&str>) -> Result<(), ApiError> {
+    // "A key and its Workspace must have the same user profile, or both
+    // have none" (key_profile_mismatch).
+    if k.user_profile_id.as_deref() != workspace_profile {
+        return Err(coded(
+            StatusCode::BAD_REQUEST,
+            "key_profile_mismatch",
+            "After this request, the External Key and the Workspace would not have the same user profile.",
+        ));
+    }
+    // Claude Platform on AWS takes AWS KMS keys only.
+    if shared.aws_platform.is_some() && k.provider != "aws" {
+        return Err(coded(
+            StatusCode::BAD_REQUEST,
+            "external_key_provider_mismatch",
+            format!(
+                "external_key_id: this endpoint takes AWS KMS keys (provider_config.type 'aws'), not {}",
+                k.provider
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The validation Anthropic makes when a key is attached to a workspace
+/// (an update's `external_key_id`, or a create's): on Claude Platform on
+/// AWS the only validation, as the service principal acting for this
+/// workspace and of the caller's own access; on Claude Platform (current
+/// contract) a second one, with this workspace's compartment, negative
+/// checks included. A refusal is `external_key_validation_failed`.
+async fn attach_verdict(
+    shared: &Shared,
+    org_key: &str,
+    k: &state::KeyRec,
+    compartment: &str,
+    workspace: &str,
+    org_uuid: &str,
+    caller: Option<&on_aws::Caller>,
+) -> Result<(), ApiError> {
+    let contract = *lock(&shared.contract);
+    if let Some(aws) = &shared.aws_platform {
+        let verdict = if k.propagates_at.is_some_and(|t| Instant::now() < t) {
+            Err(format!(
+                "AccessDeniedException: {} is not authorized to perform kms:GenerateDataKey on this key (the key policy has not propagated yet)",
+                on_aws::SERVICE_PRINCIPAL
+            ))
+        } else {
+            let caller = caller.map(|c| c.access_key_id.as_str()).unwrap_or_default();
+            aws_attach_check(shared, aws, &k.kms_arn, compartment, workspace, caller).await
+        };
+        if let Err(reason) = verdict {
+            return Err(validation_failed(&reason));
+        }
+        if let Some(stored) = lock(&shared.world)
+            .orgs
+            .get_mut(org_key)
+            .and_then(|o| o.keys.get_mut(&k.id))
+        {
+            stored.validated = true;
+        }
+        return Ok(());
+    }
+    if contract.contract != Contract::Current {
+        return Ok(());
+    }
+    let verdict = if k.provider != "aws" {
+        Err(format!(
+            "the stand-in validates AWS keys only, not {} keys",
+            k.provider
+        ))
+    } else if k.propagates_at.is_some_and(|t| Instant::now() < t) {
+        Err("AccessDeniedException: kms:Encrypt was denied for the Anthropic role on this key".to_owned())
+    } else {
+        let check = Check {
+            contract: contract.contract,
+            org_uuid: org_uuid.to_owned(),
+            compartments: vec![Some(compartment.to_owned())],
+            any_compartment: false,
+        };
+        let outcome = shared.validator.validate(&k.kms_arn, &k.geo, &check).await;
+        lock(&shared.cloudtrail).extend(outcome.denied);
+        outcome.verdict
+    };
+    verdict.map_err(|reason| validation_failed(&reason))
+}
+
 /// The live-traffic check for one attached workspace, now.
 async fn live_traffic(shared: &Shared, workspace: &str) -> Result<(), String> {
     let (arn, org_uuid, compartment, attached_under) = {
@@ -1007,6 +1193,11 @@ async fn live_traffic(shared: &Shared, workspace: &str) -> Result<(), String> {
             ws.attached_under,
         )
     };
+    if let Some(aws) = &shared.aws_platform {
+        let kms = shared.validator.client(&aws.region).await?;
+        let policy = validate::key_policy(&kms, &arn).await?;
+        return service_may_use(aws, &policy, &arn, &compartment, workspace);
+    }
     shared
         .validator
         .live_traffic_allowed(&arn, &org_uuid, &compartment, attached_under)
@@ -1381,6 +1572,42 @@ fn inspect(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
 /// trip as `aws-external-anthropic.amazonaws.com` acting for the workspace:
 /// DescribeKey, GenerateDataKey, Encrypt and Decrypt with its compartment,
 /// judged by the evaluator on the key's policy and performed against moto.
+/// Claude Platform on AWS: whether the key policy lets the service
+/// principal, acting for `workspace` (its `aws:SourceArn`) with its
+/// compartment in the encryption context, describe the key and make data
+/// keys with it — what the attach checks, and what every request of the
+/// workspace needs afterwards.
+fn service_may_use(
+    aws: &on_aws::AwsPlatform,
+    policy: &str,
+    kms_arn: &str,
+    compartment: &str,
+    workspace: &str,
+) -> Result<(), String> {
+    let source_arn = on_aws::workspace_arn(aws, workspace);
+    let context = [("anthropic:compartment_uuid", compartment)];
+    for (action, ctx) in [
+        ("kms:DescribeKey", &[][..]),
+        ("kms:GenerateDataKey", &context[..]),
+        ("kms:Encrypt", &context[..]),
+        ("kms:Decrypt", &context[..]),
+    ] {
+        let req = KmsRequest {
+            principal_arn: on_aws::SERVICE_PRINCIPAL,
+            key_arn: kms_arn,
+            action,
+            encryption_context: ctx,
+            service: Some(on_aws::SERVICE_PRINCIPAL),
+            source_arn: Some(&source_arn),
+            source_account: Some(&aws.account_id),
+        };
+        if let Decision::Denied(why) = evaluate(policy, &req) {
+            return Err(why);
+        }
+    }
+    Ok(())
+}
+
 async fn aws_attach_check(
     shared: &Shared,
     aws: &on_aws::AwsPlatform,
@@ -1450,31 +1677,9 @@ async fn aws_attach_check(
             at_ms: crate::aws_proxy::now_ms(),
         });
     }
-    let source_arn = on_aws::workspace_arn(aws, workspace);
-    let context = [("anthropic:compartment_uuid", compartment)];
-    for (action, ctx) in [
-        ("kms:DescribeKey", &[][..]),
-        ("kms:GenerateDataKey", &context[..]),
-        ("kms:Encrypt", &context[..]),
-        ("kms:Decrypt", &context[..]),
-    ] {
-        let req = KmsRequest {
-            principal_arn: on_aws::SERVICE_PRINCIPAL,
-            key_arn: kms_arn,
-            action,
-            encryption_context: ctx,
-            service: Some(on_aws::SERVICE_PRINCIPAL),
-            source_arn: Some(&source_arn),
-            source_account: Some(&aws.account_id),
-        };
-        if let Decision::Denied(why) = evaluate(&policy, &req) {
-            return Err(why);
-        }
-    }
-    let map: HashMap<String, String> = context
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    service_may_use(aws, &policy, kms_arn, compartment, workspace)?;
+    let map: HashMap<String, String> =
+        HashMap::from([("anthropic:compartment_uuid".to_owned(), compartment.to_owned())]);
     let data_key = kms
         .generate_data_key()
         .key_id(kms_arn)

@@ -40,6 +40,20 @@ pub struct WorkspaceRec {
     /// The user profile the workspace belongs to (`POST /_sandbox/user-profile`).
     #[serde(default)]
     pub user_profile_id: Option<String>,
+    /// User-defined tags (`tags` on create and update; keys may not begin
+    /// with "anthropic").
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// `data_residency` as created (`workspace_geo` is immutable).
+    #[serde(default)]
+    pub data_residency: Option<Value>,
+}
+
+/// The documented default when a create names no `data_residency`
+/// ("defaults to workspace_geo: \"us\", allowed_inference_geos:
+/// \"unrestricted\", and default_inference_geo: \"global\"").
+pub fn default_data_residency() -> Value {
+    json!({"workspace_geo": "us", "allowed_inference_geos": "unrestricted", "default_inference_geo": "global"})
 }
 
 impl WorkspaceRec {
@@ -53,6 +67,8 @@ impl WorkspaceRec {
             "display_color": self.display_color,
             "compartment_id": self.compartment_id,
             "external_key_id": self.external_key_id,
+            "tags": self.tags,
+            "data_residency": self.data_residency.clone().unwrap_or_else(default_data_residency),
         });
         if let Some(p) = &self.user_profile_id {
             v["user_profile_id"] = json!(p);
@@ -159,6 +175,8 @@ impl Org {
             is_default: false,
             attached_under,
             user_profile_id: None,
+            tags: BTreeMap::new(),
+            data_residency: None,
         };
         self.workspaces.insert(w.id.clone(), w.clone());
         w

@@ -403,6 +403,65 @@ impl AdminApiClient {
         self.call(req).await
     }
 
+    /// Create a workspace encrypted with `body.external_key_id` from its first
+    /// byte ("Create Workspace"). Not idempotent — the API has no idempotency
+    /// key — so, like a registration, it is replayed only when refused before
+    /// taking effect; after an unknown outcome, find it by its tags
+    /// ([`Self::find_workspaces_tagged`]) before creating again.
+    pub async fn create_workspace(&self, body: &CreateWorkspace<'_>) -> Result<Workspace, AdminApiError> {
+        let mut req = self.req(Method::POST, "/v1/organizations/workspaces".into());
+        req.replay = Replay::OnlyIfRejected;
+        req.retry_conflict = false;
+        req.body = Some(serde_json::to_value(body).map_err(|e| AdminApiError::Decode(e.to_string()))?);
+        self.call(req).await
+    }
+
+    /// Every workspace (archived ones included, the Default Workspace never:
+    /// this project does not create it) tagged `tag` = `value`.
+    pub async fn find_workspaces_tagged(
+        &self,
+        tag: &str,
+        value: &str,
+    ) -> Result<Vec<Workspace>, AdminApiError> {
+        Ok(self
+            .list_workspaces(true, false)
+            .await?
+            .into_iter()
+            .filter(|w| w.tags.get(tag).is_some_and(|v| v == value))
+            .collect())
+    }
+
+    /// Change what Update Workspace lets change after creation and this
+    /// project manages: the name and the display colour. Never the key.
+    pub async fn rename_workspace(
+        &self,
+        workspace: &WorkspaceId,
+        name: Option<&str>,
+        display_color: Option<&str>,
+    ) -> Result<Workspace, AdminApiError> {
+        let mut req = self.req(Method::POST, format!("/v1/organizations/workspaces/{workspace}"));
+        let mut body = serde_json::Map::new();
+        if let Some(n) = name {
+            body.insert("name".into(), json!(n));
+        }
+        if let Some(c) = display_color {
+            body.insert("display_color".into(), json!(c));
+        }
+        req.body = Some(Value::Object(body));
+        self.call(req).await
+    }
+
+    /// `POST /v1/organizations/workspaces/{id}/archive`: the customer's
+    /// choice when a custom resource that asked for it is deleted. The key
+    /// stays, and so does the data it protects.
+    pub async fn archive_workspace(&self, workspace: &WorkspaceId) -> Result<Workspace, AdminApiError> {
+        self.call(self.req(
+            Method::POST,
+            format!("/v1/organizations/workspaces/{workspace}/archive"),
+        ))
+        .await
+    }
+
     // ---- external keys ----
 
     /// Register a KMS key. Not idempotent: look the key up by ARN first

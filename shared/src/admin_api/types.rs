@@ -1,6 +1,8 @@
 //! The Admin API's documented shapes. Unknown fields are ignored so that
 //! additions on Anthropic's side do not break a deployed workflow.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::geo::Geo;
@@ -23,6 +25,23 @@ pub struct Workspace {
     /// user profile"). Not found in the workspace reference: read when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_profile_id: Option<String>,
+    /// User-defined tags (the Workspace object's `tags`; "Keys may not begin
+    /// with anthropic"). A workspace this project creates carries its
+    /// creation token here, which is how a retry finds it.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_color: Option<String>,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -161,6 +180,26 @@ pub struct CreateAwsProvider<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub kms_arn: &'a str,
+}
+
+/// The body of `POST /v1/organizations/workspaces` ("Create Workspace"):
+/// a workspace encrypted with `external_key_id` from its first byte.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateWorkspace<'a> {
+    pub name: &'a str,
+    pub external_key_id: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_color: Option<&'a str>,
+    /// Only `workspace_geo` is sent (immutable after creation; `us`, the
+    /// only geo with CMEK); inference geos keep their documented defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_residency: Option<DataResidency>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DataResidency {
+    pub workspace_geo: Geo,
 }
 
 /// `GET /v1/organizations/me`.

@@ -2,11 +2,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
+use super::CreationRecord;
 use super::item::{Item, from_item, to_item};
 use super::model::*;
-use crate::ids::WorkspaceId;
+use crate::ids::{CreationToken, WorkspaceId};
 
 pub const STATE_SK: &str = "STATE";
 pub const EVENT_PREFIX: &str = "EVENT#";
@@ -20,6 +22,15 @@ pub const KEY_INDEX: &str = "by-key";
 pub struct DynamoStore {
     client: Client,
     table: String,
+}
+
+/// A creation's record: its own partition and sort key, so neither the
+/// scan of workspace records (`sk = STATE`) nor the `by-key` index (no
+/// `key_arn` attribute) ever meets it.
+pub const CREATION_SK: &str = "CREATION";
+
+pub fn creation_key(token: &CreationToken) -> String {
+    format!("CREATION#{token}")
 }
 
 pub fn partition_key(workspace: &WorkspaceId) -> String {
@@ -70,6 +81,93 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Write a state item (`pk`, `sk`) and an audit event under the same
+    /// `pk` in one transaction; `condition` guards the state item. A failed
+    /// condition is `VersionConflict` (its fields filled in by the caller).
+    async fn put_with_event(
+        &self,
+        pk: String,
+        sk: &str,
+        state_json: &serde_json::Value,
+        condition: impl FnOnce(PutBuilder) -> PutBuilder,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut state = to_item(state_json);
+        state.insert("pk".into(), AttributeValue::S(pk.clone()));
+        state.insert("sk".into(), AttributeValue::S(sk.into()));
+        let put = condition(Put::builder().table_name(&self.table).set_item(Some(state)));
+        let ejson = serde_json::to_value(event).map_err(|e| StoreError::Backend {
+            message: e.to_string(),
+        })?;
+        let mut event_item = to_item(&ejson);
+        event_item.insert("pk".into(), AttributeValue::S(pk));
+        event_item.insert("sk".into(), AttributeValue::S(event_sort_key(event)));
+        let event_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(event_item))
+            .condition_expression("attribute_not_exists(pk)");
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend {
+            message: e.to_string(),
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(build)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event_put.build().map_err(build)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if is_conflict(e.err()) => Err(StoreError::VersionConflict {
+                workspace: String::new(),
+                expected: 0,
+            }),
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
+        }
+    }
+
+    /// Every audit event under `pk`, oldest first.
+    async fn events_under(&self, pk: String, subject: &str) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":prefix", AttributeValue::S(EVENT_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                let value = from_item(item).map_err(|message| StoreError::Corrupt {
+                    workspace: subject.to_owned(),
+                    message,
+                })?;
+                out.push(serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+                    workspace: subject.to_owned(),
+                    message: e.to_string(),
+                })?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn state_key(workspace: &WorkspaceId) -> Item {
@@ -174,15 +272,10 @@ impl WorkflowStore for DynamoStore {
         next: &WorkflowRecord,
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let pk = partition_key(&next.workspace_id);
         let json = serde_json::to_value(next).map_err(|e| StoreError::Backend {
             message: e.to_string(),
         })?;
-        let mut state = to_item(&json);
-        state.insert("pk".into(), AttributeValue::S(pk.clone()));
-        state.insert("sk".into(), AttributeValue::S(STATE_SK.into()));
-        let mut put = Put::builder().table_name(&self.table).set_item(Some(state));
-        put = match expected {
+        let put = |put: PutBuilder| match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(e) => put
                 .condition_expression("#version = :version AND #status = :status")
@@ -191,42 +284,15 @@ impl WorkflowStore for DynamoStore {
                 .expression_attribute_values(":version", AttributeValue::N(e.version.to_string()))
                 .expression_attribute_values(":status", AttributeValue::S(e.status.as_str().into())),
         };
-        let ejson = serde_json::to_value(event).map_err(|e| StoreError::Backend {
-            message: e.to_string(),
-        })?;
-        let mut event_item = to_item(&ejson);
-        event_item.insert("pk".into(), AttributeValue::S(pk));
-        event_item.insert("sk".into(), AttributeValue::S(event_sort_key(event)));
-        let event_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(event_item))
-            .condition_expression("attribute_not_exists(pk)");
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend {
-            message: e.to_string(),
-        };
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(put.build().map_err(build)?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(event_put.build().map_err(build)?)
-                    .build(),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if is_conflict(e.err()) => Err(StoreError::VersionConflict {
-                workspace: next.workspace_id.to_string(),
-                expected: expected.map_or(0, |e| e.version),
-            }),
-            Err(e) => Err(sdk_error("TransactWriteItems", e)),
-        }
+        self.put_with_event(partition_key(&next.workspace_id), STATE_SK, &json, put, event)
+            .await
+            .map_err(|e| match e {
+                StoreError::VersionConflict { .. } => StoreError::VersionConflict {
+                    workspace: next.workspace_id.to_string(),
+                    expected: expected.map_or(0, |e| e.version),
+                },
+                other => other,
+            })
     }
 
     async fn append(&self, workspace: &WorkspaceId, event: &AuditEvent) -> Result<(), StoreError> {
@@ -256,36 +322,8 @@ impl WorkflowStore for DynamoStore {
     }
 
     async fn events(&self, workspace: &WorkspaceId) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(partition_key(workspace)))
-                .expression_attribute_values(":prefix", AttributeValue::S(EVENT_PREFIX.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in page.items() {
-                let value = from_item(item).map_err(|message| StoreError::Corrupt {
-                    workspace: workspace.to_string(),
-                    message,
-                })?;
-                out.push(serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
-                    workspace: workspace.to_string(),
-                    message: e.to_string(),
-                })?);
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        self.events_under(partition_key(workspace), workspace.as_str())
+            .await
     }
 
     async fn list(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, StoreError> {
@@ -340,6 +378,63 @@ impl WorkflowStore for DynamoStore {
         }
         out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
         Ok(out)
+    }
+
+    async fn load_creation(&self, token: &CreationToken) -> Result<Option<CreationRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Item::from([
+                ("pk".to_owned(), AttributeValue::S(creation_key(token))),
+                ("sk".to_owned(), AttributeValue::S(CREATION_SK.to_owned())),
+            ])))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let corrupt = |message: String| StoreError::Corrupt {
+            workspace: format!("creation {token}"),
+            message,
+        };
+        out.item()
+            .map(|item| {
+                let value = from_item(item).map_err(corrupt)?;
+                serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn save_creation(
+        &self,
+        expected: Option<u64>,
+        next: &CreationRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_value(next).map_err(|e| StoreError::Backend {
+            message: e.to_string(),
+        })?;
+        let put = |put: PutBuilder| match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("#version = :version")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":version", AttributeValue::N(v.to_string())),
+        };
+        self.put_with_event(creation_key(&next.token), CREATION_SK, &json, put, event)
+            .await
+            .map_err(|e| match e {
+                StoreError::VersionConflict { .. } => StoreError::VersionConflict {
+                    workspace: format!("creation {}", next.token),
+                    expected: expected.unwrap_or(0),
+                },
+                other => other,
+            })
+    }
+
+    async fn creation_events(&self, token: &CreationToken) -> Result<Vec<AuditEvent>, StoreError> {
+        self.events_under(creation_key(token), &format!("creation {token}"))
+            .await
     }
 }
 

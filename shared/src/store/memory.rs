@@ -4,22 +4,30 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::model::*;
-use crate::ids::WorkspaceId;
+use crate::ids::{CreationToken, WorkspaceId};
 
 /// An in-process store with the same semantics as [`super::DynamoStore`],
 /// for unit tests of the handlers.
 type Records = HashMap<WorkspaceId, (WorkflowRecord, Vec<AuditEvent>)>;
+type Creations = HashMap<CreationToken, (super::CreationRecord, Vec<AuditEvent>)>;
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Records>,
     /// Events appended for workspaces that have no record yet.
     orphan_events: Mutex<HashMap<WorkspaceId, Vec<AuditEvent>>>,
+    creations: Mutex<Creations>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn creations(&self) -> Result<std::sync::MutexGuard<'_, Creations>, StoreError> {
+        self.creations.lock().map_err(|_| StoreError::Backend {
+            message: "memory store lock poisoned".into(),
+        })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Records>, StoreError> {
@@ -119,5 +127,44 @@ impl WorkflowStore for MemoryStore {
             .collect();
         out.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
         Ok(out)
+    }
+
+    async fn load_creation(
+        &self,
+        token: &CreationToken,
+    ) -> Result<Option<super::CreationRecord>, StoreError> {
+        Ok(self.creations()?.get(token).map(|(r, _)| r.clone()))
+    }
+
+    async fn save_creation(
+        &self,
+        expected: Option<u64>,
+        next: &super::CreationRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut map = self.creations()?;
+        match (map.get_mut(&next.token), expected) {
+            (None, None) => {
+                map.insert(next.token.clone(), (next.clone(), vec![event.clone()]));
+                Ok(())
+            }
+            (Some((rec, events)), Some(v)) if rec.version == v => {
+                *rec = next.clone();
+                events.push(event.clone());
+                Ok(())
+            }
+            _ => Err(StoreError::VersionConflict {
+                workspace: format!("creation {}", next.token),
+                expected: expected.unwrap_or(0),
+            }),
+        }
+    }
+
+    async fn creation_events(&self, token: &CreationToken) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .creations()?
+            .get(token)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default())
     }
 }

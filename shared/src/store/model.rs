@@ -301,4 +301,23 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug {
     /// The records whose key is `key_arn` (the key guardian's lookup per
     /// KMS event): one index query, however large the table.
     async fn by_key(&self, key_arn: &str) -> Result<Vec<WorkflowRecord>, StoreError>;
+
+    /// The record of a workspace creation (see [`super::CreationRecord`]).
+    async fn load_creation(
+        &self,
+        token: &crate::ids::CreationToken,
+    ) -> Result<Option<super::CreationRecord>, StoreError>;
+
+    /// Write a creation record and its event together, if the stored
+    /// record is still at version `expected` (`None`: none may exist yet).
+    async fn save_creation(
+        &self,
+        expected: Option<u64>,
+        next: &super::CreationRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// The audit trail of a creation, oldest first.
+    async fn creation_events(&self, token: &crate::ids::CreationToken)
+    -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -264,6 +264,15 @@ pub async fn begin(deps: &Deps, event: Value) -> Result<BeginOutput, CmekError> 
             r.key_protects = key_protects.clone();
             if already_attached {
                 r.external_key_id = attached_id;
+                // Attached to the key the request names (a workspace created
+                // with its key, or a crash after attaching an adopted key):
+                // the record knows the key too.
+                if r.key_arn.is_none()
+                    && let Some(arn) = &req.key_arn
+                {
+                    r.key_arn = Some(arn.clone());
+                    r.key_region = Some(arn.region().to_string());
+                }
             }
         },
     )

@@ -90,7 +90,7 @@ pub async fn create_key(deps: &Deps, event: Value) -> Result<StepOutput, CmekErr
     Ok(StepOutput::from(&rec))
 }
 
-async fn usable_key(deps: &Deps, kms: &KeyManager, arn: &str) -> Result<KeyInfo, CmekError> {
+pub(super) async fn usable_key(deps: &Deps, kms: &KeyManager, arn: &str) -> Result<KeyInfo, CmekError> {
     let info = kms.describe(arn).await?.ok_or_else(|| CmekError::KeyNotUsable {
         key: arn.to_owned(),
         reason: "the key does not exist (or this role cannot see it)".into(),
@@ -413,7 +413,7 @@ async fn create(
     // A key found by alias or by tag carries the project's tags already.
     let mut tagged_already = found.is_some();
     if found.is_none() && rec.key_creation_started {
-        let mut tagged = kms.find_tagged_keys(ws).await?;
+        let mut tagged = kms.find_tagged_keys(ws.as_str()).await?;
         tagged_already = !tagged.is_empty();
         if tagged.is_empty() {
             // Made, but not yet tagged when the earlier attempt died.
@@ -474,7 +474,7 @@ async fn create(
     // Tagged as the project's: a key made here, or found untagged after a
     // crash. The key's own policy is what allows it.
     if !tagged_already {
-        kms.tag_as_ours(&info.key_id, ws).await?;
+        kms.tag_as_ours(&info.key_id, ws.as_str()).await?;
         crash_point("create-key.after-tag");
     }
     let info = usable_key(deps, kms, &info.arn).await?;

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Deps, ProvisionRequest, Trigger};
+use super::{CreationRequest, Deps, ProvisionRequest, Trigger};
 use crate::crash_point::crash_point;
 use crate::error::CmekError;
 use crate::events::{DETAIL_FAILED, DETAIL_SUCCEEDED};
@@ -124,9 +124,74 @@ pub async fn finish(deps: &Deps, event: Value) -> Result<FinishOutput, CmekError
                 }
             }
         },
-        None => {}
+        None => {
+            if let Some(creation) = event
+                .get("request")
+                .filter(|r| CreationRequest::is_creation(r))
+                .and_then(|r| CreationRequest::from_value(r).ok())
+            {
+                finish_creation(deps, &creation, &ending, &mut out).await?;
+            }
+        }
     }
     publish_and_return(deps, &ending.execution, out).await
+}
+
+/// A creation that failed before its workspace was handed on: answer
+/// CloudFormation, then record the failure on the creation record this
+/// execution holds (a creation whose workspace exists stays ATTACHED: the
+/// workspace and its key are never undone).
+async fn finish_creation(
+    deps: &Deps,
+    creation: &CreationRequest,
+    ending: &Ending,
+    out: &mut FinishOutput,
+) -> Result<(), CmekError> {
+    let token = creation.token();
+    let rec = deps.store.load_creation(&token).await?;
+    let mut reason = ending.reason(rec.as_ref().and_then(|r| r.last_error.as_deref()));
+    if let Some(ws) = rec.as_ref().and_then(|r| r.workspace_id.as_ref()) {
+        reason.push_str(&format!(
+            " (workspace {ws} was created with its key and is kept; run the same request again to finish)"
+        ));
+    }
+    if let Some(Trigger::Cloudformation(callback)) = &creation.trigger {
+        callback.answer(deps.http.get()?, false, None, &reason).await?;
+    }
+    out.workspace_id = rec
+        .as_ref()
+        .and_then(|r| r.workspace_id.as_ref())
+        .map(ToString::to_string);
+    let Some(rec) = rec.filter(|r| r.lease_owner() == Some(ending.execution.as_str())) else {
+        return Ok(());
+    };
+    let to = if rec.status == Status::Attached {
+        Status::Attached
+    } else {
+        Status::Failed
+    };
+    let detail = json!({"error": ending.error, "message": ending.message});
+    let rec = store::advance_creation(
+        &*deps.store,
+        &rec,
+        &ending.execution,
+        to,
+        AuditEvent::new("Finish", "failed", None, detail),
+        deps.now(),
+        true,
+        |r| {
+            r.last_error = ending
+                .message
+                .clone()
+                .or_else(|| ending.error.clone())
+                .or_else(|| r.last_error.clone());
+        },
+    )
+    .await?;
+    out.status = Some(rec.status);
+    out.key_arn = rec.kms_key_arn.clone();
+    out.external_key_id = rec.external_key_id.clone();
+    Ok(())
 }
 
 impl FinishOutput {
