@@ -18,6 +18,7 @@ use deployment::StackArgs;
 use serde_json::{Value, json};
 
 mod confirm;
+mod create_workspace;
 mod deployment;
 mod onboard;
 mod pacing;
@@ -106,6 +107,43 @@ enum Command {
         /// Start without asking (for scripts): attaching is irreversible.
         /// Without it and without a terminal to ask on, only the plan is
         /// printed and the exit code is 3.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        target: StackArgs,
+    },
+    /// Create a workspace encrypted with its key from its first byte (a new
+    /// KMS key, or --key-arn), and follow the run state by state. The key can
+    /// never be removed or replaced, and the workspace's data-retention
+    /// setting is locked. Prints the plan, then asks for confirmation on a
+    /// terminal; --yes starts without asking.
+    CreateWorkspace {
+        /// The new workspace's name (1-255 characters). The same name twice
+        /// is the same request: it makes one workspace.
+        name: String,
+        /// The workspace's data residency geo (immutable after creation;
+        /// CMEK is available for `us` only).
+        #[arg(long, default_value = "us")]
+        data_residency: String,
+        /// The workspace's colour in the console, #RRGGBB.
+        #[arg(long)]
+        display_color: Option<String>,
+        /// Use this existing KMS key, tagged cmek:managed-by=cmek-provisioner by
+        /// its owner; its policy must admit the organization's (or account's)
+        /// new workspaces, and is left as it is.
+        #[arg(long)]
+        key_arn: Option<String>,
+        /// The name the key is registered under with Anthropic (default: one
+        /// naming the workspace).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// What makes two requests the same one (default: derived from the
+        /// name). Give another to create a second workspace of the same name.
+        #[arg(long)]
+        creation_token: Option<String>,
+        /// Start without asking (for scripts): the key is permanent. Without
+        /// it and without a terminal to ask on, only the plan is printed and
+        /// the exit code is 3.
         #[arg(long)]
         yes: bool,
         #[command(flatten)]
@@ -377,6 +415,32 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 &target,
             )
             .await
+        }
+        Command::CreateWorkspace {
+            name,
+            data_residency,
+            display_color,
+            key_arn,
+            display_name,
+            creation_token,
+            yes,
+            target,
+        } => {
+            let mut ws = json!({"name": name, "workspaceGeo": data_residency});
+            if let Some(c) = display_color {
+                ws["displayColor"] = json!(c);
+            }
+            if let Some(t) = creation_token {
+                ws["creationToken"] = json!(t);
+            }
+            let mut input = json!({"createWorkspace": ws, "trigger": manual_trigger()});
+            if let Some(k) = key_arn {
+                input["keyArn"] = json!(k);
+            }
+            if let Some(n) = display_name {
+                input["displayName"] = json!(n);
+            }
+            create_workspace::run(json_out, input, yes, &target).await
         }
         Command::Status { workspace, target } => {
             let sdk = sdk().await;
@@ -674,7 +738,7 @@ async fn provision(
     args: ProvisionArgs,
     target: &StackArgs,
 ) -> anyhow::Result<i32> {
-    let mut input = json!({"workspaceId": workspace, "trigger": {"source": "manual", "user": std::env::var("USER").unwrap_or_default(), "tool": "cmekctl"}});
+    let mut input = json!({"workspaceId": workspace, "trigger": manual_trigger()});
     if let Some(k) = args.key_arn {
         input["keyArn"] = json!(k);
     }
@@ -734,11 +798,74 @@ async fn provision(
     if !json_out {
         println!("started {arn}");
     }
+    let (d, retries, t0) = follow(json_out, &sfn, &arn).await?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    let rec = store.load(&request.workspace_id).await?;
+    let ok = d.status().as_str() == "SUCCEEDED";
+    if json_out {
+        println!(
+            "{}",
+            json!({"execution": arn, "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "record": rec})
+        );
+    } else if ok {
+        println!(
+            "✓ attached in {:.1}s: key {}",
+            t0.elapsed().as_secs_f64(),
+            rec.as_ref()
+                .and_then(|r| r.key_arn.as_ref())
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+    } else {
+        println!(
+            "✗ {} after {:.1}s",
+            d.status().as_str(),
+            t0.elapsed().as_secs_f64()
+        );
+        // A request refused before anything was recorded has only
+        // the execution's own error and cause to say why.
+        if rec.as_ref().is_none_or(|r| r.last_error.is_none())
+            && let Some(error) = d.error()
+        {
+            println!("  {error}: {}", d.cause().unwrap_or_default());
+        }
+        if let Some(r) = &rec {
+            if let Some(e) = &r.last_error {
+                println!("  error: {e}");
+            }
+            if let Some(dg) = &r.diagnosis {
+                println!(
+                    "  diagnosis {}: {}\n  fix: {}",
+                    dg["cause"], dg["summary"], dg["fix"]
+                );
+            }
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// Who started an execution by hand, for its record.
+fn manual_trigger() -> serde_json::Value {
+    json!({"source": "manual", "user": std::env::var("USER").unwrap_or_default(), "tool": "cmekctl"})
+}
+
+/// Print each state an execution enters (and each failed attempt, which a
+/// retry or catch follows) until it ends: its description, the failed
+/// attempts, and when following began.
+async fn follow(
+    json_out: bool,
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> anyhow::Result<(
+    aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+    u32,
+    Instant,
+)> {
     let t0 = Instant::now();
     let mut seen = 0;
     let mut retries = 0;
     loop {
-        let events = cmek::aws::execution_history(&sfn, &arn).await?;
+        let events = cmek::aws::execution_history(sfn, arn).await?;
         for e in events.iter().skip(seen) {
             let at = t0.elapsed().as_secs_f64();
             if let Some(d) = e.state_entered_event_details()
@@ -757,51 +884,9 @@ async fn provision(
             }
         }
         seen = events.len();
-        let d = sfn.describe_execution().execution_arn(&arn).send().await?;
+        let d = sfn.describe_execution().execution_arn(arn).send().await?;
         if d.status().as_str() != "RUNNING" {
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-            let rec = store.load(&request.workspace_id).await?;
-            let ok = d.status().as_str() == "SUCCEEDED";
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"execution": arn, "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "record": rec})
-                );
-            } else if ok {
-                println!(
-                    "✓ attached in {:.1}s: key {}",
-                    t0.elapsed().as_secs_f64(),
-                    rec.as_ref()
-                        .and_then(|r| r.key_arn.as_ref())
-                        .map(ToString::to_string)
-                        .unwrap_or_default()
-                );
-            } else {
-                println!(
-                    "✗ {} after {:.1}s",
-                    d.status().as_str(),
-                    t0.elapsed().as_secs_f64()
-                );
-                // A request refused before anything was recorded has only
-                // the execution's own error and cause to say why.
-                if rec.as_ref().is_none_or(|r| r.last_error.is_none())
-                    && let Some(error) = d.error()
-                {
-                    println!("  {error}: {}", d.cause().unwrap_or_default());
-                }
-                if let Some(r) = &rec {
-                    if let Some(e) = &r.last_error {
-                        println!("  error: {e}");
-                    }
-                    if let Some(dg) = &r.diagnosis {
-                        println!(
-                            "  diagnosis {}: {}\n  fix: {}",
-                            dg["cause"], dg["summary"], dg["fix"]
-                        );
-                    }
-                }
-            }
-            return Ok(if ok { 0 } else { 1 });
+            return Ok((d, retries, t0));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -190,7 +190,14 @@ impl Callback {
 }
 
 /// The documented `Fn::GetAtt` attributes of the custom resource.
-pub const ATTRIBUTES: [&str; 5] = ["KeyArn", "KeyId", "AliasName", "ExternalKeyId", "CompartmentId"];
+pub const ATTRIBUTES: [&str; 6] = [
+    "KeyArn",
+    "KeyId",
+    "AliasName",
+    "ExternalKeyId",
+    "CompartmentId",
+    "WorkspaceId",
+];
 
 /// `Fn::GetAtt` attributes of the custom resource: every documented one,
 /// always — an empty string where there is nothing (an adopted key has no
@@ -203,6 +210,7 @@ pub fn attributes(rec: &WorkflowRecord) -> Map<String, Value> {
         rec.alias.clone(),
         rec.external_key_id.as_ref().map(ToString::to_string),
         rec.compartment_id.map(|c| c.to_string()),
+        Some(rec.workspace_id.to_string()),
     ];
     ATTRIBUTES
         .iter()

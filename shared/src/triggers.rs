@@ -4,6 +4,7 @@ pub mod custom_resource;
 pub mod discovery;
 mod execution_name;
 mod from_event;
+pub mod workspace_resource;
 
 pub use custom_resource::CustomResource;
 pub use discovery::DiscoverWorkspaces;
@@ -12,7 +13,6 @@ pub use from_event::{StartFromEvent, start_from_event};
 
 use crate::context::Deps;
 use crate::error::CmekError;
-use crate::workflow::ProvisionRequest;
 
 /// Start a provisioning under an idempotent name. `Ok(Some(arn))`: started
 /// (or, with the same input while it runs, the same execution again);
@@ -20,7 +20,7 @@ use crate::workflow::ProvisionRequest;
 pub async fn start_provisioning(
     deps: &Deps,
     name: &str,
-    request: &ProvisionRequest,
+    request: &impl serde::Serialize,
 ) -> Result<Option<String>, CmekError> {
     let (sfn, state_machine) = deps.state_machine()?;
     let input = serde_json::to_string(request).map_err(|e| CmekError::Internal(e.to_string()))?;

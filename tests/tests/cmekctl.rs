@@ -554,3 +554,84 @@ async fn cmekctl_finds_its_stack_in_cloudformation() {
         "{out}"
     );
 }
+
+/// `cmekctl create-workspace`: the plan and consent first (nothing without
+/// it), then the run followed state by state, ending in a workspace whose
+/// key was there from its creation; the same name again creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_workspace_asks_then_creates_one_workspace_with_its_key() {
+    for platform in [
+        cmek::platform::Platform::ClaudePlatform,
+        cmek::platform::Platform::ClaudePlatformOnAws,
+    ] {
+        let stack = stack(&format!("cmekctl-create-{platform}"), |o| {
+            if platform.is_on_aws() {
+                *o = std::mem::take(o).on_aws();
+            }
+            o.bus_rules = false;
+        })
+        .await;
+        let (code, out) = cmekctl(&stack, &["create-workspace", "ledger"]);
+        assert_eq!(code, 3, "{out}");
+        assert!(out.contains("Plan: create workspace \"ledger\""), "{out}");
+        assert!(out.contains(cmek::lifecycle::ATTACH_LOCKS), "{out}");
+        assert!(out.contains("webhooks"), "{out}");
+        assert!(
+            executions(&stack).await.is_empty(),
+            "nothing may start without consent"
+        );
+
+        let (code, out) = cmekctl(
+            &stack,
+            &[
+                "create-workspace",
+                "ledger",
+                "--display-color",
+                "#0a0b0c",
+                "--yes",
+            ],
+        );
+        assert_eq!(code, 0, "{platform}: {out} — {}", dump_on_failure(&stack));
+        for state in [
+            "CreateWorkspace",
+            "HandOff",
+            "Begin",
+            "AlreadyAttached",
+            "Finish",
+            "Provisioned",
+        ] {
+            assert!(
+                out.contains(&format!("] {state}")),
+                "{platform}: followed {state}: {out}"
+            );
+        }
+        let created: Vec<Value> = workspaces(&stack)
+            .into_iter()
+            .filter(|w| w["name"] == "ledger")
+            .collect();
+        assert_eq!(created.len(), 1, "{created:?}");
+        let ws = created[0]["id"].as_str().unwrap();
+        assert!(out.contains(&format!("✓ created {ws}")), "{out}");
+        assert_eq!(created[0]["display_color"], "#0a0b0c");
+        assert!(created[0]["external_key_id"].is_string());
+
+        let (code, out) = cmekctl(&stack, &["create-workspace", "ledger", "--yes"]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            workspaces(&stack)
+                .into_iter()
+                .filter(|w| w["name"] == "ledger")
+                .count(),
+            1
+        );
+        assert_eq!(all_keys(&stack).await.len(), 1);
+
+        // Bad input is refused before anything exists, naming the field.
+        let (code, out) = cmekctl(
+            &stack,
+            &["create-workspace", "x", "--data-residency", "eu", "--yes"],
+        );
+        assert_ne!(code, 0);
+        assert!(out.contains("workspaceGeo"), "{out}");
+    }
+}

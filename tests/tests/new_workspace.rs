@@ -445,3 +445,205 @@ async fn a_key_whose_policy_cannot_admit_a_new_workspace_creates_nothing() {
         assert_eq!(creation.lease, None);
     }
 }
+
+fn cfn_request(kind: &str, catcher: &ResponseCatcher, request_id: &str, props: Value) -> Value {
+    json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:CustomResourceFunction",
+        "ResponseURL": catcher.url_for(request_id),
+        "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/app/1",
+        "RequestId": request_id,
+        "LogicalResourceId": "TeamWorkspace",
+        "ResourceType": "Custom::AnthropicCmekWorkspace",
+        "ResourceProperties": props,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workspace_resource_creates_updates_and_deletes_on_claude_platform() {
+    workspace_resource(Platform::ClaudePlatform).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workspace_resource_creates_updates_and_deletes_on_claude_platform_on_aws() {
+    workspace_resource(Platform::ClaudePlatformOnAws).await;
+}
+
+/// `Custom::AnthropicCmekWorkspace` with CloudFormation's side played by a
+/// local HTTP server standing in for the pre-signed S3 URL.
+async fn workspace_resource(platform: Platform) {
+    const FN: &str = "CustomResourceFunction";
+    let stack = stack_for(platform, "cfn-workspace", |_| {}).await;
+    let catcher = ResponseCatcher::start().await;
+    let props =
+        json!({"ServiceToken": "x", "Name": "team-a", "DisplayColor": "#112233", "ArchiveOnDelete": "true"});
+
+    // Create: answered by Finish, with the new workspace's attributes.
+    let (err, out) = invoke(&stack, FN, &cfn_request("Create", &catcher, "c-1", props.clone())).await;
+    assert_eq!(err, None, "{out}");
+    assert_eq!(out["answered"], false, "Finish answers Create");
+    let resp = catcher.wait("c-1", TIMEOUT).await;
+    assert_eq!(resp["Status"], "SUCCESS", "{resp} — {}", dump_on_failure(&stack));
+    let w = named(&stack, "team-a");
+    assert_eq!(w.len(), 1, "{w:?}");
+    let ws = workspace_id(&w[0]);
+    let physical = format!("cmek-workspace:{ws}");
+    assert_eq!(resp["PhysicalResourceId"], physical.as_str());
+    assert_eq!(resp["Data"]["WorkspaceId"], ws.as_str());
+    assert_eq!(resp["Data"]["CompartmentId"], w[0]["compartment_id"]);
+    assert_eq!(resp["Data"]["ExternalKeyId"], w[0]["external_key_id"]);
+    let key = all_keys(&stack).await;
+    assert_eq!(key.len(), 1);
+    assert_eq!(resp["Data"]["KeyArn"], key[0].as_str());
+    // A second delivery of the same Create starts nothing new.
+    let (err, _) = invoke(&stack, FN, &cfn_request("Create", &catcher, "c-1", props.clone())).await;
+    assert_eq!(err, None);
+    assert_eq!(named(&stack, "team-a").len(), 1);
+
+    // Update of the name and colour: applied at once, the key unchanged.
+    let mut update = cfn_request(
+        "Update",
+        &catcher,
+        "u-1",
+        json!({"Name": "team-a-renamed", "DisplayColor": "#445566", "ArchiveOnDelete": "true"}),
+    );
+    update["PhysicalResourceId"] = json!(physical);
+    update["OldResourceProperties"] = props.clone();
+    let (err, out) = invoke(&stack, FN, &update).await;
+    assert_eq!(err, None, "{out}");
+    let resp = catcher.wait("u-1", std::time::Duration::from_secs(10)).await;
+    assert_eq!(resp["Status"], "SUCCESS", "{resp}");
+    assert_eq!(resp["PhysicalResourceId"], physical.as_str());
+    let now = stack.admin_client().get_workspace(&ws).await.unwrap();
+    assert_eq!(now.name, "team-a-renamed");
+    assert_eq!(now.display_color.as_deref(), Some("#445566"));
+    assert_eq!(now.external_key_id.as_deref(), w[0]["external_key_id"].as_str());
+
+    // Update of what cannot change: refused with the reason, nothing changed.
+    for (field, value) in [("WorkspaceGeo", json!("eu")), ("KeyArn", json!(key[0].clone()))] {
+        let rid = format!("u-{field}");
+        let mut new_props =
+            json!({"Name": "team-a-renamed", "DisplayColor": "#445566", "ArchiveOnDelete": "true"});
+        new_props[field] = value;
+        let mut update = cfn_request("Update", &catcher, &rid, new_props);
+        update["PhysicalResourceId"] = json!(physical);
+        update["OldResourceProperties"] =
+            json!({"Name": "team-a-renamed", "DisplayColor": "#445566", "ArchiveOnDelete": "true"});
+        let (err, out) = invoke(&stack, FN, &update).await;
+        assert_eq!(err, None, "{out}");
+        let resp = catcher.wait(&rid, std::time::Duration::from_secs(10)).await;
+        assert_eq!(resp["Status"], "FAILED", "{field}: {resp}");
+        assert_eq!(resp["PhysicalResourceId"], physical.as_str(), "{field}");
+        assert!(
+            resp["Reason"].as_str().unwrap().contains(field)
+                && resp["Reason"].as_str().unwrap().contains("nothing was changed"),
+            "{field}: {resp}"
+        );
+    }
+    assert_eq!(named(&stack, "team-a-renamed").len(), 1);
+    assert_eq!(all_keys(&stack).await.len(), 1);
+
+    // Delete with ArchiveOnDelete: the workspace archived, the key and the
+    // registration kept (KMS key enabled, nothing scheduled for deletion).
+    let mut delete = cfn_request(
+        "Delete",
+        &catcher,
+        "d-1",
+        json!({"Name": "team-a-renamed", "ArchiveOnDelete": "true"}),
+    );
+    delete["PhysicalResourceId"] = json!(physical);
+    let (err, out) = invoke(&stack, FN, &delete).await;
+    assert_eq!(err, None, "{out}");
+    let resp = catcher.wait("d-1", std::time::Duration::from_secs(10)).await;
+    assert_eq!(resp["Status"], "SUCCESS", "{resp}");
+    let now = stack.admin_client().get_workspace(&ws).await.unwrap();
+    assert!(now.archived_at.is_some(), "archived on request");
+    assert_eq!(now.external_key_id.as_deref(), w[0]["external_key_id"].as_str());
+    assert_eq!(external_keys(&stack).len(), 1);
+    let meta = stack.kms().describe_key().key_id(&key[0]).send().await.unwrap();
+    assert_eq!(
+        meta.key_metadata().unwrap().key_state().unwrap().as_str(),
+        "Enabled"
+    );
+
+    // Without ArchiveOnDelete, a Delete leaves the workspace as it is; a
+    // failed Create's rollback Delete has nothing to do.
+    let second = json!({"Name": "team-b"});
+    let mut create_b = cfn_request("Create", &catcher, "c-2", second.clone());
+    create_b["LogicalResourceId"] = json!("TeamB");
+    invoke(&stack, FN, &create_b).await;
+    let resp = catcher.wait("c-2", TIMEOUT).await;
+    assert_eq!(resp["Status"], "SUCCESS", "{resp}");
+    let b = workspace_id(&named(&stack, "team-b")[0]);
+    let mut delete_b = cfn_request("Delete", &catcher, "d-2", second);
+    delete_b["LogicalResourceId"] = json!("TeamB");
+    delete_b["PhysicalResourceId"] = resp["PhysicalResourceId"].clone();
+    invoke(&stack, FN, &delete_b).await;
+    let resp = catcher.wait("d-2", std::time::Duration::from_secs(10)).await;
+    assert_eq!(resp["Status"], "SUCCESS", "{resp}");
+    assert!(
+        stack
+            .admin_client()
+            .get_workspace(&b)
+            .await
+            .unwrap()
+            .archived_at
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_workspace_resource_create_is_answered_and_its_rollback_deletes_nothing() {
+    const FN: &str = "CustomResourceFunction";
+    let stack = stack_for(Platform::ClaudePlatform, "cfn-workspace-rollback", |_| {}).await;
+    let catcher = ResponseCatcher::start().await;
+    // A key whose policy cannot admit a new workspace: the creation fails
+    // before anything but that key exists.
+    let arn = key_tagged_for_adoption(&stack, Some(&json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountRootAdmin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "kms:*", "Resource": "*"}
+    ]}).to_string()))
+    .await;
+    let props = json!({"Name": "doomed", "KeyArn": arn});
+    invoke(
+        &stack,
+        FN,
+        &cfn_request("Create", &catcher, "c-bad", props.clone()),
+    )
+    .await;
+    let resp = catcher.wait("c-bad", TIMEOUT).await;
+    assert_eq!(resp["Status"], "FAILED", "{resp}");
+    assert!(
+        resp["Reason"].as_str().unwrap().contains("KeyPolicyRejected"),
+        "{resp}"
+    );
+    let physical = resp["PhysicalResourceId"].as_str().unwrap().to_owned();
+    assert!(physical.starts_with("cmek-failed:"), "{physical}");
+    assert!(named(&stack, "doomed").is_empty());
+    // CloudFormation's rollback: a Delete of what the failed Create reported.
+    let mut delete = cfn_request("Delete", &catcher, "d-bad", props);
+    delete["PhysicalResourceId"] = json!(physical);
+    invoke(&stack, FN, &delete).await;
+    let resp = catcher.wait("d-bad", std::time::Duration::from_secs(10)).await;
+    assert_eq!(resp["Status"], "SUCCESS", "{resp}");
+    assert_eq!(all_keys(&stack).await, vec![arn], "the key is never deleted");
+    // Bad properties are answered FAILED at once, naming the property.
+    invoke(
+        &stack,
+        FN,
+        &cfn_request(
+            "Create",
+            &catcher,
+            "c-invalid",
+            json!({"Name": "x", "DisplayColor": "blue"}),
+        ),
+    )
+    .await;
+    let resp = catcher
+        .wait("c-invalid", std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(resp["Status"], "FAILED");
+    assert!(
+        resp["Reason"].as_str().unwrap().contains("displayColor"),
+        "{resp}"
+    );
+}

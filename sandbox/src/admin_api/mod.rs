@@ -834,6 +834,18 @@ async fn update_workspace(
             return Err(invalid(format!("{k}: Extra inputs are not permitted")));
         }
     }
+    // Every field is checked before anything changes.
+    let tags = workspace_tags(obj.get("tags"))?;
+    let display_color = match obj.get("display_color") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) if is_hex_color(c) => Some(c.clone()),
+        Some(_) => return Err(invalid("display_color: must match ^#[0-9A-Fa-f]{6}$")),
+    };
+    let name = match obj.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if (1..=255).contains(&n.chars().count()) => Some(n.clone()),
+        Some(_) => return Err(invalid("name: must be 1-255 characters")),
+    };
     let contract = *lock(&shared.contract);
     // First pass, without changing anything: is this an attach, and may it happen?
     let attach = {
@@ -916,14 +928,14 @@ async fn update_workspace(
                 }
             }
         }
-        if let Some(tags) = workspace_tags(obj.get("tags"))? {
+        if let Some(tags) = tags {
             ws.tags = tags;
         }
-        if let Some(name) = obj.get("name") {
-            ws.name = name
-                .as_str()
-                .ok_or_else(|| invalid("name: must be a string"))?
-                .to_owned();
+        if let Some(c) = display_color {
+            ws.display_color = c;
+        }
+        if let Some(n) = name {
+            ws.name = n;
         }
         (ws.to_json(), check)
     };

@@ -1,4 +1,7 @@
-//! The CloudFormation custom resource (`Custom::AnthropicCmek`): Create starts
+//! The CloudFormation custom resources. `Custom::AnthropicCmekWorkspace` (a
+//! workspace created with its key) is in [`super::workspace_resource`].
+//!
+//! `Custom::AnthropicCmek`: Create starts
 //! a provisioning whose Finish answers CloudFormation; Update of the same
 //! workspace and every Delete answer at once. Anything that goes wrong before
 //! an execution has started is answered FAILED at once, so a stack never
@@ -155,6 +158,9 @@ async fn handle(deps: &Deps, envelope: &Envelope, event: &Value) -> Result<Optio
     // request is checked here, so a malformed one is answered FAILED.
     let request: Request =
         crate::error::parse_input(event.clone(), "not a CloudFormation custom resource request: ")?;
+    if super::workspace_resource::is_workspace_resource(event) {
+        return super::workspace_resource::handle(deps, envelope, event).await;
+    }
     match request {
         Request::Delete(_) => delete(deps, envelope).await.map(Some),
         Request::Create(create) => {
