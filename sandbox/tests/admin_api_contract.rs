@@ -774,3 +774,72 @@ async fn the_safety_detectors_report_what_they_watch_for() {
     assert_eq!(state["unvalidated_attachments"].as_array().unwrap().len(), 1);
     assert_eq!(state["attach_warnings"].as_array().unwrap().len(), 1);
 }
+
+/// Create Workspace with `external_key_id`: the key checked against the new
+/// workspace where the create validates (documented on Claude Platform on
+/// AWS; on Claude Platform a switch, since the documentation does not say),
+/// the workspace's first answer already carrying the key, and nothing
+/// created when the check refuses.
+#[tokio::test]
+async fn creating_a_workspace_with_its_key_validates_it_where_the_switch_says() {
+    for create_validates_key in [true, false] {
+        let api = start(SandboxConfig {
+            orgs: vec![seed(0, 0, 0)],
+            contract: ContractConfig {
+                create_validates_key,
+                ..ContractConfig::default()
+            },
+            ..SandboxConfig::default()
+        })
+        .await;
+        let c = client(&api);
+        let tags = std::collections::BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+        // Validates (the all-zeros id is listed) but admits only one other compartment.
+        let other = "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b";
+        let narrow = key_with_policy("us-east-2", &documented_policy(ORG, Some(&[other, ZEROS]))).await;
+        let k = c.create_external_key("narrow", Geo::Us, &narrow).await.unwrap();
+        assert!(
+            c.validate_external_key(&k.id.parse().unwrap())
+                .await
+                .unwrap()
+                .succeeded()
+        );
+        let body = |name, id| cmek::admin_api::CreateWorkspace {
+            name,
+            external_key_id: id,
+            tags: &tags,
+            display_color: None,
+            data_residency: None,
+        };
+        let refused = c.create_workspace(&body("narrow", &k.id)).await;
+        if create_validates_key {
+            let err = refused.unwrap_err();
+            assert!(matches!(err, AdminApiError::InvalidRequest(_)), "{err:?}");
+            assert!(err.to_string().contains("failed validation"), "{err}");
+            assert!(
+                c.list_workspaces(true, false).await.unwrap().is_empty(),
+                "nothing created"
+            );
+        } else {
+            let w = refused.unwrap();
+            assert_eq!(w.external_key_id.as_deref(), Some(k.id.as_str()));
+        }
+        // A key that admits the organization's workspaces: created with it.
+        let wide = key_with_policy("us-east-2", &documented_policy(ORG, None)).await;
+        let k = c.create_external_key("wide", Geo::Us, &wide).await.unwrap();
+        assert!(
+            c.validate_external_key(&k.id.parse().unwrap())
+                .await
+                .unwrap()
+                .succeeded()
+        );
+        let w = c.create_workspace(&body("wide", &k.id)).await.unwrap();
+        assert_eq!(
+            w.external_key_id.as_deref(),
+            Some(k.id.as_str()),
+            "its first answer"
+        );
+        assert_eq!(w.tags, tags);
+        assert_eq!(api.live_traffic(&w.id).await, Ok(()));
+    }
+}

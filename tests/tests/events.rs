@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use cmek::workflow::{ProvisionRequest, StepInput};
+use cmek::workflow::{CreationRequest, ProvisionRequest, StepInput};
 use serde_json::Value;
 
 fn events_dir() -> PathBuf {
@@ -27,6 +27,9 @@ fn execution_inputs_parse_as_requests() {
     ] {
         ProvisionRequest::from_value(&load(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    let create = load("create-workspace-execution.json");
+    assert!(CreationRequest::is_creation(&create));
+    CreationRequest::from_value(&create).unwrap_or_else(|e| panic!("create-workspace-execution.json: {e}"));
     let err = ProvisionRequest::from_value(&load("malformed-execution.json")).unwrap_err();
     assert_eq!(err.error_type(), "InvalidInput");
     assert!(err.to_string().contains("roleArn"), "{err}");
@@ -69,6 +72,8 @@ fn every_file_in_events_is_covered() {
         "custom-resource-create.json",
         "custom-resource-update.json",
         "custom-resource-delete.json",
+        "create-workspace-execution.json",
+        "custom-resource-workspace-create.json",
         "cloudtrail-schedule-key-deletion.json",
         "cloudtrail-disable-key.json",
         "cloudtrail-put-key-policy.json",
@@ -97,6 +102,13 @@ fn custom_resource_requests_parse() {
         cmek::cloudformation::check_response_url(&e.response_url).unwrap();
         assert_eq!(v["ResourceType"], "Custom::AnthropicCmek");
     }
+    let v = load("custom-resource-workspace-create.json");
+    let e: cmek::cloudformation::Envelope = serde_json::from_value(v.clone()).unwrap();
+    cmek::cloudformation::check_response_url(&e.response_url).unwrap();
+    assert_eq!(
+        v["ResourceType"],
+        cmek::triggers::workspace_resource::RESOURCE_TYPE
+    );
 }
 
 #[test]

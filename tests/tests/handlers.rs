@@ -575,3 +575,68 @@ async fn on_claude_platform_on_aws_attach_goes_only_through_the_services_validat
     workflow::attach_key(&deps, step(&ws, "exec-1")).await.unwrap();
     assert_eq!(attaches(&api), 1);
 }
+
+/// A workspace's tags are its users' to edit (Update Workspace takes
+/// `tags`): a create whose answer was lost, and whose workspace then lost
+/// its creation tag, is still found — by the key this creation made and
+/// registered for it — and never made twice.
+#[tokio::test]
+async fn a_created_workspace_whose_tag_was_removed_is_found_by_its_key() {
+    use sandbox::admin_api::{Faults, Scripted};
+    let w = world().await;
+    w.api.set_faults(Faults {
+        scripted: vec![Scripted {
+            method: "POST".into(),
+            path_suffix: "/v1/organizations/workspaces".into(),
+            status: 500,
+            times: 1,
+            after_effect: true,
+            message: None,
+            retry_after_secs: None,
+            error_code: None,
+        }],
+        ..Faults::default()
+    });
+    let input = json!({"request": {"createWorkspace": {"name": "retagged"}}, "execution": "exec-1"});
+    let lost = workflow::create_workspace(&w.deps, input.clone()).await;
+    assert!(lost.is_err(), "the create's answer was a 500: {lost:?}");
+    let named = |api: &SandboxApi| -> Vec<Value> {
+        api.state()["orgs"]["o"]["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["name"] == "retagged")
+            .cloned()
+            .collect()
+    };
+    let made = named(&w.api);
+    assert_eq!(made.len(), 1, "the create took effect");
+    let id = made[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        made[0]["tags"][workflow::TAG_CREATION].as_str(),
+        Some(cmek::ids::CreationToken::for_name("retagged").as_str())
+    );
+    // Someone clears the workspace's tags before the retry.
+    let cleared = cmek::tls::http_client()
+        .unwrap()
+        .post(format!("{}/v1/organizations/workspaces/{id}", w.api.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"tags": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(cleared.status().is_success(), "{}", cleared.text().await.unwrap());
+    assert_eq!(named(&w.api)[0]["tags"], json!({}));
+    let out = workflow::create_workspace(&w.deps, input).await.unwrap();
+    assert_eq!(out.workspace_id.as_str(), id);
+    assert_eq!(named(&w.api).len(), 1, "no second workspace");
+    assert_eq!(
+        w.api.state()["orgs"]["o"]["external_keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no second registration"
+    );
+}

@@ -755,7 +755,7 @@ fn every_task_retries_every_crash_and_service_error_lambda_documents() {
             assert!(retried.contains(e), "{name} does not retry {e}");
         }
     }
-    assert_eq!(tasks, 8);
+    assert_eq!(tasks, 9);
 }
 
 /// The resource a `!Ref`/`!GetAtt` names, if any.
@@ -935,22 +935,29 @@ fn validation_worst_case(t: &Value) -> (u64, u64, u64) {
 fn the_example_stack_waits_out_the_validation_schedule() {
     let t = template();
     let (waits, attempts, total) = validation_worst_case(&t);
-    let example: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(root().join("examples/cloudformation/workspace-key.yaml")).unwrap(),
-    )
-    .unwrap();
-    let timeout = example["Resources"]["WorkspaceKey"]["Properties"]["ServiceTimeout"]
-        .as_u64()
-        .expect("the example sets ServiceTimeout");
-    // CloudFormation's ceiling for a custom resource's ServiceTimeout.
-    assert!(
-        timeout <= 3600,
-        "ServiceTimeout {timeout} is above CloudFormation's 3600 s"
-    );
-    assert!(
-        timeout >= total,
-        "ServiceTimeout {timeout} s would give up before the validation schedule ({total} s)"
-    );
+    // Both examples: a new workspace's key waits out the same schedule.
+    let mut timeout = 0;
+    for (file, resource) in [
+        ("workspace-key.yaml", "WorkspaceKey"),
+        ("cmek-workspace.yaml", "TeamWorkspace"),
+    ] {
+        let example: Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(root().join("examples/cloudformation").join(file)).unwrap(),
+        )
+        .unwrap();
+        timeout = example["Resources"][resource]["Properties"]["ServiceTimeout"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{file} sets ServiceTimeout"));
+        // CloudFormation's ceiling for a custom resource's ServiceTimeout.
+        assert!(
+            timeout <= 3600,
+            "{file}: ServiceTimeout {timeout} is above CloudFormation's 3600 s"
+        );
+        assert!(
+            timeout >= total,
+            "{file}: ServiceTimeout {timeout} s would give up before the validation schedule ({total} s)"
+        );
+    }
     let text = readme();
     let stated = format!("{waits} s of waits + {attempts} attempts × 60 s = {total} s");
     assert!(text.contains(&stated), "README must state: {stated}");

@@ -75,6 +75,12 @@ pub struct ContractConfig {
     /// 400 with `external_key_not_found` (the code the beta endpoints
     /// document). The documentation does not say which the stable one sends.
     pub missing_key: MissingKey,
+    /// Whether Create Workspace with `external_key_id` on Claude Platform
+    /// validates the key against the new workspace, as the attach does. The
+    /// documentation says so for Claude Platform on AWS ("the key is
+    /// validated against the new workspace on this request") and nothing
+    /// for Claude Platform; there the workflow validates first either way.
+    pub create_validates_key: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +100,7 @@ impl Default for ContractConfig {
             error_codes: true,
             workspace_policy_blocks_rename: true,
             missing_key: MissingKey::NotFound404,
+            create_validates_key: true,
         }
     }
 }

@@ -1040,7 +1040,9 @@ async fn create_workspace(
                 (k.clone(), org.uuid.clone())
             };
             attachable(shared, &k, None)?;
-            attach_verdict(shared, key, &k, &compartment, &id, &org_uuid, caller).await?;
+            if shared.aws_platform.is_some() || lock(&shared.contract).create_validates_key {
+                attach_verdict(shared, key, &k, &compartment, &id, &org_uuid, caller).await?;
+            }
             Some(k)
         }
         Some(_) => return Err(invalid("external_key_id: must be a string")),

@@ -162,6 +162,22 @@ impl Step<'_> {
             .admin()?
             .find_workspaces_tagged(TAG_CREATION, token.as_str())
             .await?;
+        if found.is_empty() && self.rec.creation_started && !self.rec.key_adopted {
+            // The tag is the user's to edit (Update Workspace takes `tags`):
+            // a workspace created here whose tag was removed is still found
+            // by its key — one this creation made, registered for it, and
+            // attached to no other workspace.
+            if let Some(key_id) = self.rec.external_key_id.clone() {
+                found = self
+                    .deps
+                    .admin()?
+                    .list_workspaces(true, false)
+                    .await?
+                    .into_iter()
+                    .filter(|w| w.external_key_id.as_deref() == Some(key_id.as_str()))
+                    .collect();
+            }
+        }
         let workspace = match found.len() {
             0 => return Ok(()),
             1 => found.remove(0),
