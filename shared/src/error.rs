@@ -108,6 +108,11 @@ pub enum CmekError {
     /// `external_key_not_found`: no such registration in the organization.
     #[error("the external key is not registered in this organization: {0}")]
     ExternalKeyNotFound(String),
+    /// A create whose answer was lost, and no workspace found for it yet:
+    /// looked up again before anything is created (CreateWorkspace's own
+    /// retry, not a transient error of every step).
+    #[error("{0}")]
+    CreationOutcomeUnknown(String),
     /// The workspace is the organization's Default Workspace and the
     /// request did not opt in to giving it a key (`defaultWorkspace`).
     #[error("{0}")]
@@ -177,6 +182,7 @@ error_types! {
     KeyProviderMismatch,
     KeyProfileMismatch,
     ExternalKeyNotFound,
+    CreationOutcomeUnknown,
     DefaultWorkspaceNotOptedIn,
     InvalidOrganization,
     AttachmentMismatch,
@@ -429,6 +435,7 @@ mod tests {
             CmekError::KeyProviderMismatch(String::new()),
             CmekError::KeyProfileMismatch(String::new()),
             CmekError::ExternalKeyNotFound(String::new()),
+            CmekError::CreationOutcomeUnknown(String::new()),
             CmekError::DefaultWorkspaceNotOptedIn(String::new()),
             CmekError::InvalidOrganization(String::new()),
             CmekError::AttachmentMismatch(String::new()),

@@ -20,7 +20,9 @@ pub use begin::{Begin, BeginOutput, begin};
 pub use create_key::{
     CREATOR_MAINTAINS_SID, CREATOR_TAGS_SID, CreateKey, create_key, creator_statements, key_description,
 };
-pub use create_workspace::{CreateWorkspace, CreationOutput, TAG_CREATION, create_workspace};
+pub use create_workspace::{
+    CREATE_SETTLE_SECS, CreateWorkspace, CreationOutput, TAG_CREATION, create_workspace,
+};
 pub use diagnose::{DiagnoseKey, Diagnosis, diagnose, diagnose_described, diagnose_key, diagnose_on_aws};
 pub use finish::{Finish, FinishOutput, finish};
 pub use input::{ProvisionRequest, StepInput, Trigger};

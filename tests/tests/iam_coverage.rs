@@ -244,7 +244,12 @@ fn manifest_key(b: &Bindings, function: &str, a: &Authorization) -> ManifestKey 
             }
         }
         out.push_str(rest);
-        out
+        // A creation token (`n-` and 32 hex digits, CreationToken::for_name
+        // and ::derived): a new workspace's key is tagged and aliased with it.
+        let token = regex::Regex::new(r"\bn-[0-9a-f]{32}\b").unwrap();
+        token
+            .replace_all(&out, regex::NoExpand("${CreationToken}"))
+            .into_owned()
     };
     (
         function.to_owned(),

@@ -288,6 +288,16 @@ async fn dying_after_every_effect(platform: Platform) {
     let aborts = stack.function_logs().matches("aborting the process").count();
     assert!(aborts >= cmek::crash_point::CREATION.len(), "{aborts} aborts");
     let (ws, key) = created_once(&stack, "crashy").await;
+    figure(
+        &format!("creation_crash_points_{platform}"),
+        &format!(
+            "CREATION CRASH POINTS ({platform}): {} points, {aborts} process aborts, then {} workspace, {} key, {} registration",
+            cmek::crash_point::CREATION.len(),
+            named(&stack, "crashy").len(),
+            all_keys(&stack).await.len(),
+            external_keys(&stack).len()
+        ),
+    );
     // The key was found again after the crash, not made twice, and carries
     // the new workspace's tag.
     assert_eq!(keys_for(&stack, &ws).await, vec![key]);
@@ -358,6 +368,9 @@ async fn a_500_or_429_on_the_create_never_makes_a_second_workspace() {
         (Platform::ClaudePlatform, 500, true),
         (Platform::ClaudePlatformOnAws, 500, true),
         (Platform::ClaudePlatform, 429, false),
+        // A 500 before the effect: an unknown outcome whose workspace never
+        // shows up; another create only after the settle window.
+        (Platform::ClaudePlatformOnAws, 500, false),
     ] {
         let stack = stack_for(platform, "creation-unknown-outcome", |_| {}).await;
         stack.admin.set_faults(Faults {
@@ -391,6 +404,29 @@ async fn a_500_or_429_on_the_create_never_makes_a_second_workspace() {
             .count();
         assert_eq!(faulted, 1, "{platform} {status}: the fault fired once");
         created_once(&stack, "unlucky").await;
+        // When the next create went out: after a refusal (a 429) at once;
+        // after a 5xx that created nothing, not before the settle window
+        // (cmek::workflow::CREATE_SETTLE_SECS) had passed since the first.
+        let creates: Vec<_> = stack
+            .admin
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/organizations/workspaces" && r.method == "POST")
+            .collect();
+        let gap_ms = creates.last().unwrap().at_ms - creates[0].at_ms;
+        if status >= 500 && !after_effect {
+            assert_eq!(creates.len(), 2, "{platform} {status}: {creates:?}");
+            let settle_ms = 1000 * cmek::workflow::CREATE_SETTLE_SECS as u64;
+            assert!(
+                gap_ms + 1000 >= settle_ms,
+                "{platform} {status}: the second create went out {gap_ms} ms after the first"
+            );
+        } else if !after_effect {
+            assert!(
+                gap_ms < 25_000,
+                "{platform} {status}: a refusal waited {gap_ms} ms"
+            );
+        }
     }
 }
 

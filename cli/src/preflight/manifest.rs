@@ -16,6 +16,9 @@ pub const MANIFEST: &str = include_str!("../../preflight-manifest.json");
 /// where a real call names the workspace or key it works on.
 pub const ANY_WORKSPACE: &str = "wrkspc_cmekpreflight";
 pub const ANY_KEY: &str = "00000000-0000-4000-8000-000000000000";
+/// A creation token no request has (a new workspace's key is tagged and
+/// aliased with its request's token before the workspace exists).
+pub const ANY_CREATION_TOKEN: &str = "n-00000000000000000000000000000000";
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -78,6 +81,7 @@ pub fn placeholders(stack: &DeployedStack) -> anyhow::Result<BTreeMap<&'static s
         }),
         ("Workspace", ANY_WORKSPACE.to_owned()),
         ("AnyKey", ANY_KEY.to_owned()),
+        ("CreationToken", ANY_CREATION_TOKEN.to_owned()),
     ]))
 }
 

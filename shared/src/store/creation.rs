@@ -44,6 +44,9 @@ pub struct CreationRecord {
     /// is looked up by its tag before anything is created again.
     #[serde(default)]
     pub creation_started: bool,
+    /// When the latest create was sent (Unix seconds).
+    #[serde(default)]
+    pub creation_started_at: Option<i64>,
     #[serde(default)]
     pub workspace_id: Option<WorkspaceId>,
     #[serde(default)]
@@ -78,6 +81,7 @@ impl CreationRecord {
             validated_by: None,
             validation_attempts: 0,
             creation_started: false,
+            creation_started_at: None,
             workspace_id: None,
             compartment_id: None,
             policy_narrowed: false,

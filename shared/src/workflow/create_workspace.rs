@@ -47,6 +47,10 @@ crate::context::lambda_function!(
 /// ("Keys may not begin with anthropic", the Workspace reference.)
 pub const TAG_CREATION: &str = "cmek:creation-token";
 
+/// How long after a create whose answer was lost the workspace list is
+/// given to show it before another create may be sent.
+pub const CREATE_SETTLE_SECS: i64 = 30;
+
 /// Create the workspace with its key, or find the one an earlier attempt
 /// created; answer the provisioning request the rest of the state machine
 /// runs for it.
@@ -178,8 +182,10 @@ impl Step<'_> {
                     .collect();
             }
         }
+        if found.is_empty() {
+            return self.settled_since_last_create();
+        }
         let workspace = match found.len() {
-            0 => return Ok(()),
             1 => found.remove(0),
             n => {
                 return Err(CmekError::StateConflict(format!(
@@ -208,6 +214,25 @@ impl Step<'_> {
             )));
         }
         self.record_created(&workspace, "workspace_found").await
+    }
+
+    /// Nothing found after a create whose answer was lost (a 5xx, a
+    /// timeout, a crash): the workspace list may not show a workspace created
+    /// moments ago (README, Unverified facts), so nothing is created again
+    /// until [`CREATE_SETTLE_SECS`] have passed since that create was sent;
+    /// until then `CreationOutcomeUnknown`, which the state machine retries.
+    fn settled_since_last_create(&self) -> Result<(), CmekError> {
+        let Some(sent_at) = self.rec.creation_started_at.filter(|_| self.rec.creation_started) else {
+            return Ok(());
+        };
+        let waited = self.deps.now().unix_timestamp() - sent_at;
+        if waited < CREATE_SETTLE_SECS {
+            return Err(CmekError::CreationOutcomeUnknown(format!(
+                "creation {}: a create sent {waited} s ago got no answer and no workspace carries its tag or key yet; looking again before creating anything (after {CREATE_SETTLE_SECS} s)",
+                self.rec.token
+            )));
+        }
+        Ok(())
     }
 
     async fn record_created(&mut self, workspace: &Workspace, outcome: &str) -> Result<(), CmekError> {
@@ -599,17 +624,19 @@ impl Step<'_> {
         let arn = self.key_arn()?;
         self.judge_for_new_workspace(&arn).await?;
         let id = self.external_key_id()?;
-        if !self.rec.creation_started {
-            self.advance(
-                self.rec.status,
-                "creation_started",
-                json!({"external_key_id": id}),
-                |r| {
-                    r.creation_started = true;
-                },
-            )
-            .await?;
-        }
+        // Before every attempt (not only the first): the settle window
+        // after a lost answer runs from the latest create sent.
+        let sent_at = self.deps.now().unix_timestamp();
+        self.advance(
+            self.rec.status,
+            "creation_started",
+            json!({"external_key_id": id}),
+            |r| {
+                r.creation_started = true;
+                r.creation_started_at = Some(sent_at);
+            },
+        )
+        .await?;
         let req = self.req();
         let tags = BTreeMap::from([
             (TAG_CREATION.to_owned(), self.rec.token.to_string()),
@@ -630,7 +657,25 @@ impl Step<'_> {
         }
         let created = match self.deps.admin()?.create_workspace(&body).await {
             Ok(w) => w,
-            Err(e) => return Err(self.refused(e, &arn, attempt).await),
+            Err(e) => {
+                // Any 4xx (a 429 included) is a refusal: nothing was created,
+                // so the next attempt has no lost answer to wait out.
+                if let Some(status) = e.status().filter(|s| (400..500).contains(s))
+                    && !matches!(e, AdminApiError::InvalidRequest(_) | AdminApiError::Conflict(_))
+                {
+                    self.advance(
+                        self.rec.status,
+                        "create_refused",
+                        json!({"status": status, "error": e.to_string()}),
+                        |r| {
+                            r.creation_started = false;
+                            r.creation_started_at = None;
+                        },
+                    )
+                    .await?;
+                }
+                return Err(self.refused(e, &arn, attempt).await);
+            }
         };
         crash_point("create-workspace.after-create");
         if created.external_key_id.as_deref() != Some(id.as_str()) {
@@ -676,6 +721,9 @@ impl Step<'_> {
             .advance(self.rec.status, outcome, detail, |r| {
                 r.validation_attempts = attempt;
                 r.last_error = Some(reason.clone());
+                // A 400 or 409 refusal: the workspace was not created.
+                r.creation_started = false;
+                r.creation_started_at = None;
             })
             .await;
         if let Err(record_error) = recorded {
