@@ -39,6 +39,10 @@ enum Command {
         /// (SigV4-signed by each function's role, no secret, the attach validates).
         #[arg(long, default_value = "claude-platform")]
         platform: cmek::platform::Platform,
+        /// Create a new workspace with this name, encrypted with its key from
+        /// its first byte, instead of encrypting the demo organization's workspace.
+        #[arg(long, value_name = "NAME")]
+        create_workspace: Option<String>,
     },
     /// Bring the local stack up and keep it running until Ctrl-C, SIGTERM or SIGHUP. SIGTERM or SIGHUP.
     Up {
@@ -119,7 +123,16 @@ async fn main() -> anyhow::Result<()> {
             propagation_delay,
             production_schedule,
             platform,
-        } => stoppable(demo(propagation_delay, production_schedule, platform)).await,
+            create_workspace,
+        } => {
+            stoppable(demo(
+                propagation_delay,
+                production_schedule,
+                platform,
+                create_workspace,
+            ))
+            .await
+        }
         Command::Up { platform, preflight } => up(platform, preflight).await,
         Command::AdminApi {
             listen,
@@ -308,6 +321,7 @@ async fn demo(
     propagation_delay: f64,
     production_schedule: bool,
     platform: cmek::platform::Platform,
+    create_workspace: Option<String>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     println!("{BOLD}cmek-provisioner — local demo ({platform}){RESET}");
@@ -338,22 +352,33 @@ async fn demo(
     }
     let stack = LocalStack::start(options).await?;
     let workspace = stack.admin.state()["orgs"]["demo-org"]["workspaces"][0].clone();
-    let ws = workspace["id"].as_str().unwrap_or_default().to_owned();
+    let mut ws = workspace["id"].as_str().unwrap_or_default().to_owned();
     println!(
         "stack up in {:.1}s. State machine: {}",
         started.elapsed().as_secs_f64(),
         stack.state_machine_arn
     );
-    println!(
-        "\n{BOLD}Workspace{RESET} {ws} ({}), compartment {}",
-        workspace["name"].as_str().unwrap_or_default(),
-        workspace["compartment_id"].as_str().unwrap_or_default()
-    );
+    let trigger = json!({"source": "manual", "user": "demo"});
+    let input = match &create_workspace {
+        Some(name) => {
+            println!(
+                "\n{BOLD}New workspace{RESET} {name:?}, created with its key: encrypted from its first byte"
+            );
+            json!({"createWorkspace": {"name": name}, "displayName": format!("{name} key"), "trigger": trigger})
+        }
+        None => {
+            println!(
+                "\n{BOLD}Workspace{RESET} {ws} ({}), compartment {}",
+                workspace["name"].as_str().unwrap_or_default(),
+                workspace["compartment_id"].as_str().unwrap_or_default()
+            );
+            json!({"workspaceId": ws, "displayName": "demo workspace key", "trigger": trigger})
+        }
+    };
     println!(
         "{DIM}The stand-in makes a new key fail validation for {propagation_delay}s, as KMS propagation does.{RESET}\n"
     );
 
-    let input = json!({"workspaceId": ws, "displayName": "demo workspace key", "trigger": {"source": "manual", "user": "demo"}});
     let t0 = Instant::now();
     let arn = stack.start_execution(&input, Some("demo")).await?;
     let sfn = stack.sfn();
@@ -376,6 +401,8 @@ async fn demo(
                 if !matches!(
                     name,
                     "Prepare"
+                        | "NewWorkspace"
+                        | "HandOff"
                         | "AlreadyAttached"
                         | "ValidationPath"
                         | "Succeeded?"
@@ -417,6 +444,27 @@ async fn demo(
         if d.status().as_str() != "RUNNING" {
             let total = t0.elapsed().as_secs_f64();
             println!();
+            if create_workspace.is_some() {
+                // The workspace exists only now: the run's output names it.
+                let out: Value = d
+                    .output()
+                    .and_then(|o| serde_json::from_str(o).ok())
+                    .unwrap_or_default();
+                match out["workspaceId"].as_str() {
+                    Some(id) => ws = id.to_owned(),
+                    None => {
+                        println!(
+                            "{RED}{BOLD}✗ No workspace was created ({}){RESET} after {total:.1}s",
+                            d.status().as_str()
+                        );
+                        if let Some(cause) = d.cause() {
+                            println!("  {}", truncate(cause, 400));
+                        }
+                        println!("  {DIM}logs: {}{RESET}", stack.log_dir.display());
+                        anyhow::bail!("creating the workspace failed");
+                    }
+                }
+            }
             return report(&stack, &ws, d.status().as_str(), d.output(), total).await;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -436,6 +484,9 @@ fn describe(state: &str) -> &'static str {
         "ValidationPath" => "",
         "AttachKeyValidating" => {
             "Claude Platform on AWS: check the policy, then attach — the service's own validation (SigV4-signed; irreversible)"
+        }
+        "CreateWorkspace" => {
+            "new workspace: key (policy for the organization's new workspaces), registration, validation, the workspace created with external_key_id, read back, policy narrowed to it"
         }
         "Finish" => "record the outcome and audit trail, publish the result event",
         "Provisioned" => "",
