@@ -55,21 +55,8 @@ pub async fn run(json_out: bool, input: Value, yes: bool, target: &StackArgs) ->
     } else if !json_out {
         println!("{}", cmek::lifecycle::ATTACH_LOCKS);
     }
-    let sfn = aws_sdk_sfn::Client::new(&sdk);
     let name = format!("cmekctl-create-{}-{}", request.token(), std::process::id());
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn(state_machine)
-        .name(&name)
-        .input(input.to_string())
-        .send()
-        .await?
-        .execution_arn()
-        .to_owned();
-    if !json_out {
-        println!("started {arn}");
-    }
-    let (d, retries, t0) = crate::follow(json_out, &sfn, &arn).await?;
+    let (d, retries, t0) = crate::start_and_follow(json_out, &sdk, state_machine, &name, &input).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let creation = store.load_creation(&request.token()).await?;
     let ok = d.status().as_str() == "SUCCEEDED";
@@ -77,7 +64,7 @@ pub async fn run(json_out: bool, input: Value, yes: bool, target: &StackArgs) ->
     if json_out {
         println!(
             "{}",
-            json!({"execution": arn, "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "workspaceId": workspace, "creation": creation})
+            json!({"execution": d.execution_arn(), "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "workspaceId": workspace, "creation": creation})
         );
     } else if ok {
         println!(

@@ -784,28 +784,15 @@ async fn provision(
     } else if !json_out {
         println!("{locks}");
     }
-    let sfn = aws_sdk_sfn::Client::new(&sdk);
     let name = format!("cmekctl-{}-{}", request.workspace_id, std::process::id());
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn(state_machine)
-        .name(&name)
-        .input(input.to_string())
-        .send()
-        .await?
-        .execution_arn()
-        .to_owned();
-    if !json_out {
-        println!("started {arn}");
-    }
-    let (d, retries, t0) = follow(json_out, &sfn, &arn).await?;
+    let (d, retries, t0) = start_and_follow(json_out, &sdk, state_machine, &name, &input).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let rec = store.load(&request.workspace_id).await?;
     let ok = d.status().as_str() == "SUCCEEDED";
     if json_out {
         println!(
             "{}",
-            json!({"execution": arn, "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "record": rec})
+            json!({"execution": d.execution_arn(), "status": d.status().as_str(), "seconds": t0.elapsed().as_secs_f64(), "failedAttempts": retries, "record": rec})
         );
     } else if ok {
         println!(
@@ -847,6 +834,35 @@ async fn provision(
 /// Who started an execution by hand, for its record.
 fn manual_trigger() -> serde_json::Value {
     json!({"source": "manual", "user": std::env::var("USER").unwrap_or_default(), "tool": "cmekctl"})
+}
+
+/// Start an execution named `name` with `input`, say so (unless `--json`),
+/// and [`follow`] it to its end.
+async fn start_and_follow(
+    json_out: bool,
+    sdk: &aws_config::SdkConfig,
+    state_machine: &str,
+    name: &str,
+    input: &Value,
+) -> anyhow::Result<(
+    aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+    u32,
+    Instant,
+)> {
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await?
+        .execution_arn()
+        .to_owned();
+    if !json_out {
+        println!("started {arn}");
+    }
+    follow(json_out, &sfn, &arn).await
 }
 
 /// Print each state an execution enters (and each failed attempt, which a

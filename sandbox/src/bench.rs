@@ -17,10 +17,7 @@ use crate::stack::{LocalStack, StackOptions, repo_root};
 
 fn bin_dir() -> PathBuf {
     let profile = std::env::var("CMEK_FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
-        .join(profile)
+    crate::stack::target_dir().join(profile)
 }
 
 /// The one binary every function runs (`functions/cmek-lambda`).

@@ -158,10 +158,11 @@ pub fn repo_root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the repository.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// The outcome of one execution.
@@ -185,7 +186,7 @@ impl LocalStack {
             );
         }
         let profile = std::env::var("CMEK_FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
-        let bin_dir = target_dir(&root).join(&profile);
+        let bin_dir = target_dir().join(&profile);
 
         // The Lambda endpoint's port must be known before moto starts: moto's
         // Step Functions sends Lambda invokes to localhost:$MOTO_PORT.

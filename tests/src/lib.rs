@@ -295,6 +295,28 @@ impl ResponseCatcher {
         format!("{}/cfn/{id}", self.url)
     }
 
+    /// CloudFormation's request to a custom resource of `resource_type`
+    /// (logical id `logical_id`, stack `app`), answered to this catcher.
+    pub fn request(
+        &self,
+        resource_type: &str,
+        logical_id: &str,
+        kind: &str,
+        request_id: &str,
+        props: Value,
+    ) -> Value {
+        serde_json::json!({
+            "RequestType": kind,
+            "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:CustomResourceFunction",
+            "ResponseURL": self.url_for(request_id),
+            "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/app/1",
+            "RequestId": request_id,
+            "LogicalResourceId": logical_id,
+            "ResourceType": resource_type,
+            "ResourceProperties": props,
+        })
+    }
+
     pub fn responses(&self, id: &str) -> Vec<Value> {
         self.bodies
             .lock()
@@ -496,10 +518,7 @@ pub fn run_cmekctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
 
 /// The built `cmekctl`, with only the local stack's client environment.
 pub fn cmekctl_command(stack: &LocalStack) -> std::process::Command {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
-    let mut cmd = std::process::Command::new(target.join("debug/cmekctl"));
+    let mut cmd = std::process::Command::new(sandbox::stack::target_dir().join("debug/cmekctl"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(stack.client_env());

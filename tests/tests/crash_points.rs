@@ -393,16 +393,7 @@ async fn a_500_after_each_effect_never_duplicates_it() {
             code: "KMSInternalException".into(),
         };
         let admin = |method: &str, path_suffix: String| Faults {
-            scripted: vec![Scripted {
-                method: method.into(),
-                path_suffix,
-                status: 500,
-                times: 1,
-                after_effect: true,
-                message: None,
-                retry_after_secs: None,
-                error_code: None,
-            }],
+            scripted: vec![Scripted::once(method, &path_suffix, 500, true)],
             ..Faults::default()
         };
         match cell {

@@ -13,16 +13,7 @@ use serde_json::{Value, json};
 const FN: &str = "CustomResourceFunction";
 
 fn request(kind: &str, catcher: &ResponseCatcher, request_id: &str, props: Value) -> Value {
-    json!({
-        "RequestType": kind,
-        "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:CustomResourceFunction",
-        "ResponseURL": catcher.url_for(request_id),
-        "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/app/1",
-        "RequestId": request_id,
-        "LogicalResourceId": "WorkspaceKey",
-        "ResourceType": "Custom::AnthropicCmek",
-        "ResourceProperties": props,
-    })
+    catcher.request("Custom::AnthropicCmek", "WorkspaceKey", kind, request_id, props)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,15 +11,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn demo(args: &[&str]) -> (bool, String) {
-    let root = sandbox::stack::repo_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     let started = Instant::now();
-    let out = Command::new(target.join("debug/cmek-local"))
+    let out = Command::new(sandbox::stack::target_dir().join("debug/cmek-local"))
         .arg("demo")
         .args(args)
-        .current_dir(&root)
+        .current_dir(sandbox::stack::repo_root())
         .output()
         .expect("cmek-local (cargo build --workspace --bins)");
     // The demo bounds its own wait (an hour on the production schedule);

@@ -102,10 +102,7 @@ fn the_docs_name_exactly_the_templates_parameters() {
 /// is in the docs.
 #[test]
 fn the_docs_name_exactly_the_commands_and_flags_the_tools_have() {
-    let root = sandbox::stack::repo_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = sandbox::stack::target_dir();
     let docs = cmek_e2e::documentation();
     let flag_pattern = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
     for tool in ["cmekctl", "cmek-local"] {

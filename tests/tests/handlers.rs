@@ -585,16 +585,7 @@ async fn a_created_workspace_whose_tag_was_removed_is_found_by_its_key() {
     use sandbox::admin_api::{Faults, Scripted};
     let w = world().await;
     w.api.set_faults(Faults {
-        scripted: vec![Scripted {
-            method: "POST".into(),
-            path_suffix: "/v1/organizations/workspaces".into(),
-            status: 500,
-            times: 1,
-            after_effect: true,
-            message: None,
-            retry_after_secs: None,
-            error_code: None,
-        }],
+        scripted: vec![Scripted::once("POST", "/v1/organizations/workspaces", 500, true)],
         ..Faults::default()
     });
     let input = json!({"request": {"createWorkspace": {"name": "retagged"}}, "execution": "exec-1"});

@@ -375,14 +375,8 @@ async fn a_500_or_429_on_the_create_never_makes_a_second_workspace() {
         let stack = stack_for(platform, "creation-unknown-outcome", |_| {}).await;
         stack.admin.set_faults(Faults {
             scripted: vec![Scripted {
-                method: "POST".into(),
-                path_suffix: "/v1/organizations/workspaces".into(),
-                status,
-                times: 1,
-                after_effect,
-                message: None,
                 retry_after_secs: Some(1),
-                error_code: None,
+                ..Scripted::once("POST", "/v1/organizations/workspaces", status, after_effect)
             }],
             ..Faults::default()
         });
@@ -505,16 +499,13 @@ async fn a_key_whose_policy_cannot_admit_a_new_workspace_creates_nothing() {
 }
 
 fn cfn_request(kind: &str, catcher: &ResponseCatcher, request_id: &str, props: Value) -> Value {
-    json!({
-        "RequestType": kind,
-        "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:CustomResourceFunction",
-        "ResponseURL": catcher.url_for(request_id),
-        "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/app/1",
-        "RequestId": request_id,
-        "LogicalResourceId": "TeamWorkspace",
-        "ResourceType": "Custom::AnthropicCmekWorkspace",
-        "ResourceProperties": props,
-    })
+    catcher.request(
+        cmek::triggers::workspace_resource::RESOURCE_TYPE,
+        "TeamWorkspace",
+        kind,
+        request_id,
+        props,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

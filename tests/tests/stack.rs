@@ -131,9 +131,7 @@ fn descendants(root: u32) -> Vec<u32> {
 #[test]
 fn cmek_local_up_ends_every_process_it_started_on_sigterm_and_sighup() {
     use std::io::{BufRead, BufReader};
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| sandbox::stack::repo_root().join("target"));
+    let target = sandbox::stack::target_dir();
     for (signal, name) in [(libc_signal::SIGTERM, "SIGTERM"), (libc_signal::SIGHUP, "SIGHUP")] {
         let mut child = std::process::Command::new(target.join("debug/cmek-local"))
             .arg("up")

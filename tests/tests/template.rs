@@ -100,10 +100,7 @@ fn every_function_runs_the_one_binary_under_a_handler_it_serves() {
 /// an event (Lambda reports it as an init error).
 #[test]
 fn the_binary_refuses_a_handler_it_does_not_serve() {
-    let bin = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("debug/cmek-lambda");
+    let bin = sandbox::stack::target_dir().join("debug/cmek-lambda");
     assert!(bin.exists(), "build the functions first: {}", bin.display());
     let out = std::process::Command::new(&bin)
         .env_clear()

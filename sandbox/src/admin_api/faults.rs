@@ -88,6 +88,22 @@ fn one() -> u32 {
 }
 
 impl Scripted {
+    /// One answer of `status` to the next `method` request whose path ends
+    /// with `path_suffix`, before or after its effect; the status's default
+    /// message, no `retry-after`, no error code.
+    pub fn once(method: &str, path_suffix: &str, status: u16, after_effect: bool) -> Self {
+        Self {
+            method: method.to_owned(),
+            path_suffix: path_suffix.to_owned(),
+            status,
+            times: 1,
+            after_effect,
+            message: None,
+            retry_after_secs: None,
+            error_code: None,
+        }
+    }
+
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.times > 0 && self.method.eq_ignore_ascii_case(method) && path.ends_with(&self.path_suffix)
     }

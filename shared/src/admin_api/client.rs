@@ -407,28 +407,13 @@ impl AdminApiClient {
     /// byte ("Create Workspace"). Not idempotent — the API has no idempotency
     /// key — so, like a registration, it is replayed only when refused before
     /// taking effect; after an unknown outcome, find it by its tags
-    /// ([`Self::find_workspaces_tagged`]) before creating again.
+    /// (in [`Self::list_workspaces`]) before creating again.
     pub async fn create_workspace(&self, body: &CreateWorkspace<'_>) -> Result<Workspace, AdminApiError> {
         let mut req = self.req(Method::POST, "/v1/organizations/workspaces".into());
         req.replay = Replay::OnlyIfRejected;
         req.retry_conflict = false;
         req.body = Some(serde_json::to_value(body).map_err(|e| AdminApiError::Decode(e.to_string()))?);
         self.call(req).await
-    }
-
-    /// Every workspace (archived ones included, the Default Workspace never:
-    /// this project does not create it) tagged `tag` = `value`.
-    pub async fn find_workspaces_tagged(
-        &self,
-        tag: &str,
-        value: &str,
-    ) -> Result<Vec<Workspace>, AdminApiError> {
-        Ok(self
-            .list_workspaces(true, false)
-            .await?
-            .into_iter()
-            .filter(|w| w.tags.get(tag).is_some_and(|v| v == value))
-            .collect())
     }
 
     /// Change what Update Workspace lets change after creation and this

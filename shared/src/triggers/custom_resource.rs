@@ -60,17 +60,7 @@ fn parse_properties(v: &Value) -> Result<Properties, CmekError> {
 impl Properties {
     /// The workflow request these properties ask for, validated like any other.
     fn request(&self, trigger: Trigger) -> Result<ProvisionRequest, CmekError> {
-        let manage = match &self.manage_key_policy {
-            None => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
-            Some(other) => {
-                return Err(CmekError::InvalidInput(format!(
-                    "ManageKeyPolicy must be true or false, got {other}"
-                )));
-            }
-        };
+        let manage = crate::cloudformation::bool_property("ManageKeyPolicy", &self.manage_key_policy)?;
         let mut req = json!({"workspaceId": self.workspace_id, "trigger": trigger});
         if let Some(n) = &self.display_name {
             req["displayName"] = json!(n);

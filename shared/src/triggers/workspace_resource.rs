@@ -51,19 +51,6 @@ impl Properties {
         crate::error::parse_input(v.clone(), "ResourceProperties.")
     }
 
-    fn flag(name: &str, v: &Option<Value>) -> Result<Option<bool>, CmekError> {
-        match v {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(other) => Err(CmekError::InvalidInput(format!(
-                "ResourceProperties.{name} must be true or false, got {}",
-                shown(&other.to_string())
-            ))),
-        }
-    }
-
     /// The creation this resource asks for, validated like any other; its
     /// token is the resource's identity (stack and logical id), so a
     /// repeated delivery or a retried execution makes one workspace.
@@ -83,10 +70,11 @@ impl Properties {
         if let Some(n) = &self.display_name {
             req["displayName"] = json!(n);
         }
-        if let Some(r) = Self::flag("RestrictToWorkspaces", &self.restrict_to_workspaces)? {
+        if let Some(r) = cloudformation::bool_property("RestrictToWorkspaces", &self.restrict_to_workspaces)?
+        {
             req["restrictToWorkspaces"] = json!(r);
         }
-        Self::flag("ArchiveOnDelete", &self.archive_on_delete)?;
+        cloudformation::bool_property("ArchiveOnDelete", &self.archive_on_delete)?;
         CreationRequest::from_value(&req).map_err(|e| match e {
             CmekError::InvalidInput(m) => CmekError::InvalidInput(format!("ResourceProperties: {m}")),
             other => other,
@@ -168,12 +156,12 @@ async fn update(
     if old.key_arn != new.key_arn {
         refused.push("KeyArn (a workspace's key can never be removed or replaced)");
     }
-    if Properties::flag("RestrictToWorkspaces", &old.restrict_to_workspaces)?
-        != Properties::flag("RestrictToWorkspaces", &new.restrict_to_workspaces)?
+    if cloudformation::bool_property("RestrictToWorkspaces", &old.restrict_to_workspaces)?
+        != cloudformation::bool_property("RestrictToWorkspaces", &new.restrict_to_workspaces)?
     {
         refused.push("RestrictToWorkspaces (the key policy is settled when the workspace is created)");
     }
-    Properties::flag("ArchiveOnDelete", &new.archive_on_delete)?;
+    cloudformation::bool_property("ArchiveOnDelete", &new.archive_on_delete)?;
     if !refused.is_empty() {
         return Err(CmekError::InvalidInput(format!(
             "{RESOURCE_TYPE} {ws}: cannot change {}; nothing was changed. To get a workspace with another key or geo, add a new resource (a new logical id) and move traffic to it",
@@ -239,7 +227,7 @@ async fn delete(deps: &Deps, envelope: &Envelope, props: Option<Properties>) -> 
     }
     let ws = workspace_of(Some(&physical))?;
     let archive = match &props {
-        Some(p) => Properties::flag("ArchiveOnDelete", &p.archive_on_delete)?.unwrap_or(false),
+        Some(p) => cloudformation::bool_property("ArchiveOnDelete", &p.archive_on_delete)?.unwrap_or(false),
         None => false,
     };
     let reason = if archive {

@@ -161,22 +161,21 @@ impl Step<'_> {
     /// only if it has this creation's key; anything else stops here.
     async fn find_created_workspace(&mut self) -> Result<(), CmekError> {
         let token = self.rec.token.clone();
-        let mut found = self
-            .deps
-            .admin()?
-            .find_workspaces_tagged(TAG_CREATION, token.as_str())
-            .await?;
+        // Archived ones included, the Default Workspace never (this project
+        // does not create it); one walk of the list serves both lookups.
+        let all = self.deps.admin()?.list_workspaces(true, false).await?;
+        let mut found: Vec<Workspace> = all
+            .iter()
+            .filter(|w| w.tags.get(TAG_CREATION).is_some_and(|v| v == token.as_str()))
+            .cloned()
+            .collect();
         if found.is_empty() && self.rec.creation_started && !self.rec.key_adopted {
             // The tag is the user's to edit (Update Workspace takes `tags`):
             // a workspace created here whose tag was removed is still found
             // by its key — one this creation made, registered for it, and
             // attached to no other workspace.
-            if let Some(key_id) = self.rec.external_key_id.clone() {
-                found = self
-                    .deps
-                    .admin()?
-                    .list_workspaces(true, false)
-                    .await?
+            if let Some(key_id) = &self.rec.external_key_id {
+                found = all
                     .into_iter()
                     .filter(|w| w.external_key_id.as_deref() == Some(key_id.as_str()))
                     .collect();
