@@ -219,22 +219,6 @@ pub fn attributes(rec: &WorkflowRecord) -> Map<String, Value> {
         .collect()
 }
 
-/// A boolean resource property: CloudFormation sends every scalar as a
-/// string, so `"true"`/`"false"` (any case) count as well as JSON booleans;
-/// anything else is `InvalidInput` naming the property.
-pub fn bool_property(name: &str, v: &Option<Value>) -> Result<Option<bool>, crate::error::CmekError> {
-    match v {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(other) => Err(crate::error::CmekError::InvalidInput(format!(
-            "ResourceProperties.{name} must be true or false, got {}",
-            shown(&other.to_string())
-        ))),
-    }
-}
-
 /// The response URL must be CloudFormation's https pre-signed URL (or, for
 /// the local stack's stand-in, plain http on loopback).
 pub fn check_response_url(url: &str) -> Result<(), CallbackError> {

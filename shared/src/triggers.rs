@@ -59,3 +59,19 @@ pub async fn start_provisioning(
         }
     }
 }
+
+/// A boolean resource property: CloudFormation sends every scalar as a
+/// string, so `"true"`/`"false"` (any case) count as well as JSON booleans;
+/// anything else is `InvalidInput` naming the property.
+pub(crate) fn bool_property(name: &str, v: &Option<serde_json::Value>) -> Result<Option<bool>, CmekError> {
+    match v {
+        None => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(other) => Err(CmekError::InvalidInput(format!(
+            "ResourceProperties.{name} must be true or false, got {}",
+            crate::ids::shown(&other.to_string())
+        ))),
+    }
+}

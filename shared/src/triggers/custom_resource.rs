@@ -60,7 +60,7 @@ fn parse_properties(v: &Value) -> Result<Properties, CmekError> {
 impl Properties {
     /// The workflow request these properties ask for, validated like any other.
     fn request(&self, trigger: Trigger) -> Result<ProvisionRequest, CmekError> {
-        let manage = crate::cloudformation::bool_property("ManageKeyPolicy", &self.manage_key_policy)?;
+        let manage = super::bool_property("ManageKeyPolicy", &self.manage_key_policy)?;
         let mut req = json!({"workspaceId": self.workspace_id, "trigger": trigger});
         if let Some(n) = &self.display_name {
             req["displayName"] = json!(n);

@@ -70,11 +70,10 @@ impl Properties {
         if let Some(n) = &self.display_name {
             req["displayName"] = json!(n);
         }
-        if let Some(r) = cloudformation::bool_property("RestrictToWorkspaces", &self.restrict_to_workspaces)?
-        {
+        if let Some(r) = super::bool_property("RestrictToWorkspaces", &self.restrict_to_workspaces)? {
             req["restrictToWorkspaces"] = json!(r);
         }
-        cloudformation::bool_property("ArchiveOnDelete", &self.archive_on_delete)?;
+        super::bool_property("ArchiveOnDelete", &self.archive_on_delete)?;
         CreationRequest::from_value(&req).map_err(|e| match e {
             CmekError::InvalidInput(m) => CmekError::InvalidInput(format!("ResourceProperties: {m}")),
             other => other,
@@ -156,12 +155,12 @@ async fn update(
     if old.key_arn != new.key_arn {
         refused.push("KeyArn (a workspace's key can never be removed or replaced)");
     }
-    if cloudformation::bool_property("RestrictToWorkspaces", &old.restrict_to_workspaces)?
-        != cloudformation::bool_property("RestrictToWorkspaces", &new.restrict_to_workspaces)?
+    if super::bool_property("RestrictToWorkspaces", &old.restrict_to_workspaces)?
+        != super::bool_property("RestrictToWorkspaces", &new.restrict_to_workspaces)?
     {
         refused.push("RestrictToWorkspaces (the key policy is settled when the workspace is created)");
     }
-    cloudformation::bool_property("ArchiveOnDelete", &new.archive_on_delete)?;
+    super::bool_property("ArchiveOnDelete", &new.archive_on_delete)?;
     if !refused.is_empty() {
         return Err(CmekError::InvalidInput(format!(
             "{RESOURCE_TYPE} {ws}: cannot change {}; nothing was changed. To get a workspace with another key or geo, add a new resource (a new logical id) and move traffic to it",
@@ -227,7 +226,7 @@ async fn delete(deps: &Deps, envelope: &Envelope, props: Option<Properties>) -> 
     }
     let ws = workspace_of(Some(&physical))?;
     let archive = match &props {
-        Some(p) => cloudformation::bool_property("ArchiveOnDelete", &p.archive_on_delete)?.unwrap_or(false),
+        Some(p) => super::bool_property("ArchiveOnDelete", &p.archive_on_delete)?.unwrap_or(false),
         None => false,
     };
     let reason = if archive {
