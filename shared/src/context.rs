@@ -111,7 +111,7 @@ impl Clock {
 impl Deps {
     pub async fn from_env(needs: Needs) -> Result<Self, CmekError> {
         let config = Config::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
+        let sdk = crate::aws::lambda_sdk_config().await;
         let store = Arc::new(DynamoStore::new(
             crate::aws::dynamodb_client(&sdk),
             config.table_name.clone(),

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod platform;
 pub mod policy;
 pub mod runtime;
+pub mod sdk_http;
 pub mod store;
 pub mod tls;
 pub mod triggers;

@@ -1,13 +1,14 @@
 //! The process's TLS: one crypto provider (ring) and one set of trusted root
-//! certificates, shared by the AWS SDK and by the HTTP client for the Admin
-//! API and CloudFormation.
+//! certificates, shared by every HTTPS client of the process — reqwest, for
+//! the Admin API, CloudFormation's pre-signed URLs and (through
+//! [`crate::sdk_http`]) the AWS SDK.
 //!
-//! Left to themselves, both HTTPS stacks load the system's CA certificates:
-//! on Linux that is the bundle plus every file of the certificate directory,
-//! read and parsed. Begin, which calls AWS and then builds its Admin API
-//! client, paid for it twice in every cold start. Here the roots are read
-//! once, duplicates and certificates rustls cannot use as a trust anchor are
-//! dropped (the SDK panics on one), and both stacks get the same list.
+//! Left to itself, each client loads the system's CA certificates: on Linux
+//! that is the bundle plus every file of the certificate directory, read and
+//! parsed. Begin, which calls AWS and then builds its Admin API client, paid
+//! for it twice in every cold start. Here the roots are read once, duplicates
+//! and certificates rustls cannot use as a trust anchor are dropped, and
+//! every client gets the same parsed store.
 //!
 //! ring rather than aws-lc (the SDK's and reqwest's default): the functions
 //! need TLS 1.2/1.3 client handshakes and nothing else, and aws-lc costs about
@@ -17,11 +18,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-use aws_smithy_http_client::{Builder, ConnectorBuilder};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use base64::Engine;
 use rustls_pki_types::CertificateDer;
 
 /// The connect timeout of every HTTP client this crate builds.
@@ -116,7 +112,8 @@ static ROOT_STORE: LazyLock<Result<Arc<rustls::RootCertStore>, HttpClientError>>
 });
 
 /// The rustls configuration of every reqwest client: ring, the shared roots
-/// (and only those), HTTP/2 or HTTP/1.1 by ALPN.
+/// (and only those), HTTP/1.1 (the only version the clients are built with;
+/// every AWS and Anthropic endpoint the functions call speaks it).
 fn rustls_config() -> Result<rustls::ClientConfig, HttpClientError> {
     let mut config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -124,7 +121,7 @@ fn rustls_config() -> Result<rustls::ClientConfig, HttpClientError> {
             .map_err(|e| HttpClientError(e.to_string()))?
             .with_root_certificates(ROOT_STORE.as_ref().map(Arc::clone).map_err(Clone::clone)?)
             .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -140,76 +137,21 @@ pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
         .map_err(|e| HttpClientError(e.to_string()))
 }
 
-/// The AWS SDK's HTTPS client: its default (rustls, proxy settings from the
-/// environment) on ring and the shared roots.
-///
-/// The SDK calls the connector function in two ways. For requests, with
-/// settings, once per distinct timeout settings (it caches the result). And,
-/// as a probe, without settings every time a client is constructed
-/// (`HyperClient::validate_base_client_config` in aws-smithy-http-client,
-/// which drops the result; it is there to load native roots early). A probe
-/// building a TLS connector parsed every root once per client: the STS client
-/// `aws_config` makes for web identity, then DynamoDB, KMS, Secrets Manager…
-/// — 60 % of a cold start's CPU. The probe gets a plain connector instead;
-/// the roots are parsed when the first request needs them.
-pub fn sdk_http_client() -> SharedHttpClient {
-    Builder::new().build_with_connector_fn(|settings, components| {
-        let Some(settings) = settings else {
-            return ConnectorBuilder::default().build_http();
-        };
-        let mut connector = ConnectorBuilder::default()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-            .tls_context(SDK_TLS.clone());
-        connector.set_connector_settings(Some(settings.clone()));
-        if let Some(components) = components {
-            connector.set_sleep_impl(components.sleep_impl());
-        }
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
-        connector.build()
-    })
-}
-
-/// The shared roots as the SDK takes them (PEM only), encoded once. Without
-/// roots (which [`check`] reports at cold start) it trusts nothing: every
-/// handshake fails rather than trusting a default.
-static SDK_TLS: LazyLock<TlsContext> = LazyLock::new(|| {
-    let trust = roots()
-        .unwrap_or_default()
-        .iter()
-        .fold(TrustStore::empty().with_native_roots(false), |store, cert| {
-            store.with_pem_certificate(pem(cert))
-        });
-    TlsContext::builder()
-        .with_trust_store(trust)
+/// The reqwest client behind the AWS SDK's connectors
+/// ([`crate::sdk_http`]): the same TLS as [`http_client`], the SDK's connect
+/// timeout, no redirects, and no user agent of ours (the SDK sends its own).
+pub fn sdk_reqwest_client(connect_timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(rustls_config()?)
         .build()
-        .unwrap_or_default()
-});
-
-fn pem(cert: &CertificateDer<'_>) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-    let mut out = String::with_capacity(body.len() + body.len() / 64 + 64);
-    out.push_str("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        // Base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+        .map_err(|e| HttpClientError(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls_pki_types::pem::PemObject;
-
-    #[test]
-    fn pem_round_trips_to_the_same_der() {
-        for cert in roots().unwrap().iter().take(20) {
-            let back = CertificateDer::from_pem_slice(pem(cert).as_bytes()).expect("PEM parses");
-            assert_eq!(back.as_ref(), cert.as_ref());
-        }
-    }
 
     #[test]
     fn duplicates_and_non_anchors_are_dropped() {
@@ -225,7 +167,7 @@ mod tests {
     fn the_reqwest_client_builds_over_the_shared_roots() {
         assert!(!roots().unwrap().is_empty(), "no CA certificates were found");
         let config = rustls_config().unwrap();
-        assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
         http_client().expect("reqwest client");
     }
 

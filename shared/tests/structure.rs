@@ -6,7 +6,7 @@
 //!
 //! 0. identifiers and test hooks: `ids`, `crash_point`
 //! 1. domain: `geo`, `platform`, `policy`, `metrics`, `lifecycle` (pure: no I/O but stdout)
-//! 2. adapters: `tls`, `aws`, `admin_api`, `kms`, `store`, `events`, `cloudformation`
+//! 2. adapters: `tls`, `sdk_http`, `aws`, `admin_api`, `kms`, `store`, `events`, `cloudformation`
 //! 3. the functions' error type, configuration and inbound events: `error`, `config`, `inbound`
 //! 4. what a handler works with: `context`
 //! 5. entry points: `workflow`, `triggers`, `guardian`
@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("lifecycle", 1),
     ("tls", 2),
+    ("sdk_http", 2),
     ("aws", 2),
     ("admin_api", 2),
     ("kms", 2),

@@ -424,7 +424,7 @@ fn no_deployed_function_is_armed_with_crash_points() {
 }
 
 #[test]
-fn the_functions_link_one_tls_stack_and_it_is_ring() {
+fn the_functions_link_one_http_and_tls_stack_and_it_is_ring() {
     // aws-lc comes back with any SDK crate's `default-https-client` feature
     // or reqwest's `rustls` feature, and costs about 2 MB of each binary.
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
@@ -440,6 +440,13 @@ fn the_functions_link_one_tls_stack_and_it_is_ring() {
             "{unwanted} is in Cargo.lock: a dependency's features brought a second TLS stack back"
         );
     }
+    // The SDK's own HTTP client (hyper, its TLS connector, HTTP/2) comes back
+    // with any SDK crate's default features; the SDK talks through reqwest
+    // (cmek::sdk_http), and the second stack cost 1.1 MB of the binary.
+    assert!(
+        !packages.contains(&"aws-smithy-http-client"),
+        "aws-smithy-http-client is in Cargo.lock: a second HTTP stack came back"
+    );
 }
 
 #[test]
