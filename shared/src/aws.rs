@@ -22,7 +22,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime>).
 /// The default chain's first link, the environment, therefore always answers
 /// there; the rest of it (profile files, STS, SSO, ECS, IMDS) never runs, yet
-/// it was 0.5 MB of the one binary and a tenth of its link time. This reads
+/// it was code in the one binary and time in its link. This reads
 /// the same variables with the SDK's own providers, plus `AWS_ENDPOINT_URL`
 /// (the local stack's way to moto), and sets what the loader sets without
 /// them; `shared/tests/lambda_sdk_config.rs` holds the two equal in a process

@@ -3,9 +3,8 @@
 //!
 //! The SDK's own client (aws-smithy-http-client) brought a second HTTPS stack
 //! into the one binary every function runs: its hyper client, its TLS
-//! connector and HTTP/2. Dropping it took 1.1 MB off the arm64 binary and
-//! about a sixth off the fat-LTO link that dominates `sam build`
-//! (docs/performance.md).
+//! connector and HTTP/2 — size, and time in the fat-LTO link that dominates
+//! `sam build` (docs/performance.md).
 //!
 //! What the SDK asks of a client, as its traits in aws-smithy-runtime-api
 //! document them, and how each is met here:
