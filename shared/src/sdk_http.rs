@@ -13,8 +13,9 @@
 //!   distinct connect timeout, built on first use (so the trusted roots are
 //!   parsed when the first request needs them, not when a client is made);
 //! - the connect timeout bounds the TCP and TLS set-up (reqwest's
-//!   `connect_timeout`); the read timeout, as the SDK's own client applies it,
-//!   bounds the wait for the response headers;
+//!   `connect_timeout`); the read timeout bounds the wait for the answer
+//!   (the SDK's own client stops it at the headers; here it also covers the
+//!   body, which is read whole; no configuration here sets one);
 //! - failures are `ConnectorError`s whose kind drives the SDK's retries:
 //!   timeouts and I/O errors are retried as transient, a request that could
 //!   not be built is the caller's error and is not;
