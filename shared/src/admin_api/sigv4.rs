@@ -1,6 +1,7 @@
 //! SigV4 signing for Claude Platform on AWS: every request is signed by the
-//! caller's own AWS credentials (the function's role in Lambda, through the
-//! default provider chain), service `aws-external-anthropic`, the stack's
+//! caller's own AWS credentials (the function's role in Lambda, from the
+//! environment Lambda sets: `cmek::aws::lambda_sdk_config`; `cmekctl`'s from
+//! the default provider chain), service `aws-external-anthropic`, the stack's
 //! Region. The signing itself is `aws-sigv4`'s, the AWS SDKs' own signer:
 //! nothing here canonicalises a request by hand. (Claude Platform on AWS
 //! user guide, "Authentication": SigV4 against
