@@ -844,11 +844,7 @@ async fn start_and_follow(
     state_machine: &str,
     name: &str,
     input: &Value,
-) -> anyhow::Result<(
-    aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
-    u32,
-    Instant,
-)> {
+) -> anyhow::Result<Followed> {
     let sfn = aws_sdk_sfn::Client::new(sdk);
     let arn = sfn
         .start_execution()
@@ -865,18 +861,17 @@ async fn start_and_follow(
     follow(json_out, &sfn, &arn).await
 }
 
-/// Print each state an execution enters (and each failed attempt, which a
-/// retry or catch follows) until it ends: its description, the failed
-/// attempts, and when following began.
-async fn follow(
-    json_out: bool,
-    sfn: &aws_sdk_sfn::Client,
-    arn: &str,
-) -> anyhow::Result<(
+/// How a followed execution ended: its description, the failed attempts
+/// seen, and when following began.
+type Followed = (
     aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
     u32,
     Instant,
-)> {
+);
+
+/// Print each state an execution enters (and each failed attempt, which a
+/// retry or catch follows) until it ends ([`Followed`]).
+async fn follow(json_out: bool, sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<Followed> {
     let t0 = Instant::now();
     let mut seen = 0;
     let mut retries = 0;

@@ -104,7 +104,8 @@ pub fn check() -> Result<(), HttpClientError> {
 pub struct HttpClientError(String);
 
 /// The shared roots as rustls trust anchors, parsed once: every reqwest
-/// client (the Admin API's, CloudFormation's) trusts the same store.
+/// client (the Admin API's, CloudFormation's, the AWS SDK's) trusts the same
+/// store.
 static ROOT_STORE: LazyLock<Result<Arc<rustls::RootCertStore>, HttpClientError>> = LazyLock::new(|| {
     let mut store = rustls::RootCertStore::empty();
     store.add_parsable_certificates(roots()?.iter().cloned());
@@ -126,24 +127,30 @@ fn rustls_config() -> Result<rustls::ClientConfig, HttpClientError> {
 }
 
 /// A reqwest client with this crate's user agent, connect timeout and TLS.
-/// reqwest is built without a crypto provider, so a client made any other
-/// way panics when built; every client in the workspace comes from here.
 pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tls_backend_preconfigured(rustls_config()?)
-        .build()
-        .map_err(|e| HttpClientError(e.to_string()))
+    with_tls(
+        reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT),
+    )
 }
 
 /// The reqwest client behind the AWS SDK's connectors
 /// ([`crate::sdk_http`]): the same TLS as [`http_client`], the SDK's connect
 /// timeout, no redirects, and no user agent of ours (the SDK sends its own).
 pub fn sdk_reqwest_client(connect_timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
+    with_tls(
+        reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::none()),
+    )
+}
+
+/// Every reqwest client of the process is built here, on [`rustls_config`]:
+/// reqwest is built without a crypto provider, so a client made any other
+/// way panics when built.
+fn with_tls(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpClientError> {
+    builder
         .tls_backend_preconfigured(rustls_config()?)
         .build()
         .map_err(|e| HttpClientError(e.to_string()))
