@@ -11,7 +11,9 @@ mod sigv4;
 mod tests;
 mod types;
 
-pub use client::{AdminApiClient, Auth, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
+pub use client::{
+    AdminApiClient, Auth, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy, parse_base_url,
+};
 pub use error::{AdminApiError, ApiFailure};
 pub use error_code::{DOCUMENTED as DOCUMENTED_CODES, ErrorCode, Route};
 pub use retries::{Retries, RetryCounter};
