@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::admin_api::{DEFAULT_BASE_URL, parse_base_url};
+use crate::admin_api::{DEFAULT_BASE_URL, client::parse_base_url};
 use crate::geo::Geo;
 use crate::ids::{AccountId, Region, WorkspaceId};
 use crate::platform::{Platform, SourceArnScope};

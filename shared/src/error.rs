@@ -482,11 +482,6 @@ mod tests {
             CmekError::from(AdminApiError::Authentication(f())).error_type(),
             "AdminApiRejected"
         );
-        // A signature AWS refused (shared/base/src/admin_api/tests.rs).
-        assert_eq!(
-            CmekError::from(AdminApiError::SignatureRejected(f())).error_type(),
-            "RequestSignatureRejected"
-        );
         assert!(CmekError::from(AdminApiError::Internal(f())).is_transient());
         assert!(!CmekError::from(AdminApiError::Permission(f())).is_transient());
     }

@@ -37,7 +37,6 @@ fn the_docs_name_exactly_the_environment_variables_the_code_has() {
     let mut in_code = BTreeSet::new();
     for dir in [
         "shared/src",
-        "shared/base/src",
         "cli/src",
         "sandbox/src",
         "tests/src",

@@ -11,9 +11,7 @@ mod sigv4;
 mod tests;
 mod types;
 
-pub use client::{
-    AdminApiClient, Auth, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy, parse_base_url,
-};
+pub use client::{AdminApiClient, Auth, BaseUrlError, ClientOptions, DEFAULT_BASE_URL, RetryPolicy};
 pub use error::{AdminApiError, ApiFailure};
 pub use error_code::{DOCUMENTED as DOCUMENTED_CODES, ErrorCode, Route};
 pub use retries::{Retries, RetryCounter};

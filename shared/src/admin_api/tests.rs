@@ -893,8 +893,11 @@ async fn a_refused_signature_is_named_and_not_retried() {
         .get_workspace(&ws())
         .await
         .unwrap_err();
-    // Its name for the functions, RequestSignatureRejected: cmek's error.rs tests.
     assert!(matches!(err, AdminApiError::SignatureRejected(_)), "{err:?}");
+    assert_eq!(
+        crate::error::CmekError::from(err).error_type(),
+        "RequestSignatureRejected"
+    );
 
     let server = MockServer::start().await;
     Mock::given(method("GET"))
