@@ -54,8 +54,8 @@ async fn serve_erased(needs: Needs, invoke: Invoke) -> Result<(), lambda_runtime
 
 /// Every function the stack deploys, by the handler name its template entry
 /// gives it (`Handler:`), served by one binary. A multi-call binary because
-/// the functions share all but a few lines: `sam build` links one
-/// binary instead of one per function (one fat-LTO link), and the
+/// the functions share all but a few lines: `sam build` compiles and links
+/// one binary instead of one per function, and the
 /// functions still differ only in what their handler declares it needs.
 /// Lambda hands a custom runtime the configured handler as `_HANDLER`
 /// ("The handler location configured on the function",

@@ -3,8 +3,7 @@
 //!
 //! The SDK's own client (aws-smithy-http-client) brought a second HTTPS stack
 //! into the one binary every function runs: its hyper client, its TLS
-//! connector and HTTP/2 — size, and time in the fat-LTO link that dominates
-//! `sam build` (docs/performance.md).
+//! connector and HTTP/2 — size, and build time (docs/performance.md).
 //!
 //! What the SDK asks of a client, as its traits in aws-smithy-runtime-api
 //! document them, and how each is met here:
