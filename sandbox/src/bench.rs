@@ -23,10 +23,6 @@ fn bin_dir() -> PathBuf {
 /// The one binary every function runs (`functions/cmek-lambda`).
 const BINARY: &str = "cmek-lambda";
 
-/// The target for a release arm64 binary, in MB of 10^6 bytes (the
-/// stricter reading: 6 MiB would allow 6.29 MB).
-const ARM64_TARGET_MB: f64 = 6.0;
-
 fn megabytes(path: &std::path::Path) -> Option<f64> {
     std::fs::metadata(path).ok().map(|m| m.len() as f64 / 1e6)
 }
@@ -42,25 +38,22 @@ fn binary_sizes() {
     println!("## Release binary size (MB = 10^6 bytes)\n");
     match &arm64 {
         Some(_) => {
-            println!("| binary | {host} | arm64 (as `sam build` makes it) | target ≤ {ARM64_TARGET_MB} MB |")
+            println!(
+                "Unzipped, as Lambda runs it. The 6 MB target is for the artifact `sam deploy` uploads, the zip: the `sam build` section sizes it with SAM's own zip function.\n\n| binary | {host} | arm64 (as `sam build` makes it) |"
+            )
         }
         None => println!(
             "No arm64 build (bench/run could not add the aarch64 target): {host} only.\n\n| binary | {host} |"
         ),
     }
-    println!("|---|---:|{}", if arm64.is_some() { "---:|---:|" } else { "" });
+    println!("|---|---:|{}", if arm64.is_some() { "---:|" } else { "" });
     let show = |mb: Option<f64>| mb.map_or_else(|| "missing".to_owned(), |mb| format!("{mb:.2} MB"));
     let label = format!("{BINARY} (all {} functions)", cmek::runtime::HANDLERS.len());
     let native = show(megabytes(&bin_dir().join(BINARY)));
     match &arm64 {
         Some(dir) => {
             let mb = megabytes(&dir.join(BINARY).join("bootstrap"));
-            let verdict = match mb {
-                Some(mb) if mb <= ARM64_TARGET_MB => "✓",
-                Some(_) => "✗",
-                None => "-",
-            };
-            println!("| {label} | {native} | {} | {verdict} |", show(mb));
+            println!("| {label} | {native} | {} |", show(mb));
         }
         None => println!("| {label} | {native} |"),
     }
